@@ -1,0 +1,70 @@
+//! `credseal decrypt`.
+
+use clap::Args as ClapArgs;
+
+use crate::cli::env::Env;
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::io::{Input, Output};
+use crate::cli::{config, keyring, sops_failure};
+use crate::sops::file::{EncryptedFile, Opened};
+use crate::sops::path;
+use crate::sops::store;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: Input,
+    #[command(flatten)]
+    pub output: Output,
+    /// Print only the value at this path, e.g. '["stringData"]["password"]' (strings are
+    /// printed raw, without a trailing newline).
+    #[arg(long, value_name = "PATH")]
+    pub extract: Option<String>,
+    /// Do not verify the MAC (for recovering a damaged file).
+    #[arg(long)]
+    pub ignore_mac: bool,
+}
+
+/// Reads, decrypts and MAC-verifies an input: the shared first half of every command that
+/// needs the plaintext.
+pub fn open(input: &crate::cli::io::Input, env: &Env, ignore_mac: bool) -> CliResult<Opened> {
+    let name = input.display();
+    let data = input.read()?;
+    let format = input.input_format()?;
+    let file = EncryptedFile::parse(&data, format).map_err(|e| sops_failure(&name, e))?;
+    let ring = keyring::load(env, Some(&file.metadata))?;
+    file.open(&ring, ignore_mac)
+        .map_err(|e| sops_failure(&name, e))
+}
+
+pub fn run(args: Args, env: &Env) -> CliResult {
+    let name = args.input.display();
+    let steps = args
+        .extract
+        .as_deref()
+        .map(path::parse)
+        .transpose()
+        .map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
+    let opened = open(&args.input, env, args.ignore_mac)?;
+    let loaded = config::find(None, env.config.as_deref()).unwrap_or(None);
+    let opts = args
+        .input
+        .emit_options(loaded.as_ref().map(|l| &l.config.stores));
+    let out_format = args.input.output_format()?;
+    let out = match steps {
+        Some(steps) => {
+            let doc = opened
+                .tree
+                .documents
+                .first()
+                .ok_or_else(|| Failure::msg(Code::Generic, "no document"))?;
+            let node = path::get(doc, &steps)
+                .map_err(|e| Failure::new(Code::Generic, e).context(name.clone()))?;
+            store::emit_value(node, out_format, &opts).map_err(|e| sops_failure(&name, e.into()))?
+        }
+        None => opened
+            .emit_plain(out_format, &opts)
+            .map_err(|e| sops_failure(&name, e))?,
+    };
+    args.output.write(&args.input, &out, 0o600)
+}

@@ -1,0 +1,63 @@
+//! Every environment variable credseal reads, named once and read once, at startup.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Clone, Default)]
+pub struct Env {
+    /// `SOPS_AGE_KEY`: identities inline.
+    pub age_key: Option<String>,
+    /// `SOPS_AGE_KEY_FILE`: path of an identities file.
+    pub age_key_file: Option<PathBuf>,
+    /// `SOPS_AGE_KEY_CMD`: a command whose stdout is an identities file.
+    pub age_key_cmd: Option<String>,
+    /// `SOPS_AGE_RECIPIENTS`: comma-separated recipients (like `--age`).
+    pub age_recipients: Option<String>,
+    /// `SOPS_CONFIG`: explicit `.sops.yaml` path.
+    pub config: Option<PathBuf>,
+    /// `SOPS_EDITOR`, else `EDITOR`.
+    pub editor: Option<String>,
+    /// `XDG_CONFIG_HOME`, else `$HOME/.config`: where the default `sops/age/keys.txt` lives.
+    pub user_config_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("age_key", &self.age_key.as_ref().map(|_| "[REDACTED]"))
+            .field("age_key_file", &self.age_key_file)
+            .field("age_key_cmd", &self.age_key_cmd)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var_os(name)
+        .and_then(|v: OsString| v.into_string().ok())
+        .filter(|v| !v.is_empty())
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let user_config_dir = var("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")));
+        Env {
+            age_key: var("SOPS_AGE_KEY"),
+            age_key_file: var("SOPS_AGE_KEY_FILE").map(PathBuf::from),
+            age_key_cmd: var("SOPS_AGE_KEY_CMD"),
+            age_recipients: var("SOPS_AGE_RECIPIENTS"),
+            config: var("SOPS_CONFIG").map(PathBuf::from),
+            editor: var("SOPS_EDITOR").or_else(|| var("EDITOR")),
+            user_config_dir,
+        }
+    }
+
+    /// sops' default identities file: `<user config dir>/sops/age/keys.txt`.
+    pub fn default_keys_file(&self) -> Option<PathBuf> {
+        self.user_config_dir
+            .as_ref()
+            .map(|d| d.join("sops").join("age").join("keys.txt"))
+    }
+}

@@ -1,0 +1,169 @@
+//! The one exit-code table. Where sops has a code for the same failure, credseal uses it.
+
+use std::fmt;
+
+/// Exit codes, documented in the README and in `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    Generic = 1,
+    /// Unreadable or unparsable input file; also command-line usage errors (clap).
+    CouldNotReadInput = 2,
+    CouldNotWriteOutput = 3,
+    ErrorDumpingTree = 4,
+    ErrorReadingConfig = 5,
+    InvalidSetFormat = 7,
+    ConflictingParameters = 8,
+    ErrorEncryptingTree = 23,
+    ErrorDecryptingTree = 25,
+    MacMismatch = 51,
+    ConfigFileNotFound = 61,
+    InvalidTreePath = 91,
+    NeedAtLeastOneDocument = 92,
+    NoFileSpecified = 100,
+    NoEncryptionKeyFound = 111,
+    CouldNotRetrieveKey = 128,
+    FileHasNotBeenModified = 200,
+    NoEditorFound = 201,
+    FileAlreadyEncrypted = 203,
+}
+
+impl Code {
+    pub const TABLE: [(Code, &'static str); 19] = [
+        (
+            Code::Generic,
+            "generic failure (bad metadata or version, extract path not found, …)",
+        ),
+        (
+            Code::CouldNotReadInput,
+            "input file missing, unreadable or not valid YAML/JSON/dotenv; usage error",
+        ),
+        (
+            Code::CouldNotWriteOutput,
+            "output could not be written (nothing was changed)",
+        ),
+        (
+            Code::ErrorDumpingTree,
+            "the result could not be emitted in the output format",
+        ),
+        (
+            Code::ErrorReadingConfig,
+            ".sops.yaml is invalid, or no creation rule matches",
+        ),
+        (
+            Code::InvalidSetFormat,
+            "the value given to set is not valid",
+        ),
+        (
+            Code::ConflictingParameters,
+            "conflicting options (two selectors, --in-place with stdin, …)",
+        ),
+        (Code::ErrorEncryptingTree, "encryption failed"),
+        (
+            Code::ErrorDecryptingTree,
+            "a value failed to decrypt: tampered, moved, truncated ENC[…], or in clear where it must be encrypted",
+        ),
+        (
+            Code::MacMismatch,
+            "MAC verification failed: the file was changed after encryption",
+        ),
+        (
+            Code::ConfigFileNotFound,
+            "no .sops.yaml found where one is required (updatekeys)",
+        ),
+        (Code::InvalidTreePath, "bad --extract / set path syntax"),
+        (Code::NeedAtLeastOneDocument, "the input has no document"),
+        (
+            Code::NoFileSpecified,
+            "no input file given, or it does not exist",
+        ),
+        (
+            Code::NoEncryptionKeyFound,
+            "no age recipients to encrypt to",
+        ),
+        (
+            Code::CouldNotRetrieveKey,
+            "no identity could decrypt the data key (or a key source is unreadable)",
+        ),
+        (
+            Code::FileHasNotBeenModified,
+            "edit or set made no change; the file is untouched",
+        ),
+        (
+            Code::NoEditorFound,
+            "no editor found ($SOPS_EDITOR, $EDITOR, vim, nano, vi)",
+        ),
+        (
+            Code::FileAlreadyEncrypted,
+            "encrypt was given a file that is already encrypted",
+        ),
+    ];
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The table as text for `--help`.
+    pub fn help_table() -> String {
+        let mut s = String::from("Exit codes:\n  0    success\n");
+        for (code, what) in Code::TABLE {
+            s.push_str(&format!("  {:<4} {what}\n", code.as_u8()));
+        }
+        s
+    }
+}
+
+/// A failed command: the exit code and a message for the user (never a secret value).
+pub struct Failure {
+    pub code: Code,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: Code, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+
+    pub fn msg(code: Code, msg: impl fmt::Display) -> Self {
+        Failure::new(code, anyhow::anyhow!("{msg}"))
+    }
+
+    /// Adds what was being done, e.g. the file name.
+    pub fn context(self, ctx: impl fmt::Display + Send + Sync + 'static) -> Self {
+        Failure {
+            code: self.code,
+            error: self.error.context(ctx),
+        }
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (exit {})", self.error, self.code.as_u8())
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, Failure>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_lists_each_code_once() {
+        let mut codes: Vec<u8> = Code::TABLE.iter().map(|(c, _)| c.as_u8()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), Code::TABLE.len());
+        assert!(Code::help_table().contains("51   MAC verification failed"));
+    }
+}

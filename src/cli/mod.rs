@@ -1,0 +1,118 @@
+//! The command-line layer: the only code that reads argv, the environment, the working
+//! directory, and writes to stdout/stderr. Each subcommand is one file with `Args` + `run()`.
+
+pub mod config;
+pub mod decrypt;
+pub mod edit;
+pub mod encrypt;
+pub mod env;
+pub mod exit;
+pub mod io;
+pub mod keygen;
+pub mod keyring;
+pub mod rekey;
+pub mod set;
+pub mod updatekeys;
+
+use clap::{Parser, Subcommand};
+
+use crate::cli::env::Env;
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::sops::file::SopsError;
+use crate::sops::keys::KeyError;
+use crate::sops::store::StoreError;
+use crate::sops::tree::Timestamp;
+
+/// SOPS-compatible age encryption for Kubernetes database credentials.
+#[derive(Parser, Debug)]
+#[command(name = "credseal", version, after_long_help = exit_help())]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn exit_help() -> String {
+    Code::help_table()
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Encrypt a file (a Kubernetes Secret manifest, YAML, JSON, dotenv or any file) with age.
+    Encrypt(encrypt::Args),
+    /// Decrypt a SOPS file, verifying its MAC.
+    Decrypt(decrypt::Args),
+    /// Edit an encrypted file in $EDITOR; unchanged values keep their exact ciphertext.
+    Edit(edit::Args),
+    /// Set one value (read from standard input) in an encrypted file.
+    Set(set::SetArgs),
+    /// Remove one value from an encrypted file.
+    Unset(set::UnsetArgs),
+    /// Re-wrap the data key for the recipients .sops.yaml now requires; values untouched.
+    Updatekeys(updatekeys::Args),
+    /// Draw a new data key and re-encrypt every value with it.
+    Rekey(rekey::Args),
+    /// Generate an age identity file, as age-keygen does.
+    Keygen(keygen::Args),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    let env = Env::from_process();
+    match cli.command {
+        Command::Encrypt(a) => encrypt::run(a, &env),
+        Command::Decrypt(a) => decrypt::run(a, &env),
+        Command::Edit(a) => edit::run(a, &env),
+        Command::Set(a) => set::run_set(a, &env),
+        Command::Unset(a) => set::run_unset(a, &env),
+        Command::Updatekeys(a) => updatekeys::run(a, &env),
+        Command::Rekey(a) => rekey::run(a, &env),
+        Command::Keygen(a) => keygen::run(a),
+    }
+}
+
+/// The current UTC time, whole seconds (sops' `lastmodified`).
+pub fn now() -> Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Timestamp::from_unix(secs)
+}
+
+/// Maps a format-core error to its exit code, naming the file.
+pub fn sops_failure(file: &str, e: SopsError) -> Failure {
+    let code = match &e {
+        SopsError::Store(s) => match s {
+            StoreError::Yaml(_)
+            | StoreError::Json(_)
+            | StoreError::Dotenv(_)
+            | StoreError::BinaryNotUtf8 => Code::CouldNotReadInput,
+            StoreError::NoDocument => Code::NeedAtLeastOneDocument,
+            StoreError::AlreadyEncrypted => Code::FileAlreadyEncrypted,
+            StoreError::BinaryShape => Code::ErrorDumpingTree,
+            StoreError::Metadata(_) => Code::Generic,
+        },
+        SopsError::Key(k) => match k {
+            KeyError::NoMatchingIdentity { .. }
+            | KeyError::NotEnoughShares { .. }
+            | KeyError::BadDataKey(_) => Code::CouldNotRetrieveKey,
+            KeyError::NoRecipients => Code::NoEncryptionKeyFound,
+            _ => Code::Generic,
+        },
+        SopsError::Walk(_) => Code::ErrorDecryptingTree,
+        SopsError::MacUndecryptable | SopsError::MacMismatch => Code::MacMismatch,
+        SopsError::Metadata(_) => Code::Generic,
+    };
+    Failure::new(code, e).context(file.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

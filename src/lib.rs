@@ -1,0 +1,10 @@
+//! credseal: SOPS-compatible age encryption for Kubernetes database credentials.
+//!
+//! The module tree follows `DESIGN.md` §6: `sops` is the format core (bytes in, bytes out),
+//! `cli` the only layer that touches argv, the environment and stdout.
+
+pub mod cli;
+pub mod fsx;
+pub mod manifest;
+pub mod secret;
+pub mod sops;

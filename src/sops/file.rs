@@ -1,0 +1,241 @@
+//! Whole-file operations: encrypt a plaintext tree, open an encrypted file, re-seal it.
+
+use crate::secret::DataKey;
+use crate::sops::keys::{self, KeyError, Keyring, Recipient};
+use crate::sops::metadata::{self, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
+use crate::sops::rules::Selector;
+use crate::sops::store::{self, EmitOptions, Format, StoreError};
+use crate::sops::tree::{Timestamp, Tree};
+use crate::sops::walk::{self, Entropy, IvStash, WalkError, WalkRules};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SopsError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// A value failed to decrypt or parse (sops exit 25).
+    #[error("could not decrypt value at {0}")]
+    Walk(#[from] WalkError),
+    /// The MAC could not be decrypted (sops exit 51).
+    #[error(
+        "MAC verification failed: the stored MAC does not decrypt (file tampered with, or lastmodified changed)"
+    )]
+    MacUndecryptable,
+    /// The recomputed MAC differs (sops exit 51).
+    #[error("MAC mismatch: the file's values or their order were changed after it was encrypted")]
+    MacMismatch,
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
+}
+
+/// How a new file is encrypted.
+pub struct EncryptSettings {
+    pub recipients: Vec<Recipient>,
+    pub selector: Selector,
+    pub mac_only_encrypted: bool,
+}
+
+/// Clock and randomness, injected so tests can reproduce sops' output.
+pub struct Context<'a> {
+    pub entropy: &'a mut dyn Entropy,
+    pub now: Timestamp,
+}
+
+/// An encrypted file as read: values still encrypted, metadata separated.
+pub struct EncryptedFile {
+    pub tree: Tree,
+    pub metadata: Metadata,
+    pub format: Format,
+}
+
+/// A decrypted file, holding what is needed to write it back churn-free.
+pub struct Opened {
+    /// Plaintext tree.
+    pub tree: Tree,
+    pub metadata: Metadata,
+    pub format: Format,
+    key: DataKey,
+    stash: IvStash,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Encrypts a plaintext tree to a new file with a fresh data key.
+pub fn encrypt(
+    tree: Tree,
+    format: Format,
+    settings: &EncryptSettings,
+    ctx: &mut Context<'_>,
+    opts: &EmitOptions,
+) -> Result<Vec<u8>, SopsError> {
+    let mut raw = [0u8; 32];
+    ctx.entropy.fill(&mut raw);
+    let key = DataKey::from_bytes(raw);
+    raw.fill(0);
+    let group = keys::key_group_for(&key, &settings.recipients)?;
+    // The binary store encrypts its one value regardless of selectors and writes none (3.11+).
+    let selector = if format == Format::Binary {
+        Selector::All
+    } else {
+        settings.selector.clone()
+    };
+    let opened = Opened {
+        tree,
+        metadata: Metadata {
+            key_groups: vec![group],
+            shamir_threshold: 0,
+            lastmodified: String::new(),
+            mac: String::new(),
+            selector,
+            mac_only_encrypted: settings.mac_only_encrypted && format != Format::Binary,
+            version: SOPS_VERSION.to_owned(),
+        },
+        format,
+        key,
+        stash: IvStash::default(),
+    };
+    opened.seal(ctx, opts)
+}
+
+impl EncryptedFile {
+    pub fn parse(input: &[u8], format: Format) -> Result<EncryptedFile, SopsError> {
+        let (tree, mut metadata) = store::load_encrypted(input, format)?;
+        if format == Format::Binary {
+            metadata.selector = Selector::All;
+        }
+        Ok(EncryptedFile {
+            tree,
+            metadata,
+            format,
+        })
+    }
+
+    pub fn data_key(&self, keyring: &Keyring) -> Result<DataKey, SopsError> {
+        Ok(keyring.data_key(&self.metadata)?)
+    }
+
+    /// Decrypts every value and, unless `ignore_mac`, verifies the MAC.
+    pub fn open(self, keyring: &Keyring, ignore_mac: bool) -> Result<Opened, SopsError> {
+        let key = self.data_key(keyring)?;
+        self.open_with_key(key, ignore_mac)
+    }
+
+    pub fn open_with_key(self, key: DataKey, ignore_mac: bool) -> Result<Opened, SopsError> {
+        let EncryptedFile {
+            mut tree,
+            metadata,
+            format,
+        } = self;
+        let mut stash = IvStash::default();
+        let rules = WalkRules {
+            selector: &metadata.selector,
+            mac_only_encrypted: metadata.mac_only_encrypted,
+        };
+        let computed = walk::decrypt_tree(&mut tree, &rules, &key, &mut stash)?;
+        if !ignore_mac {
+            let aad = metadata
+                .mac_aad()
+                .map_err(|_| SopsError::MacUndecryptable)?;
+            let stored =
+                walk::decrypt_mac(&key, &metadata.mac, &aad).ok_or(SopsError::MacUndecryptable)?;
+            if stored != computed {
+                return Err(SopsError::MacMismatch);
+            }
+        }
+        Ok(Opened {
+            tree,
+            metadata,
+            format,
+            key,
+            stash,
+        })
+    }
+
+    /// Re-wraps the existing data key for a new set of recipients (`updatekeys`): values,
+    /// `lastmodified`, `mac` and `version` are untouched.
+    pub fn rewrap(&mut self, keyring: &Keyring, recipients: &[Recipient]) -> Result<(), SopsError> {
+        if self.metadata.key_groups.len() > 1 {
+            return Err(KeyError::ShamirWriteUnsupported.into());
+        }
+        let key = self.data_key(keyring)?;
+        let mut group: KeyGroup = keys::key_group_for(&key, recipients)?;
+        group.others = self
+            .metadata
+            .key_groups
+            .first()
+            .map(|g| g.others.clone())
+            .unwrap_or_default();
+        self.metadata.key_groups = vec![group];
+        Ok(())
+    }
+
+    pub fn emit(&self, opts: &EmitOptions) -> Result<Vec<u8>, SopsError> {
+        Ok(store::emit_encrypted(
+            &self.tree,
+            &self.metadata,
+            self.format,
+            opts,
+        )?)
+    }
+}
+
+impl Opened {
+    /// Encrypts the (possibly edited) tree again under the same data key, reusing the IVs of
+    /// unchanged values, with a new `lastmodified` and MAC.
+    pub fn seal(&self, ctx: &mut Context<'_>, opts: &EmitOptions) -> Result<Vec<u8>, SopsError> {
+        let (tree, meta) = self.seal_tree(ctx)?;
+        Ok(store::emit_encrypted(&tree, &meta, self.format, opts)?)
+    }
+
+    /// As [`Opened::seal`], returning the encrypted tree and metadata instead of bytes.
+    pub fn seal_tree(&self, ctx: &mut Context<'_>) -> Result<(Tree, Metadata), SopsError> {
+        let mut tree = self.tree.clone();
+        let mut meta = self.metadata.clone();
+        let rules = WalkRules {
+            selector: &meta.selector,
+            mac_only_encrypted: meta.mac_only_encrypted,
+        };
+        let mac = walk::encrypt_tree(&mut tree, &rules, &self.key, ctx.entropy, &self.stash)?;
+        meta.lastmodified = ctx.now.to_rfc3339();
+        meta.mac = walk::encrypt_mac(&self.key, &mac, &meta.lastmodified, ctx.entropy);
+        Ok((tree, meta))
+    }
+
+    /// Raises `version` to ours when the file was written by an older release (as sops edit).
+    pub fn raise_version(&mut self) {
+        if metadata::version_older(&self.metadata.version, SOPS_VERSION) {
+            self.metadata.version = SOPS_VERSION.to_owned();
+        }
+    }
+
+    /// Draws a new data key and wraps it for the file's current age recipients (`rekey`).
+    /// Other master key types cannot be re-wrapped by credseal and are refused.
+    pub fn rekey(&mut self, ctx: &mut Context<'_>) -> Result<(), SopsError> {
+        if self.metadata.key_groups.len() > 1 {
+            return Err(KeyError::ShamirWriteUnsupported.into());
+        }
+        let recipients = self
+            .metadata
+            .age_recipients()
+            .map(Recipient::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut raw = [0u8; 32];
+        ctx.entropy.fill(&mut raw);
+        self.key = DataKey::from_bytes(raw);
+        raw.fill(0);
+        self.metadata.key_groups = vec![keys::key_group_for(&self.key, &recipients)?];
+        Ok(())
+    }
+
+    /// The plaintext document(s) in the file's own format.
+    pub fn emit_plain(&self, format: Format, opts: &EmitOptions) -> Result<Vec<u8>, SopsError> {
+        Ok(store::emit_plain(&self.tree, format, opts)?)
+    }
+}

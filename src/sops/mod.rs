@@ -1,0 +1,18 @@
+//! The SOPS format core: bytes in, bytes out. Knows nothing of Kubernetes, databases or the
+//! filesystem; randomness and time are passed in so tests can reproduce sops' output exactly.
+
+pub mod cipher;
+pub mod config;
+pub mod dotenv;
+pub mod file;
+pub mod json;
+pub mod keys;
+pub mod metadata;
+pub mod path;
+pub mod rules;
+pub mod shamir;
+pub mod store;
+pub mod tree;
+pub mod value;
+pub mod walk;
+pub mod yaml;

@@ -1,0 +1,247 @@
+//! File formats: which store reads and writes a file, and where each puts the metadata.
+
+use std::path::Path;
+
+use crate::sops::dotenv::{self, DotenvError};
+use crate::sops::json::{self, JsonError};
+use crate::sops::metadata::{Metadata, MetadataError};
+use crate::sops::tree::{Map, MapItem, Node, Tree};
+use crate::sops::yaml::{self, YamlError};
+
+/// The reserved top-level key (dotenv: key prefix `sops_`).
+pub const METADATA_KEY: &str = "sops";
+const DOTENV_PREFIX: &str = "sops_";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    Dotenv,
+    Binary,
+}
+
+impl Format {
+    /// sops' choice by extension: `.yaml`/`.yml`, `.json`, `.env`; anything else is binary.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("json") => Format::Json,
+            Some("env") => Format::Dotenv,
+            _ => Format::Binary,
+        }
+    }
+
+    /// `--input-type` / `--output-type` values.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(match name {
+            "yaml" => Format::Yaml,
+            "json" => Format::Json,
+            "dotenv" => Format::Dotenv,
+            "binary" => Format::Binary,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+            Format::Dotenv => "dotenv",
+            Format::Binary => "binary",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid YAML: {0}")]
+    Yaml(#[from] YamlError),
+    #[error("invalid JSON: {0}")]
+    Json(#[from] JsonError),
+    #[error("invalid dotenv: {0}")]
+    Dotenv(#[from] DotenvError),
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
+    #[error("binary input that is not UTF-8 text is not supported")]
+    BinaryNotUtf8,
+    #[error("the input has no document")]
+    NoDocument,
+    #[error("the file is already encrypted (it has a top-level sops key)")]
+    AlreadyEncrypted,
+    #[error("the binary store's data key is missing or not a string")]
+    BinaryShape,
+}
+
+/// Output settings from `.sops.yaml` `stores:` or flags.
+#[derive(Clone, Debug)]
+pub struct EmitOptions {
+    pub yaml_indent: usize,
+    /// JSON indent string: a tab by default, or N spaces.
+    pub json_indent: String,
+}
+
+impl Default for EmitOptions {
+    fn default() -> Self {
+        EmitOptions {
+            yaml_indent: 4,
+            json_indent: "\t".into(),
+        }
+    }
+}
+
+/// Parses a plaintext file. Refuses one that is already encrypted (sops exit 203).
+pub fn load_plain(input: &[u8], format: Format) -> Result<Tree, StoreError> {
+    let tree = parse(input, format)?;
+    let first = tree.documents.first().ok_or(StoreError::NoDocument)?;
+    let encrypted = match format {
+        Format::Dotenv => first.pairs().any(|(k, _)| k.starts_with(DOTENV_PREFIX)),
+        Format::Binary => false,
+        _ => first.get(METADATA_KEY).is_some(),
+    };
+    if encrypted {
+        return Err(StoreError::AlreadyEncrypted);
+    }
+    Ok(tree)
+}
+
+fn parse(input: &[u8], format: Format) -> Result<Tree, StoreError> {
+    Ok(match format {
+        Format::Yaml => {
+            let tree = yaml::parse(input)?;
+            if tree.documents.is_empty() {
+                return Err(StoreError::NoDocument);
+            }
+            tree
+        }
+        Format::Json => Tree {
+            documents: vec![json::parse(input)?],
+        },
+        Format::Dotenv => Tree {
+            documents: vec![dotenv::parse(input)?],
+        },
+        Format::Binary => {
+            let text = std::str::from_utf8(input).map_err(|_| StoreError::BinaryNotUtf8)?;
+            let mut m = Map::new();
+            m.insert("data", Node::str(text));
+            Tree { documents: vec![m] }
+        }
+    })
+}
+
+/// Parses an encrypted file and takes the metadata out of the tree (read from the first
+/// document; copies in later YAML documents are dropped, as sops does).
+pub fn load_encrypted(input: &[u8], format: Format) -> Result<(Tree, Metadata), StoreError> {
+    // The binary store's envelope is JSON.
+    let parse_as = if format == Format::Binary {
+        Format::Json
+    } else {
+        format
+    };
+    let mut tree = parse(input, parse_as)?;
+    let meta_node = match format {
+        Format::Dotenv => {
+            let first = tree.documents.first_mut().ok_or(StoreError::NoDocument)?;
+            let mut flat = Vec::new();
+            first.items.retain(|item| match item {
+                MapItem::Pair(k, v) if k.starts_with(DOTENV_PREFIX) => {
+                    flat.push((k[DOTENV_PREFIX.len()..].to_owned(), v.clone()));
+                    false
+                }
+                _ => true,
+            });
+            if flat.is_empty() {
+                return Err(MetadataError::Missing.into());
+            }
+            Node::Map(dotenv::unflatten(flat)?)
+        }
+        _ => {
+            let mut found = None;
+            for (i, doc) in tree.documents.iter_mut().enumerate() {
+                let node = doc.remove(METADATA_KEY);
+                if i == 0 {
+                    found = node;
+                }
+            }
+            found.ok_or(MetadataError::Missing)?
+        }
+    };
+    let meta = Metadata::from_node(&meta_node)?;
+    Ok((tree, meta))
+}
+
+/// Emits a plaintext tree (decrypt output).
+pub fn emit_plain(tree: &Tree, format: Format, opts: &EmitOptions) -> Result<Vec<u8>, StoreError> {
+    let first = tree.documents.first().ok_or(StoreError::NoDocument)?;
+    Ok(match format {
+        Format::Yaml => yaml::emit(
+            tree,
+            &yaml::EmitOptions {
+                indent: opts.yaml_indent,
+            },
+        ),
+        Format::Json => json::emit(first, &opts.json_indent)?,
+        Format::Dotenv => dotenv::emit(first)?,
+        Format::Binary => match first.get("data") {
+            Some(Node::Str(s)) => s.expose().as_bytes().to_vec(),
+            _ => return Err(StoreError::BinaryShape),
+        },
+    })
+}
+
+/// Emits an encrypted tree with its metadata placed where the format keeps it.
+pub fn emit_encrypted(
+    tree: &Tree,
+    meta: &Metadata,
+    format: Format,
+    opts: &EmitOptions,
+) -> Result<Vec<u8>, StoreError> {
+    let meta_node = meta.to_node();
+    let mut tree = tree.clone();
+    match format {
+        Format::Dotenv => {
+            let first = tree.documents.first_mut().ok_or(StoreError::NoDocument)?;
+            let Node::Map(m) = &meta_node else {
+                unreachable!("metadata is a mapping")
+            };
+            dotenv::flatten(m, DOTENV_PREFIX, first);
+            Ok(dotenv::emit(first)?)
+        }
+        Format::Yaml => {
+            for doc in &mut tree.documents {
+                doc.insert(METADATA_KEY, meta_node.clone());
+            }
+            Ok(yaml::emit(
+                &tree,
+                &yaml::EmitOptions {
+                    indent: opts.yaml_indent,
+                },
+            ))
+        }
+        Format::Json | Format::Binary => {
+            let first = tree.documents.first_mut().ok_or(StoreError::NoDocument)?;
+            first.insert(METADATA_KEY, meta_node);
+            Ok(json::emit(first, &opts.json_indent)?)
+        }
+    }
+}
+
+/// Emits one extracted value: strings raw, anything else in the output format.
+pub fn emit_value(node: &Node, format: Format, opts: &EmitOptions) -> Result<Vec<u8>, StoreError> {
+    Ok(match (node, format) {
+        (Node::Str(s), _) => s.expose().as_bytes().to_vec(),
+        (Node::Map(m), _) => emit_plain(
+            &Tree {
+                documents: vec![m.clone()],
+            },
+            format,
+            opts,
+        )?,
+        (_, Format::Json) => json::emit_value(node, &opts.json_indent)?,
+        _ => yaml::emit_node(
+            node,
+            &yaml::EmitOptions {
+                indent: opts.yaml_indent,
+            },
+        ),
+    })
+}

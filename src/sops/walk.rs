@@ -1,0 +1,489 @@
+//! The tree walk that encrypts or decrypts every leaf and computes the MAC (spec §7, §8).
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::secret::{DataKey, SecretBytes, SecretString};
+use crate::sops::cipher::{self, CipherError, Encrypted, IV_LEN, ValueType};
+use crate::sops::rules::Selector;
+use crate::sops::tree::{Comment, Map, MapItem, Node, Seq, SeqItem, Tree};
+use crate::sops::value::{self, ValueError};
+
+/// A source of random bytes for data keys and IVs; tests inject a deterministic one.
+pub trait Entropy {
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// The operating system's CSPRNG.
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        use rand::RngCore;
+        rand::rngs::OsRng.fill_bytes(buf);
+    }
+}
+
+/// IVs seen while decrypting, by (path, type, plaintext). Re-encrypting an unchanged value at
+/// the same path under the same data key reuses its IV, so its ciphertext stays byte-identical
+/// (sops' "stash"; small git diffs). A changed value never matches, so it gets a fresh IV.
+#[derive(Default)]
+pub struct IvStash {
+    seen: HashMap<(String, ValueType, SecretBytes), [u8; IV_LEN]>,
+}
+
+impl IvStash {
+    fn remember(&mut self, aad: &str, ty: ValueType, plain: &SecretBytes, iv: &[u8]) {
+        if let Ok(iv) = <[u8; IV_LEN]>::try_from(iv) {
+            self.seen.insert((aad.to_owned(), ty, plain.clone()), iv);
+        }
+    }
+
+    fn lookup(&self, aad: &str, ty: ValueType, plain: &SecretBytes) -> Option<[u8; IV_LEN]> {
+        self.seen.get(&(aad.to_owned(), ty, plain.clone())).copied()
+    }
+}
+
+/// What went wrong at one leaf. `path` is in `--extract` syntax; no value is ever included.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error("{path}: {source}")]
+    Cipher { path: String, source: CipherError },
+    #[error("{path}: {source}")]
+    Value { path: String, source: ValueError },
+    /// A leaf that the selection rules say is encrypted is not a string (hand-edited file).
+    #[error("{path}: expected an encrypted value (a string), found a {found} in clear")]
+    NotString { path: String, found: &'static str },
+    /// An encrypted comment matches `unencrypted_comment_regex`: the file could not be decrypted.
+    #[error(
+        "{path}: an encrypted comment matches unencrypted_comment_regex; choose a regex that cannot match ENC[...]"
+    )]
+    CommentMatchesRegex { path: String },
+}
+
+impl WalkError {
+    /// Whether the failure is a value that did not authenticate or parse (sops exit 25).
+    pub fn path(&self) -> &str {
+        match self {
+            WalkError::Cipher { path, .. }
+            | WalkError::Value { path, .. }
+            | WalkError::NotString { path, .. }
+            | WalkError::CommentMatchesRegex { path } => path,
+        }
+    }
+}
+
+/// The selection and MAC settings the walk needs from the metadata.
+pub struct WalkRules<'a> {
+    pub selector: &'a Selector,
+    pub mac_only_encrypted: bool,
+}
+
+enum Mode<'a> {
+    Encrypt {
+        key: &'a DataKey,
+        entropy: &'a mut dyn Entropy,
+        stash: &'a IvStash,
+    },
+    Decrypt {
+        key: &'a DataKey,
+        stash: &'a mut IvStash,
+    },
+}
+
+/// SHA-256("sops"), fed first when `mac_only_encrypted` is set (spec §8).
+fn mac_only_encrypted_init() -> [u8; 32] {
+    Sha256::digest(b"sops").into()
+}
+
+/// Encrypts every selected leaf and comment in place; returns the MAC (upper-case hex).
+pub fn encrypt_tree(
+    tree: &mut Tree,
+    rules: &WalkRules<'_>,
+    key: &DataKey,
+    entropy: &mut dyn Entropy,
+    stash: &IvStash,
+) -> Result<String, WalkError> {
+    let mut w = Walker::new(
+        rules,
+        Mode::Encrypt {
+            key,
+            entropy,
+            stash,
+        },
+    );
+    for doc in &mut tree.documents {
+        w.map(doc)?;
+    }
+    Ok(w.finish())
+}
+
+/// Decrypts every selected leaf in place, remembering IVs; returns the recomputed MAC.
+pub fn decrypt_tree(
+    tree: &mut Tree,
+    rules: &WalkRules<'_>,
+    key: &DataKey,
+    stash: &mut IvStash,
+) -> Result<String, WalkError> {
+    let mut w = Walker::new(rules, Mode::Decrypt { key, stash });
+    for doc in &mut tree.documents {
+        w.map(doc)?;
+    }
+    Ok(w.finish())
+}
+
+/// Computes the MAC of a plaintext tree without changing it (for checks and tests).
+pub fn plaintext_mac(tree: &Tree, rules: &WalkRules<'_>) -> String {
+    let mut hasher = Sha512::new();
+    if rules.mac_only_encrypted {
+        hasher.update(mac_only_encrypted_init());
+    }
+    let mut path = Vec::new();
+    let mut comments = Vec::new();
+    for doc in &tree.documents {
+        mac_map(doc, rules, &mut hasher, &mut path, &mut comments);
+    }
+    upper_hex(&hasher.finalize())
+}
+
+fn mac_map(
+    m: &Map,
+    rules: &WalkRules<'_>,
+    h: &mut Sha512,
+    path: &mut Vec<String>,
+    comments: &mut Vec<Vec<String>>,
+) {
+    comments.push(Vec::new());
+    for item in &m.items {
+        match item {
+            MapItem::Comment(c) => comments
+                .last_mut()
+                .expect("pushed")
+                .push(c.text.expose().to_owned()),
+            MapItem::Pair(k, v) => {
+                path.push(k.clone());
+                mac_node(v, rules, h, path, comments);
+                path.pop();
+                comments.last_mut().expect("pushed").clear();
+            }
+        }
+    }
+    comments.pop();
+}
+
+fn mac_node(
+    n: &Node,
+    rules: &WalkRules<'_>,
+    h: &mut Sha512,
+    path: &mut Vec<String>,
+    comments: &mut Vec<Vec<String>>,
+) {
+    match n {
+        Node::Map(m) => mac_map(m, rules, h, path, comments),
+        Node::Seq(s) => {
+            comments.push(Vec::new());
+            for item in &s.items {
+                match item {
+                    SeqItem::Comment(c) => comments
+                        .last_mut()
+                        .expect("pushed")
+                        .push(c.text.expose().to_owned()),
+                    SeqItem::Node(n) => {
+                        mac_node(n, rules, h, path, comments);
+                        comments.last_mut().expect("pushed").clear();
+                    }
+                }
+            }
+            comments.pop();
+        }
+        leaf => {
+            if !rules.mac_only_encrypted || rules.selector.should_encrypt(path, comments, false) {
+                if let Some((bytes, _)) = value::to_bytes(leaf) {
+                    h.update(bytes.expose());
+                }
+            }
+        }
+    }
+}
+
+fn upper_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A path segment for error messages (list indices are shown there, though not in the AAD).
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+struct Walker<'a> {
+    rules: &'a WalkRules<'a>,
+    mode: Mode<'a>,
+    hasher: Sha512,
+    path: Vec<String>,
+    display: Vec<Seg>,
+    comments: Vec<Vec<String>>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(rules: &'a WalkRules<'a>, mode: Mode<'a>) -> Self {
+        let mut hasher = Sha512::new();
+        if rules.mac_only_encrypted {
+            hasher.update(mac_only_encrypted_init());
+        }
+        Walker {
+            rules,
+            mode,
+            hasher,
+            path: Vec::new(),
+            display: Vec::new(),
+            comments: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> String {
+        upper_hex(&self.hasher.finalize())
+    }
+
+    fn display_path(&self) -> String {
+        display_path(&self.display)
+    }
+
+    fn aad(&self) -> String {
+        let mut s = self.path.join(":");
+        s.push(':');
+        s
+    }
+
+    fn map(&mut self, m: &mut Map) -> Result<(), WalkError> {
+        self.comments.push(Vec::new());
+        for item in &mut m.items {
+            match item {
+                MapItem::Comment(c) => {
+                    self.comments
+                        .last_mut()
+                        .expect("pushed")
+                        .push(c.text.expose().to_owned());
+                    self.comment(c)?;
+                }
+                MapItem::Pair(k, v) => {
+                    self.path.push(k.clone());
+                    self.display.push(Seg::Key(k.clone()));
+                    self.node(v)?;
+                    self.path.pop();
+                    self.display.pop();
+                    self.comments.last_mut().expect("pushed").clear();
+                }
+            }
+        }
+        self.comments.pop();
+        Ok(())
+    }
+
+    fn seq(&mut self, s: &mut Seq) -> Result<(), WalkError> {
+        self.comments.push(Vec::new());
+        let mut index = 0;
+        for item in &mut s.items {
+            match item {
+                SeqItem::Comment(c) => {
+                    self.comments
+                        .last_mut()
+                        .expect("pushed")
+                        .push(c.text.expose().to_owned());
+                    self.comment(c)?;
+                }
+                SeqItem::Node(n) => {
+                    self.display.push(Seg::Index(index));
+                    self.node(n)?;
+                    self.display.pop();
+                    index += 1;
+                    self.comments.last_mut().expect("pushed").clear();
+                }
+            }
+        }
+        self.comments.pop();
+        Ok(())
+    }
+
+    fn node(&mut self, n: &mut Node) -> Result<(), WalkError> {
+        match n {
+            Node::Map(m) => self.map(m),
+            Node::Seq(s) => self.seq(s),
+            Node::Null => Ok(()),
+            _ => self.leaf(n),
+        }
+    }
+
+    fn should_encrypt(&self, is_comment: bool) -> bool {
+        self.rules
+            .selector
+            .should_encrypt(&self.path, &self.comments, is_comment)
+    }
+
+    fn comment(&mut self, c: &mut Comment) -> Result<(), WalkError> {
+        if !self.should_encrypt(true) || c.text.expose().is_empty() {
+            return Ok(());
+        }
+        let aad = self.aad();
+        match &mut self.mode {
+            Mode::Encrypt {
+                key,
+                entropy,
+                stash,
+            } => {
+                let plain = SecretBytes::new(c.text.expose().as_bytes().to_vec());
+                let iv = stash
+                    .lookup(&aad, ValueType::Comment, &plain)
+                    .unwrap_or_else(|| fresh_iv(&mut **entropy));
+                let enc =
+                    cipher::encrypt(key, plain.expose(), aad.as_bytes(), &iv, ValueType::Comment)
+                        .to_text();
+                if let Selector::UnencryptedCommentRegex(r) = self.rules.selector {
+                    if r.is_match(&enc) {
+                        return Err(WalkError::CommentMatchesRegex {
+                            path: self.display_path(),
+                        });
+                    }
+                }
+                c.text = SecretString::new(enc);
+            }
+            Mode::Decrypt { key, stash } => {
+                // Files from old sops releases had clear comments: keep what does not open.
+                if let Ok(enc) = Encrypted::parse(c.text.expose()) {
+                    if let Ok(plain) = cipher::decrypt(key, &enc, aad.as_bytes()) {
+                        if let Ok(text) = String::from_utf8(plain.expose().to_vec()) {
+                            stash.remember(&aad, ValueType::Comment, &plain, &enc.iv);
+                            c.text = SecretString::new(text);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf(&mut self, n: &mut Node) -> Result<(), WalkError> {
+        let encrypted = self.should_encrypt(false);
+        let aad = self.aad();
+        match &mut self.mode {
+            Mode::Encrypt {
+                key,
+                entropy,
+                stash,
+            } => {
+                let (plain, ty) = value::to_bytes(n).expect("node() passes only leaves");
+                if !self.rules.mac_only_encrypted || encrypted {
+                    self.hasher.update(plain.expose());
+                }
+                if encrypted {
+                    if plain.is_empty() {
+                        *n = Node::str("");
+                    } else {
+                        let iv = stash
+                            .lookup(&aad, ty, &plain)
+                            .unwrap_or_else(|| fresh_iv(&mut **entropy));
+                        let enc = cipher::encrypt(key, plain.expose(), aad.as_bytes(), &iv, ty);
+                        *n = Node::str(enc.to_text());
+                    }
+                }
+            }
+            Mode::Decrypt { key, stash } => {
+                if encrypted {
+                    let text = match n {
+                        Node::Str(s) => s.expose(),
+                        other => {
+                            return Err(WalkError::NotString {
+                                path: self.display_path(),
+                                found: type_name(other),
+                            });
+                        }
+                    };
+                    if !text.is_empty() {
+                        let display = &self.display;
+                        let path = || display_path(display);
+                        let enc = Encrypted::parse(text).map_err(|source| WalkError::Cipher {
+                            path: path(),
+                            source,
+                        })?;
+                        let plain =
+                            cipher::decrypt(key, &enc, aad.as_bytes()).map_err(|source| {
+                                WalkError::Cipher {
+                                    path: path(),
+                                    source,
+                                }
+                            })?;
+                        stash.remember(&aad, enc.value_type, &plain, &enc.iv);
+                        *n = value::from_bytes(plain, enc.value_type).map_err(|source| {
+                            WalkError::Value {
+                                path: path(),
+                                source,
+                            }
+                        })?;
+                    }
+                }
+                if !self.rules.mac_only_encrypted || encrypted {
+                    let (plain, _) = value::to_bytes(n).expect("leaves stay leaves");
+                    self.hasher.update(plain.expose());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn display_path(segs: &[Seg]) -> String {
+    if segs.is_empty() {
+        return "(top level)".into();
+    }
+    segs.iter()
+        .map(|s| match s {
+            Seg::Key(k) => format!("[{k:?}]"),
+            Seg::Index(i) => format!("[{i}]"),
+        })
+        .collect()
+}
+
+fn fresh_iv(entropy: &mut dyn Entropy) -> [u8; IV_LEN] {
+    let mut iv = [0u8; IV_LEN];
+    entropy.fill(&mut iv);
+    iv
+}
+
+fn type_name(n: &Node) -> &'static str {
+    match n {
+        Node::Null => "null",
+        Node::Str(_) => "string",
+        Node::Int(_) => "integer",
+        Node::Float(_) => "float",
+        Node::Bool(_) => "boolean",
+        Node::Time(_) => "timestamp",
+        Node::Map(_) => "mapping",
+        Node::Seq(_) => "sequence",
+    }
+}
+
+/// Encrypts the MAC hex string with AAD = the `lastmodified` text (spec §8).
+pub fn encrypt_mac(
+    key: &DataKey,
+    mac: &str,
+    lastmodified_aad: &str,
+    entropy: &mut dyn Entropy,
+) -> String {
+    let iv = fresh_iv(entropy);
+    cipher::encrypt(
+        key,
+        mac.as_bytes(),
+        lastmodified_aad.as_bytes(),
+        &iv,
+        ValueType::Str,
+    )
+    .to_text()
+}
+
+/// Decrypts the stored MAC; `None` when it is missing or does not open.
+pub fn decrypt_mac(key: &DataKey, stored: &str, lastmodified_aad: &str) -> Option<String> {
+    let enc = Encrypted::parse(stored).ok()?;
+    let plain = cipher::decrypt(key, &enc, lastmodified_aad.as_bytes()).ok()?;
+    String::from_utf8(plain.expose().to_vec()).ok()
+}
