@@ -239,3 +239,199 @@ impl Opened {
         Ok(store::emit_plain(&self.tree, format, opts)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::tree::{Map, Node};
+
+    /// Yields the bytes queued, in order: the data key, then one IV per encrypted value.
+    struct Scripted(Vec<[u8; 32]>);
+
+    impl Entropy for Scripted {
+        fn fill(&mut self, buf: &mut [u8]) {
+            buf.copy_from_slice(&self.0.remove(0)[..buf.len()]);
+        }
+    }
+
+    fn seq(start: u8) -> [u8; 32] {
+        std::array::from_fn(|i| start.wrapping_add(i as u8))
+    }
+
+    fn spec_document() -> Tree {
+        let mut meta = Map::new();
+        meta.insert("name", Node::str("db"));
+        let mut data = Map::new();
+        data.insert("password", Node::str("hunter2"));
+        data.insert("port", Node::Int(5432));
+        data.insert("enabled", Node::Bool(true));
+        let mut doc = Map::new();
+        doc.insert("apiVersion", Node::str("v1"));
+        doc.insert("kind", Node::str("Secret"));
+        doc.insert("metadata", Node::Map(meta));
+        doc.insert("stringData", Node::Map(data));
+        Tree {
+            documents: vec![doc],
+        }
+    }
+
+    fn opened(mac_only_encrypted: bool) -> Opened {
+        Opened {
+            tree: spec_document(),
+            metadata: Metadata {
+                key_groups: vec![KeyGroup::default()],
+                shamir_threshold: 0,
+                lastmodified: String::new(),
+                mac: String::new(),
+                selector: Selector::from_key("encrypted_regex", "^(data|stringData)$").unwrap(),
+                mac_only_encrypted,
+                version: SOPS_VERSION.into(),
+            },
+            format: Format::Yaml,
+            key: DataKey::from_bytes(seq(0)),
+            stash: IvStash::default(),
+        }
+    }
+
+    /// Spec §16.2: the worked document with injected key and IVs gives the published values and MAC.
+    #[test]
+    fn spec_worked_example_is_reproduced() {
+        let mut entropy = Scripted(vec![seq(0x20), seq(0x40), seq(0x60), seq(0x80)]);
+        let mut ctx = Context {
+            entropy: &mut entropy,
+            now: Timestamp::parse_rfc3339("2024-01-01T00:00:00Z").unwrap(),
+        };
+        let (tree, meta) = opened(false).seal_tree(&mut ctx).unwrap();
+        let data = tree.documents[0]
+            .get("stringData")
+            .unwrap()
+            .as_map()
+            .unwrap();
+        assert_eq!(
+            data.get("password").unwrap().as_str().unwrap(),
+            "ENC[AES256_GCM,data:f7SfPOh95A==,iv:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,tag:WBPE6k3mfjV0rMrvCs5GEw==,type:str]"
+        );
+        assert_eq!(
+            data.get("port").unwrap().as_str().unwrap(),
+            "ENC[AES256_GCM,data:UU8AVg==,iv:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=,tag:Iyps90WiQgGLeISTv/Ew7Q==,type:int]"
+        );
+        assert_eq!(
+            tree.documents[0]
+                .get("metadata")
+                .unwrap()
+                .as_map()
+                .unwrap()
+                .get("name"),
+            Some(&Node::str("db"))
+        );
+        assert_eq!(meta.lastmodified, "2024-01-01T00:00:00Z");
+        assert_eq!(
+            meta.mac,
+            "ENC[AES256_GCM,data:1i8F5noXIDhQuFqkiMRAAW7Tqqb+woiya2McxTa6pXXta9LKLMiPzj7Zz0zD4e93bmevJWnaP6fHjHn96ea6HByImExOXJBX6MgIEC/h0EY+DaqHxCJgE7oj1yM+JjxDYUdO/P3NG/054sjdgZ4557K3zrxbLofUavvOe7nKb/8=,iv:gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=,tag:yL31EGKsYanjTyZu+YqUNw==,type:str]"
+        );
+        // And it opens again, MAC verified, to the same tree.
+        let file = EncryptedFile {
+            tree,
+            metadata: meta,
+            format: Format::Yaml,
+        };
+        let back = file
+            .open_with_key(DataKey::from_bytes(seq(0)), false)
+            .unwrap();
+        assert_eq!(back.tree, spec_document());
+    }
+
+    #[test]
+    fn spec_mac_values() {
+        let sel = Selector::from_key("encrypted_regex", "^(data|stringData)$").unwrap();
+        let full = walk::plaintext_mac(
+            &spec_document(),
+            &WalkRules {
+                selector: &sel,
+                mac_only_encrypted: false,
+            },
+        );
+        assert_eq!(
+            full,
+            "FA13D068154E068063A1ECFEE41B725E613F59C92A23A15E12F3B0836CBE0297F2FD30EA9964D756CCE5D79039D2FC47FDC0392E2291C43A0C78AF5D207E9AC3"
+        );
+        let only = walk::plaintext_mac(
+            &spec_document(),
+            &WalkRules {
+                selector: &sel,
+                mac_only_encrypted: true,
+            },
+        );
+        assert_eq!(
+            only,
+            "4E6E8F81DF2996432597EB0526203883C73092B78D69163651EA2BFE96DC200A1DF78DCA73ED8FB44F2B826EF0E5AB8D3A7F11E006FF01A128AB5F4234C43C24"
+        );
+    }
+
+    #[test]
+    fn unchanged_values_keep_ciphertext_changed_ones_do_not() {
+        let mut entropy = Scripted(vec![seq(0x20), seq(0x40), seq(0x60), seq(0x80)]);
+        let mut ctx = Context {
+            entropy: &mut entropy,
+            now: Timestamp::from_unix(1_700_000_000),
+        };
+        let (tree, metadata) = opened(false).seal_tree(&mut ctx).unwrap();
+        let file = EncryptedFile {
+            tree: tree.clone(),
+            metadata,
+            format: Format::Yaml,
+        };
+        let mut back = file
+            .open_with_key(DataKey::from_bytes(seq(0)), false)
+            .unwrap();
+        let data = back.tree.documents[0].get_mut("stringData").unwrap();
+        let Node::Map(m) = data else { panic!() };
+        *m.get_mut("port").unwrap() = Node::Int(6543);
+        // Fresh IV for the changed value and for the MAC only.
+        let mut entropy = Scripted(vec![seq(0xc0), seq(0xe0)]);
+        let mut ctx = Context {
+            entropy: &mut entropy,
+            now: Timestamp::from_unix(1_700_000_100),
+        };
+        let (again, _) = back.seal_tree(&mut ctx).unwrap();
+        let get = |t: &Tree, k: &str| {
+            t.documents[0]
+                .get("stringData")
+                .unwrap()
+                .as_map()
+                .unwrap()
+                .get(k)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(get(&again, "password"), get(&tree, "password"));
+        assert_eq!(get(&again, "enabled"), get(&tree, "enabled"));
+        assert_ne!(get(&again, "port"), get(&tree, "port"));
+        assert!(get(&again, "port").contains("iv:wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t8="));
+    }
+
+    #[test]
+    fn tampered_clear_value_fails_the_mac() {
+        let mut entropy = Scripted(vec![seq(0x20), seq(0x40), seq(0x60), seq(0x80)]);
+        let mut ctx = Context {
+            entropy: &mut entropy,
+            now: Timestamp::from_unix(1_700_000_000),
+        };
+        let (mut tree, metadata) = opened(false).seal_tree(&mut ctx).unwrap();
+        let Node::Map(m) = tree.documents[0].get_mut("metadata").unwrap() else {
+            panic!()
+        };
+        *m.get_mut("name").unwrap() = Node::str("other");
+        let file = EncryptedFile {
+            tree,
+            metadata,
+            format: Format::Yaml,
+        };
+        let err = file
+            .open_with_key(DataKey::from_bytes(seq(0)), false)
+            .unwrap_err();
+        assert!(matches!(err, SopsError::MacMismatch), "{err:?}");
+    }
+}

