@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod fsx;
 pub mod manifest;
+pub mod materialize;
 pub mod secret;
 pub mod sops;

@@ -1,5 +1,10 @@
-//! Kubernetes Secret documents: recognising them and credseal's defaults for them.
+//! Kubernetes Secret documents: recognising them, reading their values, and credseal's
+//! defaults for them.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::secret::SecretBytes;
 use crate::sops::tree::{Map, Node, Tree};
 
 /// What credseal encrypts in a Secret when no rule or flag says otherwise: the values only, so
@@ -14,4 +19,146 @@ pub fn is_secret(doc: &Map) -> bool {
 /// Whether every document of a file is a Secret (then the Secret default applies).
 pub fn all_secrets(tree: &Tree) -> bool {
     !tree.documents.is_empty() && tree.documents.iter().all(is_secret)
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("document {0} is not a Kubernetes Secret (kind: Secret)")]
+    NotASecret(usize),
+    #[error("document {0} has no metadata.name")]
+    NoName(usize),
+    #[error("Secret {0:?} has no metadata.namespace; set it so the file is bound to one namespace")]
+    NoNamespace(String),
+    #[error("Secret {name:?}: {field} is not a mapping of strings")]
+    BadValues { name: String, field: &'static str },
+    #[error("Secret {name:?}: data[{key:?}] is not valid base64")]
+    BadBase64 { name: String, key: String },
+    #[error(
+        "Secret {name:?}: key {key:?} is not a valid Secret key (letters, digits, '-', '_', '.')"
+    )]
+    BadKey { name: String, key: String },
+}
+
+/// A decrypted Secret's identity and values (`data` base64-decoded, `stringData` as bytes;
+/// `stringData` wins over `data` for the same key, as the API server merges them).
+#[derive(Debug)]
+pub struct SecretValues {
+    pub name: String,
+    pub namespace: String,
+    pub values: Vec<(String, SecretBytes)>,
+}
+
+impl SecretValues {
+    pub fn get(&self, key: &str) -> Option<&SecretBytes> {
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+fn metadata_field<'a>(doc: &'a Map, field: &str) -> Option<&'a str> {
+    doc.get("metadata")?.as_map()?.get(field)?.as_str()
+}
+
+/// Reads the document at `index` as a Secret.
+pub fn secret_values(doc: &Map, index: usize) -> Result<SecretValues, ManifestError> {
+    if !is_secret(doc) {
+        return Err(ManifestError::NotASecret(index));
+    }
+    let name = metadata_field(doc, "name")
+        .ok_or(ManifestError::NoName(index))?
+        .to_owned();
+    let namespace = metadata_field(doc, "namespace")
+        .ok_or_else(|| ManifestError::NoNamespace(name.clone()))?
+        .to_owned();
+    let mut values: Vec<(String, SecretBytes)> = Vec::new();
+    for (field, decode) in [("data", true), ("stringData", false)] {
+        let Some(node) = doc.get(field) else { continue };
+        let map = match node {
+            Node::Null => continue,
+            Node::Map(m) => m,
+            _ => return Err(ManifestError::BadValues { name, field }),
+        };
+        for (key, value) in map.pairs() {
+            if !valid_key(key) {
+                return Err(ManifestError::BadKey {
+                    name,
+                    key: key.to_owned(),
+                });
+            }
+            let text = match value {
+                Node::Str(s) => s.expose(),
+                _ => return Err(ManifestError::BadValues { name, field }),
+            };
+            let bytes = if decode {
+                SecretBytes::new(
+                    B64.decode(text.trim())
+                        .map_err(|_| ManifestError::BadBase64 {
+                            name: name.clone(),
+                            key: key.to_owned(),
+                        })?,
+                )
+            } else {
+                SecretBytes::new(text.as_bytes().to_vec())
+            };
+            values.retain(|(k, _)| k != key);
+            values.push((key.to_owned(), bytes));
+        }
+    }
+    Ok(SecretValues {
+        name,
+        namespace,
+        values,
+    })
+}
+
+/// The API server's rule for Secret keys (also safe as file names: no `/`, not `.`/`..`).
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, ns: Option<&str>) -> Map {
+        let mut meta = Map::new();
+        meta.insert("name", Node::str(name));
+        if let Some(ns) = ns {
+            meta.insert("namespace", Node::str(ns));
+        }
+        let mut data = Map::new();
+        data.insert("token", Node::str("c2VjcmV0"));
+        data.insert("user", Node::str("b2xk"));
+        let mut string_data = Map::new();
+        string_data.insert("user", Node::str("new"));
+        let mut doc = Map::new();
+        doc.insert("kind", Node::str("Secret"));
+        doc.insert("metadata", Node::Map(meta));
+        doc.insert("data", Node::Map(data));
+        doc.insert("stringData", Node::Map(string_data));
+        doc
+    }
+
+    #[test]
+    fn reads_data_and_string_data() {
+        let v = secret_values(&secret("db", Some("ns")), 0).unwrap();
+        assert_eq!((v.name.as_str(), v.namespace.as_str()), ("db", "ns"));
+        assert_eq!(v.get("token").unwrap().expose(), b"secret");
+        assert_eq!(v.get("user").unwrap().expose(), b"new", "stringData wins");
+        assert_eq!(
+            secret_values(&secret("db", None), 0).unwrap_err(),
+            ManifestError::NoNamespace("db".into())
+        );
+    }
+
+    #[test]
+    fn keys_must_be_file_safe() {
+        assert!(valid_key("tls.crt") && valid_key("DATABASE_URL"));
+        assert!(!valid_key("../x") && !valid_key("a/b") && !valid_key("..") && !valid_key(""));
+    }
 }

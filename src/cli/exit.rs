@@ -166,4 +166,18 @@ mod tests {
         assert_eq!(codes.len(), Code::TABLE.len());
         assert!(Code::help_table().contains("51   MAC verification failed"));
     }
+
+    #[test]
+    fn readme_documents_the_same_table() {
+        let readme = include_str!("../../README.md");
+        for (code, what) in Code::TABLE {
+            // The README writes code spans in backticks; compare the words.
+            let row = format!("| {} | {} |", code.as_u8(), what);
+            let readme_rows: Vec<String> = readme.lines().map(|l| l.replace('`', "")).collect();
+            assert!(
+                readme_rows.contains(&row),
+                "README lacks the row: {row}"
+            );
+        }
+    }
 }

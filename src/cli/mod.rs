@@ -10,6 +10,7 @@ pub mod exit;
 pub mod io;
 pub mod keygen;
 pub mod keyring;
+pub mod materialize;
 pub mod rekey;
 pub mod set;
 pub mod updatekeys;
@@ -53,6 +54,9 @@ pub enum Command {
     Rekey(rekey::Args),
     /// Generate an age identity file, as age-keygen does.
     Keygen(keygen::Args),
+    /// Decrypt mounted SOPS Secrets into files on an in-memory volume (init container or
+    /// native sidecar), atomically, and keep them current.
+    Materialize(materialize::Args),
 }
 
 /// Runs a parsed command line.
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Updatekeys(a) => updatekeys::run(a, &env),
         Command::Rekey(a) => rekey::run(a, &env),
         Command::Keygen(a) => keygen::run(a),
+        Command::Materialize(a) => materialize::run(a),
     }
 }
 

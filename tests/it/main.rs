@@ -6,5 +6,6 @@ mod fixtures;
 mod fuzz;
 mod interop_age;
 mod interop_sops;
+mod materialize;
 mod properties;
 mod support;

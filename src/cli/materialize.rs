@@ -1,0 +1,139 @@
+//! `credseal materialize`: the init container (`--once`) and native sidecar.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::sops_failure;
+use crate::materialize::inputs::InputError;
+use crate::materialize::projection::FileMode;
+use crate::materialize::template::Template;
+use crate::materialize::{self, MaterializeError, Options, health};
+
+/// Where Kubernetes mounts the service-account token and namespace.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Directory of SOPS-encrypted Secret manifests (typically a mounted ConfigMap).
+    #[arg(long, value_name = "DIR")]
+    pub source: PathBuf,
+    /// Directory of age identities: *.agekey files (Flux's sops-age layout) or keys.txt.
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Output directory (an emptyDir with medium: Memory); values land in OUT/<secret>/<key>.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Render once and exit (init container); without it, keep watching (native sidecar).
+    #[arg(long)]
+    pub once: bool,
+    /// The pod's namespace (default: the service-account namespace file).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// An extra file rendered from values, e.g.
+    /// DATABASE_URL=postgresql://{{db/username}}:{{db/password}}@postgres:5432/app
+    /// (values in URL templates are percent-encoded; `{{secret/key | raw}}` opts out).
+    #[arg(long = "template", value_name = "NAME=TEMPLATE")]
+    pub templates: Vec<String>,
+    /// Serve /healthz, /readyz and /metrics on this address, e.g. 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// File mode of the rendered files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0400")]
+    pub mode: String,
+    /// Group ID to own the rendered files (pair with --mode 0440 for a reader in that group).
+    #[arg(long, value_name = "GID")]
+    pub group: Option<u32>,
+    /// Seconds between checks of --source and --keys for changes.
+    #[arg(long, value_name = "SECONDS", default_value = "2")]
+    pub interval: f64,
+}
+
+fn failure(e: MaterializeError) -> Failure {
+    if let MaterializeError::Decrypt { file, source } = e {
+        return sops_failure(&file.display().to_string(), source);
+    }
+    let code = match &e {
+        MaterializeError::Input(InputError::Key(_) | InputError::NoIdentities(_)) => {
+            Code::CouldNotRetrieveKey
+        }
+        MaterializeError::Input(InputError::Fs(_)) => Code::CouldNotReadInput,
+        MaterializeError::Fs(_) => Code::CouldNotWriteOutput,
+        _ => Code::Generic,
+    };
+    Failure::new(code, e)
+}
+
+pub fn run(args: Args) -> CliResult {
+    let namespace = args
+        .namespace
+        .clone()
+        .or_else(|| materialize::pod_namespace(std::path::Path::new(SERVICE_ACCOUNT_DIR)))
+        .ok_or_else(|| {
+            Failure::msg(
+                Code::ConflictingParameters,
+                "no namespace: pass --namespace or run in a pod with a service-account mount",
+            )
+        })?;
+    let mode = u32::from_str_radix(args.mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            Failure::msg(
+                Code::ConflictingParameters,
+                format!("--mode {:?} is not an octal file mode", args.mode),
+            )
+        })?;
+    let templates = args
+        .templates
+        .iter()
+        .map(|t| Template::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Code::ConflictingParameters, e))?;
+    if !(args.interval > 0.0 && args.interval.is_finite()) {
+        return Err(Failure::msg(
+            Code::ConflictingParameters,
+            "--interval must be a positive number of seconds",
+        ));
+    }
+    let opts = Options {
+        source: args.source,
+        keys: args.keys,
+        out: args.out,
+        namespace,
+        templates,
+        mode: FileMode {
+            mode,
+            group: args.group,
+        },
+        interval: Duration::from_secs_f64(args.interval),
+    };
+    if args.once {
+        let n = materialize::once(&opts).map_err(failure)?;
+        eprintln!("credseal: rendered {n} Secrets into {}", opts.out.display());
+        return Ok(());
+    }
+
+    let state: health::Shared = Arc::new(Mutex::new(health::State::default()));
+    if let Some(addr) = &args.listen {
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            Failure::new(Code::Generic, e).context(format!("cannot listen on {addr}"))
+        })?;
+        health::serve(listener, state.clone());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Failure::new(Code::Generic, e))?;
+    }
+    materialize::watch(&opts, &state, &stop, &mut |line| {
+        eprintln!("credseal: {line}")
+    });
+    eprintln!("credseal: stopping");
+    Ok(())
+}

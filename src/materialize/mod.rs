@@ -1,0 +1,222 @@
+//! `materialize`: decrypt mounted SOPS files with the mounted keyring and project every value
+//! as a file on an in-memory volume, atomically, once (init container) or on every change
+//! (native sidecar). See `DESIGN.md` §3.
+
+pub mod health;
+pub mod inputs;
+pub mod projection;
+pub mod template;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::fsx::FsError;
+use crate::manifest::{self, ManifestError, SecretValues};
+use crate::sops::file::{EncryptedFile, SopsError};
+use crate::sops::store::Format;
+use crate::sops::tree::Timestamp;
+
+use self::inputs::InputError;
+use self::projection::{FileMode, Payload};
+use self::template::{Template, TemplateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("{file}: {source}")]
+    Decrypt { file: PathBuf, source: SopsError },
+    #[error("{file}: {source}")]
+    Manifest {
+        file: PathBuf,
+        source: ManifestError,
+    },
+    /// A document bound to another namespace: copying an encrypted Secret elsewhere does not
+    /// make it decrypt there.
+    #[error(
+        "{file}: Secret {secret:?} belongs to namespace {found:?}, this pod runs in {expected:?}; refused"
+    )]
+    WrongNamespace {
+        file: PathBuf,
+        secret: String,
+        found: String,
+        expected: String,
+    },
+    /// With `mac_only_encrypted` the clear metadata (and so the namespace) is not authenticated.
+    #[error(
+        "{file}: mac_only_encrypted files do not authenticate metadata.namespace; re-encrypt without it"
+    )]
+    NamespaceNotAuthenticated { file: PathBuf },
+    #[error("Secret {0:?} is defined twice in the source directory")]
+    Duplicate(String),
+    #[error("template {0:?} has the same name as a Secret")]
+    TemplateClash(String),
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    #[error("{0}: no SOPS files (*.yaml, *.yml, *.json) to render")]
+    NoFiles(PathBuf),
+    #[error("{0}")]
+    Fs(#[from] FsError),
+}
+
+impl MaterializeError {
+    /// The format-core error behind a decryption failure, for exit-code mapping.
+    pub fn sops(&self) -> Option<&SopsError> {
+        match self {
+            MaterializeError::Decrypt { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub source: PathBuf,
+    pub keys: PathBuf,
+    pub out: PathBuf,
+    /// The pod's namespace: every rendered Secret must be bound to it.
+    pub namespace: String,
+    pub templates: Vec<Template>,
+    pub mode: FileMode,
+    /// How often the inputs are checked for changes.
+    pub interval: Duration,
+}
+
+/// Decrypts and checks every source file; returns the files to project and the Secrets count.
+pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
+    let ring = inputs::load_keyring(&opts.keys)?;
+    let files: Vec<PathBuf> = inputs::visible_files(&opts.source)?
+        .into_iter()
+        .filter(|p| matches!(Format::from_path(p), Format::Yaml | Format::Json))
+        .collect();
+    if files.is_empty() {
+        return Err(MaterializeError::NoFiles(opts.source.clone()));
+    }
+    let mut secrets: Vec<SecretValues> = Vec::new();
+    for path in &files {
+        let decrypt_err = |source| MaterializeError::Decrypt {
+            file: path.clone(),
+            source,
+        };
+        let bytes = crate::fsx::read(path)?;
+        let file = EncryptedFile::parse(&bytes, Format::from_path(path)).map_err(decrypt_err)?;
+        if file.metadata.mac_only_encrypted {
+            return Err(MaterializeError::NamespaceNotAuthenticated { file: path.clone() });
+        }
+        let opened = file.open(&ring, false).map_err(decrypt_err)?;
+        for (i, doc) in opened.tree.documents.iter().enumerate() {
+            let values =
+                manifest::secret_values(doc, i).map_err(|source| MaterializeError::Manifest {
+                    file: path.clone(),
+                    source,
+                })?;
+            if values.namespace != opts.namespace {
+                return Err(MaterializeError::WrongNamespace {
+                    file: path.clone(),
+                    secret: values.name,
+                    found: values.namespace,
+                    expected: opts.namespace.clone(),
+                });
+            }
+            if secrets.iter().any(|s| s.name == values.name) {
+                return Err(MaterializeError::Duplicate(values.name));
+            }
+            secrets.push(values);
+        }
+    }
+    let mut payload: Payload = Vec::new();
+    for s in &secrets {
+        for (key, value) in &s.values {
+            payload.push((format!("{}/{key}", s.name), value.clone()));
+        }
+    }
+    for t in &opts.templates {
+        if secrets.iter().any(|s| s.name == t.name) {
+            return Err(MaterializeError::TemplateClash(t.name.clone()));
+        }
+        payload.push((t.name.clone(), t.render(&secrets)?));
+    }
+    Ok((payload, secrets.len()))
+}
+
+fn label() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let t = Timestamp::from_unix(now.as_secs() as i64);
+    format!(
+        "{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        now.subsec_nanos()
+    )
+}
+
+/// Renders and projects once. Returns the number of Secrets rendered.
+pub fn once(opts: &Options) -> Result<usize, MaterializeError> {
+    let (payload, secrets) = render(opts)?;
+    projection::project(&opts.out, &payload, opts.mode, &label())?;
+    Ok(secrets)
+}
+
+/// Renders, then re-renders whenever `--source` or `--keys` change, until `stop` is set. A bad
+/// update keeps the last good files and marks the state not ready; `log` gets one line per
+/// event (never a value).
+pub fn watch(
+    opts: &Options,
+    state: &health::Shared,
+    stop: &AtomicBool,
+    log: &mut dyn FnMut(String),
+) {
+    let dirs = [opts.source.as_path(), opts.keys.as_path()];
+    let mut last: Option<[u8; 32]> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let fp = inputs::fingerprint(&dirs);
+        if last != Some(fp) {
+            last = Some(fp);
+            let started = Instant::now();
+            match once(opts) {
+                Ok(n) => {
+                    state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record_success(n);
+                    log(format!(
+                        "rendered {n} Secrets into {} in {:?}",
+                        opts.out.display(),
+                        started.elapsed()
+                    ));
+                }
+                Err(e) => {
+                    state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record_failure();
+                    log(format!("render failed, keeping the last good files: {e}"));
+                }
+            }
+        }
+        sleep_unless_stopped(opts.interval, stop);
+    }
+}
+
+fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
+    let step = Duration::from_millis(50);
+    let end = Instant::now() + total;
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(step.min(end.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// The namespace of the pod from its service-account mount, if present.
+pub fn pod_namespace(sa_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(sa_dir.join("namespace"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}

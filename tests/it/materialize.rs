@@ -1,0 +1,402 @@
+//! `materialize`: inputs laid out the way the kubelet mounts them, outputs checked the way a
+//! consumer reads them.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use credseal::materialize::projection::{self, FileMode};
+use credseal::secret::SecretBytes;
+
+use crate::support::{Cmd, new_key};
+
+const NASTY: &str = "p@ss:w/rd?#%&=+ é";
+
+/// Updates `dir` like the kubelet's atomic writer: a new hidden payload dir, one `..data`
+/// symlink swap, stable top-level links.
+pub fn kubelet_update(dir: &Path, files: &[(&str, Vec<u8>)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ts = tempfile::Builder::new()
+        .prefix("..2026_")
+        .tempdir_in(dir)
+        .unwrap()
+        .keep();
+    for (name, bytes) in files {
+        std::fs::write(ts.join(name), bytes).unwrap();
+    }
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(ts.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for (name, _) in files {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+fn secret_yaml(namespace: &str, password: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: postgres-credentials\n    namespace: {namespace}\ntype: Opaque\nstringData:\n    username: app_user\n    password: '{}'\ndata:\n    token: c2VjcmV0LXRva2Vu\n",
+        password.replace('\'', "''")
+    )
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    recipient: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, recipient) = new_key(dir.path(), "cluster");
+        // The key Secret, mounted the kubelet way, in Flux's `*.agekey` layout.
+        kubelet_update(
+            &dir.path().join("keys"),
+            &[("age.agekey", std::fs::read(&key).unwrap())],
+        );
+        Env {
+            dir,
+            key,
+            recipient,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn encrypt(&self, yaml: &str) -> Vec<u8> {
+        let plain = crate::support::write(self.dir.path(), "plain.yaml", yaml);
+        let out = Cmd::credseal()
+            .cwd(self.dir.path())
+            .args(["encrypt", "--age", &self.recipient])
+            .arg(&plain)
+            .run()
+            .ok();
+        std::fs::remove_file(plain).unwrap();
+        out.stdout
+    }
+
+    fn publish(&self, yaml_or_raw: Vec<u8>) {
+        kubelet_update(&self.path("source"), &[("postgres.enc.yaml", yaml_or_raw)]);
+    }
+
+    fn materialize(&self) -> Cmd {
+        Cmd::credseal()
+            .arg("materialize")
+            .arg("--source")
+            .arg(self.path("source"))
+            .arg("--keys")
+            .arg(self.path("keys"))
+            .arg("--out")
+            .arg(self.path("out"))
+            .args(["--namespace", "platform-services"])
+            .args([
+                "--template",
+                "DATABASE_URL=postgresql://{{postgres-credentials/username}}:{{postgres-credentials/password}}@postgres.platform-services.svc:5432/saas_platform",
+            ])
+    }
+}
+
+#[test]
+fn once_renders_values_templates_and_modes() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", NASTY)));
+    let out = env.materialize().arg("--once").run().ok();
+    out.never_shows(NASTY);
+    let dir = env.path("out");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("postgres-credentials/password")).unwrap(),
+        NASTY
+    );
+    assert_eq!(
+        std::fs::read(dir.join("postgres-credentials/token")).unwrap(),
+        b"secret-token",
+        "data is base64-decoded"
+    );
+    let mode = std::fs::metadata(dir.join("postgres-credentials/username"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o400);
+    let url = std::fs::read_to_string(dir.join("DATABASE_URL")).unwrap();
+    let parsed = url::Url::parse(&url).unwrap();
+    let password = percent_decode(parsed.password().unwrap());
+    assert_eq!(password, NASTY, "the URL parses back to the same password");
+    assert_eq!(parsed.host_str(), Some("postgres.platform-services.svc"));
+    assert_eq!(parsed.path(), "/saas_platform");
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn group_and_mode_are_applied() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "pw")));
+    env.materialize()
+        .args(["--once", "--mode", "0440", "--group", "4242"])
+        .run()
+        .ok();
+    let meta = std::fs::metadata(env.path("out/postgres-credentials/password")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o440);
+    assert_eq!(meta.gid(), 4242);
+}
+
+#[test]
+fn another_namespace_is_refused() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("kube-system", "stolen-password")));
+    let out = env.materialize().arg("--once").run().code(1);
+    assert!(
+        out.stderr.contains("kube-system") && out.stderr.contains("platform-services"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("postgres.enc.yaml"),
+        "names the file: {}",
+        out.stderr
+    );
+    out.never_shows("stolen-password");
+    assert!(!env.path("out/postgres-credentials").exists());
+}
+
+#[test]
+fn moving_a_secret_by_editing_its_clear_namespace_fails_the_mac() {
+    let env = Env::new();
+    let enc = String::from_utf8(env.encrypt(&secret_yaml("kube-system", "pw"))).unwrap();
+    env.publish(
+        enc.replace("namespace: kube-system", "namespace: platform-services")
+            .into_bytes(),
+    );
+    let out = env.materialize().arg("--once").run().code(51);
+    assert!(out.stderr.contains("MAC"), "{}", out.stderr);
+}
+
+#[test]
+fn wrong_key_fails_the_init_container() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "pw")));
+    let (other, _) = new_key(env.dir.path(), "other");
+    kubelet_update(
+        &env.path("keys"),
+        &[("age.agekey", std::fs::read(other).unwrap())],
+    );
+    env.materialize().arg("--once").run().code(128);
+    let _ = &env.key;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let code = resp.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
+}
+
+/// Polls `cond` until it holds; the bound only keeps a broken build from hanging the suite.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+struct Sidecar(Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sidecar_follows_updates_keeps_last_good_and_stops_on_sigterm() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "first-password")));
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credseal"));
+    cmd.args([
+        "materialize",
+        "--namespace",
+        "platform-services",
+        "--interval",
+        "0.1",
+    ])
+    .arg("--source")
+    .arg(env.path("source"))
+    .arg("--keys")
+    .arg(env.path("keys"))
+    .arg("--out")
+    .arg(env.path("out"))
+    .args(["--listen", &format!("127.0.0.1:{port}")])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut sidecar = Sidecar(cmd.spawn().unwrap());
+    let password = env.path("out/postgres-credentials/password");
+    eventually("ready", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    assert_eq!(
+        std::fs::read_to_string(&password).unwrap(),
+        "first-password"
+    );
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+
+    env.publish(env.encrypt(&secret_yaml("platform-services", "second-password")));
+    eventually("re-render", || {
+        std::fs::read_to_string(&password).is_ok_and(|p| p == "second-password")
+    });
+
+    // A bad update: the last good files stay, readiness drops, the error is counted.
+    env.publish(b"sops: {}\nthis is not: [valid\n".to_vec());
+    eventually("not ready", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 503)
+    });
+    assert_eq!(
+        std::fs::read_to_string(&password).unwrap(),
+        "second-password"
+    );
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("credseal_materialize_renders_total{outcome=\"error\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("second-password"));
+
+    // Recovery, then SIGTERM: exit 0.
+    env.publish(env.encrypt(&secret_yaml("platform-services", "third-password")));
+    eventually("ready again", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    assert_eq!(
+        std::fs::read_to_string(&password).unwrap(),
+        "third-password"
+    );
+    Command::new("kill")
+        .args(["-TERM", &sidecar.0.id().to_string()])
+        .status()
+        .unwrap();
+    let mut status = None;
+    eventually("exit after SIGTERM", || {
+        status = sidecar.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0));
+    let mut stderr = String::new();
+    sidecar
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    for secret in ["first-password", "second-password", "third-password"] {
+        assert!(!stderr.contains(secret), "log leaks a value: {stderr}");
+    }
+}
+
+/// A reader that resolves `..data` once and reads every file never sees two versions mixed,
+/// across 1,000 updates.
+#[test]
+fn readers_never_see_a_mix_during_1000_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_owned();
+    let payload = |v: usize| -> Vec<(String, SecretBytes)> {
+        ["db/user", "db/password", "cache/password", "DATABASE_URL"]
+            .iter()
+            .map(|p| {
+                (
+                    p.to_string(),
+                    SecretBytes::new(format!("v{v}").into_bytes()),
+                )
+            })
+            .collect()
+    };
+    let mode = FileMode {
+        mode: 0o400,
+        group: None,
+    };
+    projection::project(&out, &payload(0), mode, "init").unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (out, done) = (out.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut consistent, mut retried) = (0u64, 0u64);
+            while !done.load(Ordering::Relaxed) {
+                let Ok(target) = std::fs::read_link(out.join("..data")) else {
+                    continue;
+                };
+                let base = out.join(target);
+                let reads: Result<Vec<String>, _> =
+                    ["db/user", "db/password", "cache/password", "DATABASE_URL"]
+                        .iter()
+                        .map(|p| std::fs::read_to_string(base.join(p)))
+                        .collect();
+                match reads {
+                    Ok(values) => {
+                        assert!(
+                            values.iter().all(|v| *v == values[0]),
+                            "mixed versions: {values:?}"
+                        );
+                        consistent += 1;
+                    }
+                    // The old payload was removed after the swap: the kubelet contract is to retry.
+                    Err(_) => retried += 1,
+                }
+            }
+            (consistent, retried)
+        })
+    };
+    for v in 1..=1000 {
+        projection::project(&out, &payload(v), mode, &format!("v{v}")).unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let (consistent, _) = reader.join().unwrap();
+    assert!(consistent > 0, "the reader read complete sets");
+    assert_eq!(
+        std::fs::read_to_string(out.join("db/password")).unwrap(),
+        "v1000"
+    );
+}
