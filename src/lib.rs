@@ -3,8 +3,11 @@
 //! The module tree follows `DESIGN.md` §6: `sops` is the format core (bytes in, bytes out),
 //! `cli` the only layer that touches argv, the environment and stdout.
 
+pub mod apply;
 pub mod cli;
+pub mod cluster_key;
 pub mod fsx;
+pub mod k8s;
 pub mod manifest;
 pub mod materialize;
 pub mod secret;

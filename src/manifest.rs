@@ -45,6 +45,10 @@ pub enum ManifestError {
 pub struct SecretValues {
     pub name: String,
     pub namespace: String,
+    /// `type` (e.g. `Opaque`, `kubernetes.io/basic-auth`), if set.
+    pub secret_type: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
     pub values: Vec<(String, SecretBytes)>,
 }
 
@@ -103,7 +107,22 @@ pub fn secret_values(doc: &Map, index: usize) -> Result<SecretValues, ManifestEr
             values.push((key.to_owned(), bytes));
         }
     }
+    let string_map = |field: &str| -> Vec<(String, String)> {
+        doc.get("metadata")
+            .and_then(Node::as_map)
+            .and_then(|m| m.get(field))
+            .and_then(Node::as_map)
+            .map(|m| {
+                m.pairs()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.to_owned(), v.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     Ok(SecretValues {
+        secret_type: doc.get("type").and_then(Node::as_str).map(str::to_owned),
+        labels: string_map("labels"),
+        annotations: string_map("annotations"),
         name,
         namespace,
         values,

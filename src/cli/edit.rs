@@ -39,6 +39,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
 
     let dir = tempfile::Builder::new()
         .prefix("credseal-edit-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .map_err(|e| {
             Failure::new(Code::Generic, e).context("cannot create a private temporary directory")

@@ -19,6 +19,10 @@ pub struct Env {
     pub editor: Option<String>,
     /// `XDG_CONFIG_HOME`, else `$HOME/.config`: where the default `sops/age/keys.txt` lives.
     pub user_config_dir: Option<PathBuf>,
+    /// `KUBECONFIG` entries, else `~/.kube/config`.
+    pub kubeconfig: Vec<PathBuf>,
+    /// Whether `KUBERNETES_SERVICE_HOST` is set: running in a pod.
+    pub in_cluster: bool,
 }
 
 impl std::fmt::Debug for Env {
@@ -51,6 +55,14 @@ impl Env {
             config: var("SOPS_CONFIG").map(PathBuf::from),
             editor: var("SOPS_EDITOR").or_else(|| var("EDITOR")),
             user_config_dir,
+            kubeconfig: match var("KUBECONFIG") {
+                Some(list) => std::env::split_paths(&list).collect(),
+                None => var("HOME")
+                    .map(|h| PathBuf::from(h).join(".kube").join("config"))
+                    .into_iter()
+                    .collect(),
+            },
+            in_cluster: var("KUBERNETES_SERVICE_HOST").is_some(),
         }
     }
 

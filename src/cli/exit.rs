@@ -26,10 +26,18 @@ pub enum Code {
     FileHasNotBeenModified = 200,
     NoEditorFound = 201,
     FileAlreadyEncrypted = 203,
+    /// The Kubernetes API refused or failed a request.
+    KubeError = 210,
+    /// The service account lacks a permission (403).
+    KubeForbidden = 211,
+    /// A concurrent change (409) that a rerun resolves.
+    KubeConflict = 212,
+    /// `apply` refused to overwrite a Secret rotated after the file was encrypted.
+    Downgrade = 213,
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 19] = [
+    pub const TABLE: [(Code, &'static str); 23] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -96,6 +104,22 @@ impl Code {
         (
             Code::FileAlreadyEncrypted,
             "encrypt was given a file that is already encrypted",
+        ),
+        (
+            Code::KubeError,
+            "the Kubernetes API failed a request (unreachable, not found, invalid)",
+        ),
+        (
+            Code::KubeForbidden,
+            "the Kubernetes API refused a request (403): the message names the missing permission",
+        ),
+        (
+            Code::KubeConflict,
+            "a concurrent change in the cluster (409); rerun",
+        ),
+        (
+            Code::Downgrade,
+            "apply refused to overwrite a Secret rotated after the file was encrypted",
         ),
     ];
 
@@ -174,10 +198,7 @@ mod tests {
             // The README writes code spans in backticks; compare the words.
             let row = format!("| {} | {} |", code.as_u8(), what);
             let readme_rows: Vec<String> = readme.lines().map(|l| l.replace('`', "")).collect();
-            assert!(
-                readme_rows.contains(&row),
-                "README lacks the row: {row}"
-            );
+            assert!(readme_rows.contains(&row), "README lacks the row: {row}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The command-line layer: the only code that reads argv, the environment, the working
 //! directory, and writes to stdout/stderr. Each subcommand is one file with `Args` + `run()`.
 
+pub mod apply;
+pub mod cluster_key;
 pub mod config;
 pub mod decrypt;
 pub mod edit;
@@ -10,6 +12,7 @@ pub mod exit;
 pub mod io;
 pub mod keygen;
 pub mod keyring;
+pub mod kube;
 pub mod materialize;
 pub mod rekey;
 pub mod set;
@@ -57,6 +60,12 @@ pub enum Command {
     /// Decrypt mounted SOPS Secrets into files on an in-memory volume (init container or
     /// native sidecar), atomically, and keep them current.
     Materialize(materialize::Args),
+    /// Server-side-apply encrypted Secret manifests to the cluster, decrypted in memory (the
+    /// deploy hook).
+    Apply(apply::Args),
+    /// Manage the cluster's age identity Secret (Flux sops-age layout).
+    #[command(name = "cluster-key")]
+    ClusterKey(cluster_key::Args),
 }
 
 /// Runs a parsed command line.
@@ -72,6 +81,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Rekey(a) => rekey::run(a, &env),
         Command::Keygen(a) => keygen::run(a),
         Command::Materialize(a) => materialize::run(a),
+        Command::Apply(a) => apply::run(a, &env),
+        Command::ClusterKey(a) => cluster_key::run(a, &env),
     }
 }
 

@@ -165,6 +165,9 @@ mod tests {
 
     fn values(password: &str) -> Vec<SecretValues> {
         vec![SecretValues {
+            secret_type: None,
+            labels: vec![],
+            annotations: vec![],
             name: "db".into(),
             namespace: "ns".into(),
             values: vec![

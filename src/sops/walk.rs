@@ -224,6 +224,9 @@ struct Walker<'a> {
     path: Vec<String>,
     display: Vec<Seg>,
     comments: Vec<Vec<String>>,
+    /// Set when a value decrypted to `type:comment`: sops 3.10–3.12 wrote encrypted comments
+    /// inside lists as list items; 3.11 reads them back as comments, outside the MAC.
+    became_comment: Option<Comment>,
 }
 
 impl<'a> Walker<'a> {
@@ -239,6 +242,7 @@ impl<'a> Walker<'a> {
             path: Vec::new(),
             display: Vec::new(),
             comments: Vec::new(),
+            became_comment: None,
         }
     }
 
@@ -297,6 +301,9 @@ impl<'a> Walker<'a> {
                     self.display.push(Seg::Index(index));
                     self.node(n)?;
                     self.display.pop();
+                    if let Some(c) = self.became_comment.take() {
+                        *item = SeqItem::Comment(c);
+                    }
                     index += 1;
                     self.comments.last_mut().expect("pushed").clear();
                 }
@@ -420,6 +427,15 @@ impl<'a> Walker<'a> {
                                 source,
                             }
                         })?;
+                        if enc.value_type == ValueType::Comment {
+                            if let Node::Str(text) = n {
+                                self.became_comment = Some(Comment {
+                                    text: text.clone(),
+                                    inline: false,
+                                });
+                            }
+                            return Ok(());
+                        }
                     }
                 }
                 if !self.rules.mac_only_encrypted || encrypted {

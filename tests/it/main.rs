@@ -9,3 +9,4 @@ mod interop_sops;
 mod materialize;
 mod properties;
 mod support;
+mod yaml_store;

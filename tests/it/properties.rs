@@ -51,7 +51,10 @@ fn map(pairs: Vec<(String, Node)>, with_comments: bool) -> Map {
     let mut seen = std::collections::HashSet::new();
     for (k, v) in pairs {
         if seen.insert(k.clone()) {
-            if with_comments {
+            // A comment before the first key of a map that is a list item has no slot of its
+            // own in go-yaml (sops writes it above the `- `, so it moves to the list): the
+            // generator leaves the first position out.
+            if with_comments && !m.items.is_empty() {
                 m.items.push(MapItem::Comment(Comment {
                     text: format!(" about {k}").into(),
                     inline: false,

@@ -1,0 +1,201 @@
+//! `apply`, the deploy hook: decrypt in memory and server-side-apply Secret objects. The one
+//! place where the SOPS format meets Kubernetes Secret objects.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+
+use crate::k8s::K8sError;
+use crate::k8s::secrets::Secrets;
+use crate::manifest::{self, ManifestError, SecretValues};
+use crate::sops::file::{EncryptedFile, SopsError};
+use crate::sops::keys::Keyring;
+use crate::sops::store::Format;
+
+/// Bumped by the rotator on every committed rotation; a file older than the live Secret must
+/// not overwrite it.
+pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{file}: {source}")]
+    Decrypt { file: PathBuf, source: SopsError },
+    #[error("{file}: {source}")]
+    Manifest {
+        file: PathBuf,
+        source: ManifestError,
+    },
+    #[error(
+        "{file}: Secret {secret:?} belongs to namespace {found:?}, the target is {expected:?}; refused"
+    )]
+    WrongNamespace {
+        file: PathBuf,
+        secret: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "{file}: mac_only_encrypted files do not authenticate metadata.namespace; re-encrypt without it"
+    )]
+    NamespaceNotAuthenticated { file: PathBuf },
+    #[error("{file}: annotation {GENERATION_ANNOTATION} is not a number")]
+    BadGeneration { file: PathBuf },
+    /// The live Secret was rotated after the file was encrypted.
+    #[error(
+        "secret {namespace}/{name}: the cluster has generation {live} (rotated after this file was encrypted, generation {file_generation}); \
+         refusing to downgrade. Bring {file} up to date: run the rotation with a file target, or \
+         `credseal set` the current value and set metadata.annotations[\"{GENERATION_ANNOTATION}\"] to \"{live}\""
+    )]
+    Downgrade {
+        file: PathBuf,
+        namespace: String,
+        name: String,
+        live: u64,
+        file_generation: u64,
+    },
+    #[error("{0}")]
+    Kube(#[from] K8sError),
+}
+
+/// One Secret to apply, decrypted in memory.
+pub struct Item {
+    pub file: PathBuf,
+    pub values: SecretValues,
+    pub generation: u64,
+}
+
+/// Decrypts a file (MAC verified) and returns its Secrets, all bound to `namespace`.
+pub fn decrypt_file(
+    file: PathBuf,
+    bytes: &[u8],
+    ring: &Keyring,
+    namespace: &str,
+) -> Result<Vec<Item>, ApplyError> {
+    let err = |source| ApplyError::Decrypt {
+        file: file.clone(),
+        source,
+    };
+    let enc = EncryptedFile::parse(bytes, Format::from_path(&file)).map_err(err)?;
+    if enc.metadata.mac_only_encrypted {
+        return Err(ApplyError::NamespaceNotAuthenticated { file });
+    }
+    let opened = enc.open(ring, false).map_err(err)?;
+    let mut items = Vec::new();
+    for (i, doc) in opened.tree.documents.iter().enumerate() {
+        let values = manifest::secret_values(doc, i).map_err(|source| ApplyError::Manifest {
+            file: file.clone(),
+            source,
+        })?;
+        if values.namespace != namespace {
+            return Err(ApplyError::WrongNamespace {
+                file,
+                secret: values.name,
+                found: values.namespace,
+                expected: namespace.to_owned(),
+            });
+        }
+        let generation = match values
+            .annotations
+            .iter()
+            .find(|(k, _)| k == GENERATION_ANNOTATION)
+        {
+            None => 0,
+            Some((_, v)) => v
+                .parse()
+                .map_err(|_| ApplyError::BadGeneration { file: file.clone() })?,
+        };
+        items.push(Item {
+            file: file.clone(),
+            values,
+            generation,
+        });
+    }
+    Ok(items)
+}
+
+/// The generation recorded on a live Secret (0 when absent or unreadable).
+pub fn live_generation(secret: &Secret) -> u64 {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(GENERATION_ANNOTATION))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The Secret object for server-side apply: identity, labels, annotations, type, and every
+/// value under `data`.
+pub fn to_object(v: &SecretValues) -> Secret {
+    let map = |pairs: &[(String, String)]| -> Option<BTreeMap<String, String>> {
+        (!pairs.is_empty()).then(|| pairs.iter().cloned().collect())
+    };
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(v.name.clone()),
+            namespace: Some(v.namespace.clone()),
+            labels: map(&v.labels),
+            annotations: map(&v.annotations),
+            ..ObjectMeta::default()
+        },
+        type_: v.secret_type.clone(),
+        data: Some(
+            v.values
+                .iter()
+                .map(|(k, b)| (k.clone(), ByteString(b.expose().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// What happened to one Secret.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Checks every item against the cluster first (no downgrade anywhere), then applies them in
+/// order. Nothing is written when any check fails.
+pub async fn apply_all(
+    client: &kube::Client,
+    items: &[Item],
+    dry_run: bool,
+) -> Result<Vec<Outcome>, ApplyError> {
+    let mut live = Vec::new();
+    for item in items {
+        let api = Secrets::new(client.clone(), &item.values.namespace);
+        let current = api.get(&item.values.name).await?;
+        if let Some(current) = &current {
+            let g = live_generation(current);
+            if g > item.generation {
+                return Err(ApplyError::Downgrade {
+                    file: item.file.clone(),
+                    namespace: item.values.namespace.clone(),
+                    name: item.values.name.clone(),
+                    live: g,
+                    file_generation: item.generation,
+                });
+            }
+        }
+        live.push(current);
+    }
+    let mut outcomes = Vec::new();
+    for (item, current) in items.iter().zip(live) {
+        let api = Secrets::new(client.clone(), &item.values.namespace);
+        let applied = api.apply(&to_object(&item.values), dry_run).await?;
+        outcomes.push(match current {
+            None => Outcome::Created,
+            Some(c) if c.metadata.resource_version == applied.metadata.resource_version => {
+                Outcome::Unchanged
+            }
+            Some(_) => Outcome::Updated,
+        });
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,103 @@
+//! `credseal apply`: the deploy hook.
+
+use std::path::PathBuf;
+
+use clap::Args as ClapArgs;
+
+use crate::apply::{self, ApplyError, Item, Outcome};
+use crate::cli::env::Env;
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
+use crate::cli::{keyring, sops_failure};
+use crate::fsx;
+use crate::materialize::inputs::visible_files;
+use crate::sops::file::EncryptedFile;
+use crate::sops::store::Format;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// SOPS-encrypted Secret manifests, or directories of them (*.yaml, *.yml, *.json).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    pub files: Vec<PathBuf>,
+    /// Ask the API server to validate without persisting (server-side dry run).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The namespace every Secret must be bound to (default: the context's namespace).
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+fn failure(e: ApplyError) -> Failure {
+    match e {
+        ApplyError::Decrypt { file, source } => sops_failure(&file.display().to_string(), source),
+        ApplyError::Kube(k) => kube_failure(k),
+        ApplyError::Downgrade { .. } => Failure::new(Code::Downgrade, e),
+        other => Failure::new(Code::Generic, other),
+    }
+}
+
+fn expand(paths: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let files = visible_files(p).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+            out.extend(
+                files
+                    .into_iter()
+                    .filter(|f| matches!(Format::from_path(f), Format::Yaml | Format::Json)),
+            );
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(Failure::msg(
+                Code::NoFileSpecified,
+                format!("{}: no such file", p.display()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args, env: &Env) -> CliResult {
+    let files = expand(&args.files)?;
+    runtime()?.block_on(async {
+        let conn = connect(&args.kube, env).await?;
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or(conn.default_namespace.clone());
+        let mut items: Vec<Item> = Vec::new();
+        for file in files {
+            let bytes = fsx::read(&file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+            let meta = EncryptedFile::parse(&bytes, Format::from_path(&file))
+                .map_err(|e| sops_failure(&file.display().to_string(), e))?
+                .metadata;
+            let ring = keyring::load(env, Some(&meta))?;
+            items.extend(apply::decrypt_file(file, &bytes, &ring, &namespace).map_err(failure)?);
+        }
+        let outcomes = apply::apply_all(&conn.client, &items, args.dry_run)
+            .await
+            .map_err(failure)?;
+        for (item, outcome) in items.iter().zip(outcomes) {
+            let what = match outcome {
+                Outcome::Created => "created",
+                Outcome::Updated => "configured",
+                Outcome::Unchanged => "unchanged",
+            };
+            let dry = if args.dry_run {
+                " (server dry run)"
+            } else {
+                ""
+            };
+            println!("secret/{} {what}{dry}", item.values.name);
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,89 @@
+//! `credseal cluster-key init|show|add|retire`.
+
+use clap::{Args as ClapArgs, Subcommand};
+
+use crate::cli::env::Env;
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
+use crate::cli::now;
+use crate::cluster_key::{ClusterKey, ClusterKeyError, DEFAULT_NAME, DEFAULT_NAMESPACE};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+    /// Namespace of the key Secret.
+    #[arg(long, global = true, value_name = "NS", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Name of the key Secret (Flux's sops-age layout).
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_NAME)]
+    pub name: String,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Action {
+    /// Create the key Secret if it is missing and print the recipient for .sops.yaml.
+    Init,
+    /// Print the recipients of the cluster's identities.
+    Show,
+    /// Add a new identity, keeping the old ones; prints the new recipient.
+    Add,
+    /// Remove the identity with this recipient (after files were moved to a newer key).
+    Retire {
+        /// The recipient (age1…) whose identity to remove.
+        recipient: String,
+    },
+}
+
+fn failure(e: ClusterKeyError) -> Failure {
+    match e {
+        ClusterKeyError::Kube(k) => kube_failure(k),
+        ClusterKeyError::Missing(_) => Failure::new(Code::KubeError, e),
+        other => Failure::new(Code::Generic, other),
+    }
+}
+
+pub fn run(args: Args, env: &Env) -> CliResult {
+    runtime()?.block_on(async {
+        let conn = connect(&args.kube, env).await?;
+        let key = ClusterKey::new(conn.client, &args.namespace, &args.name);
+        let label = now().to_rfc3339();
+        match args.action {
+            Action::Init => {
+                let (created, entries) = key.init(&label).await.map_err(failure)?;
+                let verb = if created { "created" } else { "exists" };
+                eprintln!(
+                    "secret {}/{} {verb}; add this recipient to .sops.yaml:",
+                    args.namespace, args.name
+                );
+                for e in entries {
+                    println!("{}", e.recipient);
+                }
+            }
+            Action::Show => {
+                for e in key.show().await.map_err(failure)? {
+                    println!("{}\t{}", e.recipient, e.key);
+                }
+            }
+            Action::Add => {
+                let stamp = label.replace([':', '-'], "").to_lowercase();
+                let e = key
+                    .add(&label, &format!("age-{stamp}.agekey"))
+                    .await
+                    .map_err(failure)?;
+                eprintln!(
+                    "added {}; encrypt to it (credseal updatekeys), then retire the old one",
+                    e.key
+                );
+                println!("{}", e.recipient);
+            }
+            Action::Retire { recipient } => {
+                let e = key.retire(&recipient).await.map_err(failure)?;
+                eprintln!("retired {} ({})", e.recipient, e.key);
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,73 @@
+//! API errors by kind (branch on `is_conflict()`, never on text), each naming the object.
+
+use kube::core::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum K8sError {
+    /// No usable cluster configuration.
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(String),
+    /// 403: the message names the verb, resource and namespace the service account lacks.
+    #[error("{what}: forbidden: {message} (grant it in the Role bound to this service account)")]
+    Forbidden { what: String, message: String },
+    #[error("{what}: not found")]
+    NotFound { what: String },
+    /// 409: a resourceVersion conflict or an object that already exists.
+    #[error("{what}: conflict: {message}")]
+    Conflict { what: String, message: String },
+    #[error("{what}: the API server refused the request ({code} {reason}): {message}")]
+    Api {
+        what: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("{what}: cannot reach the API server: {message}")]
+    Transport { what: String, message: String },
+}
+
+impl K8sError {
+    /// Classifies a kube error for the object described by `what` (e.g. `secret ns/name`).
+    pub fn from_kube(what: impl Into<String>, e: kube::Error) -> K8sError {
+        let what = what.into();
+        match e {
+            kube::Error::Api(status) => from_status(what, &status),
+            other => K8sError::Transport {
+                what,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, K8sError::Conflict { .. })
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, K8sError::NotFound { .. })
+    }
+
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, K8sError::Forbidden { .. })
+    }
+}
+
+fn from_status(what: String, s: &Status) -> K8sError {
+    match s.code {
+        403 => K8sError::Forbidden {
+            what,
+            message: s.message.clone(),
+        },
+        404 => K8sError::NotFound { what },
+        409 => K8sError::Conflict {
+            what,
+            message: s.message.clone(),
+        },
+        code => K8sError::Api {
+            what,
+            code,
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+        },
+    }
+}

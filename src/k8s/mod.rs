@@ -1,0 +1,8 @@
+//! The Kubernetes side: connecting like kubectl, and the API calls credseal makes, with
+//! errors a user can act on. Knows nothing of the SOPS format.
+
+pub mod client;
+pub mod error;
+pub mod secrets;
+
+pub use error::K8sError;

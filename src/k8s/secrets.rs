@@ -1,0 +1,67 @@
+//! The Secret calls credseal makes: read, create, update guarded by `resourceVersion`, and
+//! server-side apply as field manager `credseal`.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+
+use crate::k8s::error::K8sError;
+
+/// credseal's field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "credseal";
+
+pub struct Secrets {
+    api: Api<Secret>,
+    namespace: String,
+}
+
+impl Secrets {
+    pub fn new(client: kube::Client, namespace: &str) -> Secrets {
+        Secrets {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn what(&self, name: &str) -> String {
+        format!("secret {}/{name}", self.namespace)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<Secret>, K8sError> {
+        match self.api.get(name).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => match K8sError::from_kube(self.what(name), e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub async fn create(&self, secret: &Secret) -> Result<Secret, K8sError> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        self.api
+            .create(&PostParams::default(), secret)
+            .await
+            .map_err(|e| K8sError::from_kube(self.what(&name), e))
+    }
+
+    /// Replaces the Secret; `secret.metadata.resource_version` must be the one read, so a
+    /// concurrent change is a conflict instead of a lost update.
+    pub async fn replace(&self, secret: &Secret) -> Result<Secret, K8sError> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        self.api
+            .replace(&name, &PostParams::default(), secret)
+            .await
+            .map_err(|e| K8sError::from_kube(self.what(&name), e))
+    }
+
+    /// Server-side apply (forced: credseal owns the fields it sets).
+    pub async fn apply(&self, secret: &Secret, dry_run: bool) -> Result<Secret, K8sError> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        self.api
+            .patch(&name, &params, &Patch::Apply(secret))
+            .await
+            .map_err(|e| K8sError::from_kube(self.what(&name), e))
+    }
+}
