@@ -11,6 +11,7 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("secret.yaml", &["--encrypted-regex", "^(data|stringData)$"]),
     ("comments.yaml", &[]),
     ("types.yaml", &[]),
+    ("quoting.yaml", &[]),
     ("anchors.yaml", &[]),
     ("multidoc.yaml", &[]),
     ("data.json", &[]),

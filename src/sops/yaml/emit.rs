@@ -699,7 +699,19 @@ impl Emitter {
 
     fn write_single(&mut self, value: &str) {
         self.write_indicator("'", true, false, false);
+        let mut breaks = false;
         for c in value.chars() {
+            if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_break();
+                }
+                self.write_break(c);
+                breaks = true;
+                continue;
+            }
+            if breaks {
+                self.write_indent();
+            }
             if c == '\'' {
                 self.put('\'');
             }
@@ -707,6 +719,7 @@ impl Emitter {
             if c != ' ' {
                 self.indention = false;
             }
+            breaks = false;
         }
         self.write_indicator("'", false, false, false);
         self.whitespace = false;
@@ -789,7 +802,13 @@ impl Emitter {
         if let Some(c) = chomp {
             self.write_indicator(&c.to_string(), false, false, false);
         }
-        self.process_line_comment();
+        // go-yaml #755: without a line comment, the header line is ended here, so a leading
+        // line break of the value shows as an empty line.
+        if self.line.is_empty() {
+            self.put_break();
+        } else {
+            self.process_line_comment();
+        }
         self.whitespace = true;
         let mut breaks = true;
         for c in chars {
