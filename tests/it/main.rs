@@ -6,6 +6,7 @@ mod fixtures;
 mod fuzz;
 mod interop_age;
 mod interop_sops;
+mod kube;
 mod materialize;
 mod properties;
 mod support;

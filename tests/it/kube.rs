@@ -1,0 +1,433 @@
+//! apply and cluster-key through the real kube::Client against the in-process API server, and
+//! kubectl (1.32) as a second, independent client of that server.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::support::kube_api::KubeApi;
+use crate::support::{Cmd, new_key, write};
+
+const NS: &str = "platform-services";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    api: KubeApi,
+    kubeconfig: PathBuf,
+    key: PathBuf,
+    recipient: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig(dir.path(), NS);
+    let (key, recipient) = new_key(dir.path(), "k");
+    Setup {
+        dir,
+        api,
+        kubeconfig,
+        key,
+        recipient,
+    }
+}
+
+fn secret_yaml(ns: &str, password: &str, extra: &str, generation: Option<u64>) -> String {
+    let annotations = generation
+        .map(|g| format!("    annotations:\n        credseal.dev/generation: \"{g}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: postgres-credentials\n    namespace: {ns}\n{annotations}type: Opaque\nstringData:\n    username: app_user\n    password: {password}\n{extra}"
+    )
+}
+
+impl Setup {
+    fn encrypt(&self, name: &str, yaml: &str) -> PathBuf {
+        let plain = write(self.dir.path(), "plain.yaml", yaml);
+        let out = Cmd::credseal()
+            .cwd(self.dir.path())
+            .args(["encrypt", "--age", &self.recipient])
+            .arg(&plain)
+            .run()
+            .ok();
+        write(self.dir.path(), name, out.stdout)
+    }
+
+    fn credseal(&self) -> Cmd {
+        Cmd::credseal()
+            .cwd(self.dir.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .key(&self.key)
+    }
+
+    fn live_value(&self, key: &str) -> Option<String> {
+        let s = self.api.get("secrets", NS, "postgres-credentials")?;
+        let b64 = s["data"][key].as_str()?;
+        Some(
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+    }
+}
+
+#[test]
+fn apply_creates_updates_and_prunes_by_server_side_apply() {
+    let s = setup();
+    let file = s.encrypt(
+        "db.enc.yaml",
+        &secret_yaml(NS, "first-pw", "    dropped: soon\n", None),
+    );
+    let out = s.credseal().args(["apply", "-f"]).arg(&file).run().ok();
+    assert_eq!(out.text(), "secret/postgres-credentials created\n");
+    out.never_shows("first-pw");
+    assert_eq!(s.live_value("password").as_deref(), Some("first-pw"));
+    assert_eq!(s.live_value("dropped").as_deref(), Some("soon"));
+    let apply = s
+        .api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(apply.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        apply.query.get("fieldManager").map(String::as_str),
+        Some("credseal")
+    );
+    assert_eq!(apply.query.get("force").map(String::as_str), Some("true"));
+
+    // The same file again: nothing changes.
+    let out = s.credseal().args(["apply", "-f"]).arg(&file).run().ok();
+    assert_eq!(out.text(), "secret/postgres-credentials unchanged\n");
+
+    // A new value, and a key removed from the file disappears from the cluster.
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "second-pw", "", None));
+    let out = s
+        .credseal()
+        .args(["apply", "-f"])
+        .arg(s.dir.path().join("db.enc.yaml"))
+        .run()
+        .ok();
+    assert_eq!(out.text(), "secret/postgres-credentials configured\n");
+    assert_eq!(s.live_value("password").as_deref(), Some("second-pw"));
+    assert_eq!(s.live_value("dropped"), None);
+    let _ = file;
+}
+
+#[test]
+fn apply_takes_directories_and_dry_run_persists_nothing() {
+    let s = setup();
+    let secrets = s.dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let file = s.encrypt("x.enc.yaml", &secret_yaml(NS, "pw", "", None));
+    std::fs::rename(&file, secrets.join("db.enc.yaml")).unwrap();
+    write(&secrets, "README.md", "not a secret");
+    let out = s
+        .credseal()
+        .args(["apply", "--dry-run", "-f"])
+        .arg(&secrets)
+        .run()
+        .ok();
+    assert_eq!(
+        out.text(),
+        "secret/postgres-credentials created (server dry run)\n"
+    );
+    assert!(
+        s.api.get("secrets", NS, "postgres-credentials").is_none(),
+        "dry run stored nothing"
+    );
+    let patch = s
+        .api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.query.get("dryRun").map(String::as_str), Some("All"));
+}
+
+#[test]
+fn apply_refuses_to_downgrade_a_rotated_secret() {
+    let s = setup();
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "postgres-credentials", "namespace": NS,
+                            "annotations": {"credseal.dev/generation": "3"}},
+               "data": {"password": "cm90YXRlZA=="}}),
+    );
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "stale-pw", "", Some(1)));
+    let out = s
+        .credseal()
+        .args(["apply", "-f"])
+        .arg(&file)
+        .run()
+        .code(213);
+    assert!(
+        out.stderr.contains("generation 3") && out.stderr.contains("generation 1"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("credseal.dev/generation"),
+        "says how to bring the file up to date: {}",
+        out.stderr
+    );
+    out.never_shows("stale-pw");
+    assert_eq!(
+        s.live_value("password").as_deref(),
+        Some("rotated"),
+        "untouched"
+    );
+    // A file at the live generation applies.
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "current-pw", "", Some(3)));
+    s.credseal().args(["apply", "-f"]).arg(&file).run().ok();
+    assert_eq!(s.live_value("password").as_deref(), Some("current-pw"));
+}
+
+#[test]
+fn apply_refuses_another_namespace_and_follows_the_context() {
+    let s = setup();
+    let file = s.encrypt("db.enc.yaml", &secret_yaml("kube-system", "pw", "", None));
+    let out = s.credseal().args(["apply", "-f"]).arg(&file).run().code(1);
+    assert!(
+        out.stderr.contains("kube-system") && out.stderr.contains(NS),
+        "{}",
+        out.stderr
+    );
+    // The file's namespace is the target only through --namespace or the context.
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "pw", "", None));
+    let out = s
+        .credseal()
+        .args(["apply", "--context", "other", "-f"])
+        .arg(&file)
+        .run()
+        .code(1);
+    assert!(out.stderr.contains("elsewhere"), "{}", out.stderr);
+    s.credseal()
+        .args(["apply", "--context", "other", "--namespace", NS, "-f"])
+        .arg(&file)
+        .run()
+        .ok();
+    assert!(s.api.get("secrets", NS, "postgres-credentials").is_some());
+    // Tampering with the clear namespace breaks the MAC before anything is sent.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(NS, "kube-system");
+    let moved = write(s.dir.path(), "moved.enc.yaml", text);
+    s.credseal()
+        .args(["apply", "--namespace", "kube-system", "-f"])
+        .arg(&moved)
+        .run()
+        .code(51);
+}
+
+#[test]
+fn apply_reports_the_missing_permission() {
+    let s = setup();
+    s.api.deny("patch", "secrets", NS);
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "pw", "", None));
+    let out = s
+        .credseal()
+        .args(["apply", "-f"])
+        .arg(&file)
+        .run()
+        .code(211);
+    assert!(
+        out.stderr.contains("cannot patch resource \"secrets\""),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(NS), "{}", out.stderr);
+}
+
+#[test]
+fn kube_client_maps_conflicts_and_not_found() {
+    use credseal::k8s::secrets::Secrets;
+    let s = setup();
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": NS}}),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = kube::Config::new(s.api.url().parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let api = Secrets::new(client, NS);
+        let mut live = api.get("x").await.unwrap().unwrap();
+        assert!(api.get("missing").await.unwrap().is_none(), "404 is None");
+        // Someone else writes first: our update with the old resourceVersion is a conflict.
+        s.api.put("secrets", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": NS}, "type": "Opaque"}));
+        live.type_ = Some("changed".into());
+        let err = api.replace(&live).await.unwrap_err();
+        assert!(err.is_conflict(), "{err}");
+        assert!(api.create(&live).await.unwrap_err().is_conflict(), "already exists is a conflict too");
+    });
+}
+
+#[test]
+fn cluster_key_lifecycle() {
+    let s = setup();
+    let ck = |args: &[&str]| {
+        Cmd::credseal()
+            .cwd(s.dir.path())
+            .env("KUBECONFIG", &s.kubeconfig)
+            .arg("cluster-key")
+            .args(args)
+            .run()
+    };
+    let out = ck(&["show"]).code(210);
+    assert!(out.stderr.contains("cluster-key init"), "{}", out.stderr);
+    let first = ck(&["init"]).ok().text().trim().to_owned();
+    assert!(first.starts_with("age1"), "{first}");
+    let stored = s.api.get("secrets", "credseal", "sops-age").unwrap();
+    assert!(
+        stored["data"]["age.agekey"].is_string(),
+        "Flux layout: {stored}"
+    );
+    assert_eq!(
+        ck(&["init"]).ok().text().trim(),
+        first,
+        "init never overwrites"
+    );
+    let second = ck(&["add"]).ok().text().trim().to_owned();
+    assert_ne!(second, first);
+    let shown = ck(&["show"]).ok().text();
+    assert!(shown.contains(&first) && shown.contains(&second), "{shown}");
+    assert!(
+        !shown.contains("AGE-SECRET-KEY"),
+        "show never prints private keys"
+    );
+    // The stored identities decrypt what is encrypted to either recipient.
+    let data = s.api.get("secrets", "credseal", "sops-age").unwrap()["data"].clone();
+    let keys_dir = s.dir.path().join("keys");
+    std::fs::create_dir(&keys_dir).unwrap();
+    for (k, v) in data.as_object().unwrap() {
+        std::fs::write(
+            keys_dir.join(k),
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    let ring = crate::support::keyring_file(
+        s.dir.path(),
+        &std::fs::read_dir(&keys_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(PathBuf::as_path)
+            .collect::<Vec<&Path>>(),
+    );
+    for r in [&first, &second] {
+        let plain = write(s.dir.path(), "p.yaml", "a: secret-value\n");
+        let enc = Cmd::credseal()
+            .cwd(s.dir.path())
+            .args(["encrypt", "--age", r])
+            .arg(&plain)
+            .run()
+            .ok();
+        let enc = write(s.dir.path(), "p.enc.yaml", enc.stdout);
+        let out = Cmd::credseal()
+            .cwd(s.dir.path())
+            .key(&ring)
+            .arg("decrypt")
+            .arg(&enc)
+            .run()
+            .ok();
+        assert_eq!(out.text(), "a: secret-value\n");
+    }
+    ck(&["retire", &first]).ok();
+    let shown = ck(&["show"]).ok().text();
+    assert!(
+        !shown.contains(&first) && shown.contains(&second),
+        "{shown}"
+    );
+    let out = ck(&["retire", &second]).code(1);
+    assert!(out.stderr.contains("last identity"), "{}", out.stderr);
+    // Writes were replacements guarded by resourceVersion.
+    assert!(s.api.requests().iter().any(|r| r.method == "PUT"));
+}
+
+#[test]
+fn kubectl_is_a_second_client_of_the_same_server() {
+    let s = setup();
+    let kubectl = |args: &[&str]| {
+        Cmd::tool("kubectl")
+            .cwd(s.dir.path())
+            .args(["--server", &s.api.url(), "--token", "t", "--namespace", NS])
+            .args(args)
+            .run()
+    };
+    let manifest = write(
+        s.dir.path(),
+        "cm.yaml",
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-kubectl\n  namespace: {NS}\nstringData:\n  token: abc\n"
+        ),
+    );
+    let out = kubectl(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "-f",
+        manifest.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(
+        out.text()
+            .contains("secret/from-kubectl serverside-applied"),
+        "{}",
+        out.text()
+    );
+    let stored = s.api.get("secrets", NS, "from-kubectl").unwrap();
+    assert_eq!(stored["data"]["token"], "YWJj", "stringData became data");
+    let req = s
+        .api
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(
+        req.query.get("fieldManager").map(String::as_str),
+        Some("kubectl")
+    );
+
+    // credseal applies; kubectl reads it back.
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "pw-for-kubectl", "", None));
+    s.credseal().args(["apply", "-f"]).arg(&file).run().ok();
+    let out = kubectl(&[
+        "get",
+        "secret",
+        "postgres-credentials",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ])
+    .ok();
+    let text = out.text();
+    assert!(
+        text.contains("name: postgres-credentials") && text.contains("cHctZm9yLWt1YmVjdGw="),
+        "{text}"
+    );
+    assert!(text.contains("manager: credseal"), "{text}");
+
+    let out = kubectl(&["delete", "secret", "from-kubectl", "--wait=false"]).ok();
+    assert!(out.text().contains("deleted"), "{}", out.text());
+    assert!(s.api.get("secrets", NS, "from-kubectl").is_none());
+    let out = kubectl(&["get", "secret", "from-kubectl"]).code(1);
+    assert!(
+        out.stderr.contains("NotFound") || out.stderr.contains("not found"),
+        "{}",
+        out.stderr
+    );
+}

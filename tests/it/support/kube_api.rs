@@ -1,0 +1,656 @@
+//! An in-process Kubernetes API server for the calls credseal makes, following the real API's
+//! semantics: resourceVersion on every write and 409 on a stale one, 404/403/409 as `Status`
+//! objects, server-side apply with field managers (conflicts unless forced, fields a manager
+//! stops applying are removed), JSON merge patches, `dryRun=All`, and the discovery documents
+//! kubectl needs. Plain HTTP on a loopback port; kube::Client and kubectl both talk to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+
+/// What one request looked like (for assertions on verbs, content types and parameters).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub content_type: String,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<(String, String, String), Value>,
+    /// Field paths owned by each manager, per object.
+    managed: HashMap<(String, String, String), BTreeMap<String, BTreeSet<String>>>,
+    rv: u64,
+    /// (verb, resource, namespace) the caller may not do.
+    denied: BTreeSet<(String, String, String)>,
+    log: Vec<Request>,
+}
+
+pub struct KubeApi {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl KubeApi {
+    pub fn start() -> KubeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || serve(stream, s));
+            }
+        });
+        KubeApi { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A kubeconfig pointing at this server, with `namespace` as the context's default.
+    pub fn kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: deployer\n    namespace: {namespace}\n- name: other\n  context:\n    cluster: fake\n    user: deployer\n    namespace: elsewhere\ncurrent-context: fake\nusers:\n- name: deployer\n  user:\n    token: test-token\n",
+                self.url()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// Refuses `verb` (get, create, update, patch, delete, list) on `resource` in `namespace`.
+    pub fn deny(&self, verb: &str, resource: &str, namespace: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .denied
+            .insert((verb.into(), resource.into(), namespace.into()));
+    }
+
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get(&(resource.into(), namespace.into(), name.into()))
+            .cloned()
+    }
+
+    /// Stores an object directly (as if another client had created it).
+    pub fn put(&self, resource: &str, obj: Value) {
+        let mut st = self.state.lock().unwrap();
+        st.rv += 1;
+        let rv = st.rv;
+        let mut obj = obj;
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        normalize_secret(resource, &mut obj);
+        st.objects.insert((resource.into(), ns, name), obj);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+/// The API server turns `stringData` into base64 `data` on every write.
+fn normalize_secret(resource: &str, obj: &mut Value) {
+    if resource != "secrets" {
+        return;
+    }
+    use base64::Engine as _;
+    if let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+        let data = obj["data"].as_object().cloned().unwrap_or_default();
+        let mut data = data;
+        for (k, v) in sd.as_object().cloned().unwrap_or_default() {
+            let s = v.as_str().unwrap_or("");
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(s)),
+            );
+        }
+        obj["data"] = Value::Object(data);
+    }
+}
+
+fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("/").to_owned(),
+        );
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let mut body = Vec::new();
+        if let Some(len) = headers
+            .get("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
+            body.resize(len, 0);
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"))
+        {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let (path, query) = split_query(&target);
+        let content_type = headers.get("content-type").cloned().unwrap_or_default();
+        let req = Request {
+            method,
+            path,
+            query,
+            content_type,
+        };
+        let (code, value) = handle(&state, &req, &body);
+        let text = serde_json::to_vec(&value).unwrap();
+        let reason = match code {
+            200 => "OK",
+            201 => "Created",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            409 => "Conflict",
+            415 => "Unsupported Media Type",
+            _ => "Error",
+        };
+        let head = format!(
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            text.len()
+        );
+        if stream
+            .write_all(head.as_bytes())
+            .and_then(|_| stream.write_all(&text))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn split_query(target: &str) -> (String, BTreeMap<String, String>) {
+    let (path, q) = target.split_once('?').unwrap_or((target, ""));
+    let query = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.replace("%2F", "/").replace("%3A", ":"))
+        })
+        .collect();
+    (path.to_owned(), query)
+}
+
+/// (group-version prefix, resource, kind) of everything the server serves.
+const RESOURCES: &[(&str, &str, &str)] = &[
+    ("v1", "secrets", "Secret"),
+    ("v1", "configmaps", "ConfigMap"),
+    ("v1", "pods", "Pod"),
+    ("v1", "events", "Event"),
+    ("apps/v1", "deployments", "Deployment"),
+    ("apps/v1", "statefulsets", "StatefulSet"),
+    ("apps/v1", "daemonsets", "DaemonSet"),
+    ("batch/v1", "cronjobs", "CronJob"),
+];
+
+fn discovery(path: &str) -> Option<Value> {
+    let list = |gv: &str| {
+        let resources: Vec<Value> = RESOURCES
+            .iter()
+            .filter(|(g, _, _)| *g == gv)
+            .map(|(_, r, k)| {
+                json!({"name": r, "singularName": k.to_lowercase(), "namespaced": true, "kind": k,
+                       "verbs": ["create", "delete", "get", "list", "patch", "update"]})
+            })
+            .collect();
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+    };
+    Some(match path {
+        "/version" => json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0-credseal-fake"}),
+        "/api" => {
+            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        }
+        "/apis" => {
+            let groups: Vec<Value> = ["apps", "batch"]
+                .iter()
+                .map(|g| {
+                    json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}],
+                           "preferredVersion": {"groupVersion": format!("{g}/v1"), "version": "v1"}})
+                })
+                .collect();
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        }
+        "/api/v1" => list("v1"),
+        "/apis/apps/v1" => list("apps/v1"),
+        "/apis/batch/v1" => list("batch/v1"),
+        _ => return None,
+    })
+}
+
+fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value) {
+    let mut st = state.lock().unwrap();
+    st.log.push(req.clone());
+    if req.method == "GET" {
+        if let Some(d) = discovery(&req.path) {
+            return (200, d);
+        }
+    }
+    // /api/v1/namespaces/{ns}/{resource}[/{name}] or /apis/{g}/{v}/namespaces/...
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let rest = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+    };
+    let (ns, resource, name) = match rest {
+        ["namespaces", ns, resource] => (*ns, *resource, None),
+        ["namespaces", ns, resource, name] => (*ns, *resource, Some(*name)),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+    };
+    let Some((_, _, kind)) = RESOURCES.iter().find(|(_, r, _)| *r == resource) else {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    let verb = match (req.method.as_str(), name) {
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => return status(405, "MethodNotAllowed", "method not allowed"),
+    };
+    if st
+        .denied
+        .contains(&(verb.into(), resource.into(), ns.into()))
+    {
+        let what = match name {
+            Some(n) => format!("{resource} \"{n}\""),
+            None => resource.to_owned(),
+        };
+        return status(
+            403,
+            "Forbidden",
+            &format!(
+                "{what} is forbidden: User \"system:serviceaccount:credseal:deployer\" cannot {verb} resource \"{resource}\" in API group \"\" in the namespace \"{ns}\""
+            ),
+        );
+    }
+    let dry_run = req.query.get("dryRun").is_some_and(|v| v == "All");
+    let not_found = |n: &str| status(404, "NotFound", &format!("{resource} \"{n}\" not found"));
+    let parse_body = || -> Result<Value, (u16, Value)> {
+        serde_json::from_slice(body)
+            .map_err(|_| status(400, "BadRequest", "the body is not valid JSON"))
+    };
+    let key = |n: &str| (resource.to_owned(), ns.to_owned(), n.to_owned());
+    match (verb, name) {
+        ("list", None) => {
+            let items: Vec<Value> = st
+                .objects
+                .iter()
+                .filter(|((r, n, _), _)| r == resource && n == ns)
+                .map(|(_, v)| v.clone())
+                .collect();
+            (
+                200,
+                json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+            )
+        }
+        ("get", Some(n)) => match st.objects.get(&key(n)) {
+            Some(o) => (200, o.clone()),
+            None => not_found(n),
+        },
+        ("create", _) => {
+            let mut obj = match parse_body() {
+                Ok(o) => o,
+                Err(e) => return e,
+            };
+            let n = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            if st.objects.contains_key(&key(&n)) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{resource} \"{n}\" already exists"),
+                );
+            }
+            obj["metadata"]["namespace"] = json!(ns);
+            normalize_secret(resource, &mut obj);
+            if !dry_run {
+                st.rv += 1;
+                obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+                obj["metadata"]["uid"] = json!(format!("uid-{}", st.rv));
+                st.objects.insert(key(&n), obj.clone());
+            }
+            (201, obj)
+        }
+        ("update", Some(n)) => {
+            let mut obj = match parse_body() {
+                Ok(o) => o,
+                Err(e) => return e,
+            };
+            let Some(current) = st.objects.get(&key(n)).cloned() else {
+                return not_found(n);
+            };
+            let sent = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            if sent.is_some() && sent.as_deref() != current["metadata"]["resourceVersion"].as_str()
+            {
+                return status(
+                    409,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on {resource} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"
+                    ),
+                );
+            }
+            normalize_secret(resource, &mut obj);
+            obj["metadata"]["namespace"] = json!(ns);
+            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            if !dry_run {
+                st.rv += 1;
+                obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+                st.objects.insert(key(n), obj.clone());
+            }
+            (200, obj)
+        }
+        ("patch", Some(n)) => patch(&mut st, req, body, resource, ns, n, dry_run),
+        ("delete", Some(n)) => match st.objects.get(&key(n)).cloned() {
+            None => not_found(n),
+            Some(o) => {
+                if !dry_run {
+                    st.objects.remove(&key(n));
+                    st.managed.remove(&key(n));
+                }
+                (200, o)
+            }
+        },
+        _ => status(405, "MethodNotAllowed", "method not allowed"),
+    }
+}
+
+/// Leaf field paths of an applied object that a manager owns (metadata identity aside).
+fn fields(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if prefix.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+                    continue;
+                }
+                if prefix == "metadata"
+                    && matches!(
+                        k.as_str(),
+                        "name" | "namespace" | "resourceVersion" | "uid" | "managedFields"
+                    )
+                {
+                    continue;
+                }
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}\u{1f}{k}")
+                };
+                fields(v, &p, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned());
+        }
+    }
+}
+
+fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('\u{1f}').try_fold(v, |v, k| v.get(k))
+}
+
+fn set_path(v: &mut Value, path: &str, value: Value) {
+    let mut cur = v;
+    let parts: Vec<&str> = path.split('\u{1f}').collect();
+    for k in &parts[..parts.len() - 1] {
+        if !cur.get(*k).is_some_and(Value::is_object) {
+            cur[*k] = json!({});
+        }
+        cur = cur.get_mut(*k).unwrap();
+    }
+    cur[parts[parts.len() - 1]] = value;
+}
+
+fn remove_path(v: &mut Value, path: &str) {
+    let parts: Vec<&str> = path.split('\u{1f}').collect();
+    let mut cur = v;
+    for k in &parts[..parts.len() - 1] {
+        match cur.get_mut(*k) {
+            Some(c) => cur = c,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(parts[parts.len() - 1]);
+    }
+}
+
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else if v.is_object() && t.get(k).is_some_and(Value::is_object) {
+                    merge_patch(t.get_mut(k).unwrap(), v);
+                } else {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn patch(
+    st: &mut State,
+    req: &Request,
+    body: &[u8],
+    resource: &str,
+    ns: &str,
+    n: &str,
+    dry_run: bool,
+) -> (u16, Value) {
+    let key = (resource.to_owned(), ns.to_owned(), n.to_owned());
+    let ct = req.content_type.split(';').next().unwrap_or("").trim();
+    let mut body: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return status(400, "BadRequest", "the body is not valid JSON"),
+    };
+    let current = st.objects.get(&key).cloned();
+    let (code, mut obj) = match ct {
+        "application/apply-patch+yaml" => {
+            let Some(manager) = req.query.get("fieldManager").cloned() else {
+                return status(
+                    400,
+                    "BadRequest",
+                    "PATCH with apply-patch+yaml requires fieldManager",
+                );
+            };
+            let force = req.query.get("force").is_some_and(|f| f == "true");
+            normalize_secret(resource, &mut body);
+            let mut applied = BTreeSet::new();
+            fields(&body, "", &mut applied);
+            let mut obj = current.clone().unwrap_or_else(|| json!({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": {"name": n, "namespace": ns}}));
+            let mut managed = st.managed.get(&key).cloned().unwrap_or_default();
+            // Conflicts: a field another manager owns with a different value.
+            if !force {
+                let mut conflicts = Vec::new();
+                for (other, owned) in &managed {
+                    if *other == manager {
+                        continue;
+                    }
+                    for f in owned.intersection(&applied) {
+                        if get_path(&obj, f) != get_path(&body, f) {
+                            conflicts.push(format!(
+                                "conflict with \"{other}\": .{}",
+                                f.replace('\u{1f}', ".")
+                            ));
+                        }
+                    }
+                }
+                if !conflicts.is_empty() {
+                    return status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Apply failed with {} conflicts: {}",
+                            conflicts.len(),
+                            conflicts.join(", ")
+                        ),
+                    );
+                }
+            }
+            // Fields this manager applied before and no longer does are removed (unless shared).
+            let before = managed.get(&manager).cloned().unwrap_or_default();
+            for f in before.difference(&applied) {
+                let shared = managed.iter().any(|(m, o)| *m != manager && o.contains(f));
+                if !shared {
+                    remove_path(&mut obj, f);
+                }
+            }
+            for f in &applied {
+                set_path(
+                    &mut obj,
+                    f,
+                    get_path(&body, f).cloned().unwrap_or(Value::Null),
+                );
+            }
+            for (m, owned) in managed.iter_mut() {
+                if *m != manager {
+                    owned.retain(|f| !applied.contains(f));
+                }
+            }
+            managed.insert(manager.clone(), applied);
+            let entries: Vec<Value> = managed
+                .iter()
+                .filter(|(_, o)| !o.is_empty())
+                .map(|(m, _)| json!({"manager": m, "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1"}))
+                .collect();
+            obj["metadata"]["managedFields"] = Value::Array(entries);
+            if !dry_run {
+                st.managed.insert(key.clone(), managed);
+            }
+            (if current.is_some() { 200 } else { 201 }, obj)
+        }
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            let Some(mut obj) = current.clone() else {
+                return status(404, "NotFound", &format!("{resource} \"{n}\" not found"));
+            };
+            merge_patch(&mut obj, &body);
+            normalize_secret(resource, &mut obj);
+            (200, obj)
+        }
+        other => {
+            return status(
+                415,
+                "UnsupportedMediaType",
+                &format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {other}"
+                ),
+            );
+        }
+    };
+    obj["metadata"]["namespace"] = json!(ns);
+    obj["metadata"]["name"] = json!(n);
+    let unchanged = current.as_ref().is_some_and(|c| {
+        let mut a = c.clone();
+        let mut b = obj.clone();
+        for x in [&mut a, &mut b] {
+            if let Some(m) = x["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+                m.remove("managedFields");
+            }
+        }
+        a == b
+    });
+    if unchanged {
+        obj["metadata"]["resourceVersion"] =
+            current.as_ref().unwrap()["metadata"]["resourceVersion"].clone();
+    } else if !dry_run {
+        st.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{}", st.rv));
+        }
+    }
+    if !dry_run {
+        st.objects.insert(key, obj.clone());
+    }
+    let _: &Map<String, Value> = obj.as_object().unwrap();
+    (code, obj)
+}
