@@ -7,6 +7,7 @@ mod fuzz;
 mod interop_age;
 mod interop_sops;
 mod kube;
+mod manifests;
 mod materialize;
 mod properties;
 mod support;

@@ -1,0 +1,261 @@
+//! The manifests render with the real kustomize (kubectl 1.32's), parse into k8s-openapi types,
+//! meet the restricted Pod Security level, and their encrypted credentials open with the
+//! example key through `materialize`, as the pods would.
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec};
+use k8s_openapi::api::rbac::v1::Role;
+use serde_json::Value;
+
+use credseal::sops::tree::{MapItem, Node, SeqItem};
+use credseal::sops::yaml;
+
+use crate::support::Cmd;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn to_json(n: &Node) -> Value {
+    match n {
+        Node::Null => Value::Null,
+        Node::Str(s) => Value::String(s.expose().to_owned()),
+        Node::Int(i) => Value::from(*i),
+        Node::Float(f) => Value::from(*f),
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Time(t) => Value::String(t.to_rfc3339_nano()),
+        Node::Map(m) => Value::Object(
+            m.items
+                .iter()
+                .filter_map(|i| match i {
+                    MapItem::Pair(k, v) => Some((k.clone(), to_json(v))),
+                    MapItem::Comment(_) => None,
+                })
+                .collect(),
+        ),
+        Node::Seq(s) => Value::Array(
+            s.items
+                .iter()
+                .filter_map(|i| match i {
+                    SeqItem::Node(n) => Some(to_json(n)),
+                    SeqItem::Comment(_) => None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// `kubectl kustomize DIR`, every object as JSON.
+pub fn render(dir: &str) -> Vec<Value> {
+    let out = Cmd::tool("kubectl")
+        .arg("kustomize")
+        .arg(repo().join(dir))
+        .run()
+        .ok();
+    let tree = yaml::parse(&out.stdout).unwrap();
+    tree.documents
+        .iter()
+        .map(|d| to_json(&Node::Map(d.clone())))
+        .collect()
+}
+
+fn of_kind<T: serde::de::DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<T> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .map(|o| serde_json::from_value(o.clone()).unwrap_or_else(|e| panic!("{kind}: {e}")))
+        .collect()
+}
+
+fn pod_specs(objects: &[Value]) -> Vec<(String, PodSpec)> {
+    let mut out = Vec::new();
+    for d in of_kind::<Deployment>(objects, "Deployment") {
+        out.push((
+            d.metadata.name.unwrap(),
+            d.spec.unwrap().template.spec.unwrap(),
+        ));
+    }
+    for c in of_kind::<CronJob>(objects, "CronJob") {
+        let job = c.spec.unwrap().job_template.spec.unwrap();
+        out.push((c.metadata.name.unwrap(), job.template.spec.unwrap()));
+    }
+    for j in of_kind::<Job>(objects, "Job") {
+        out.push((
+            j.metadata.name.unwrap(),
+            j.spec.unwrap().template.spec.unwrap(),
+        ));
+    }
+    out
+}
+
+fn assert_restricted(pod: &str, spec: &PodSpec, c: &Container) {
+    let what = format!("{pod}/{}", c.name);
+    let sc = c
+        .security_context
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: no securityContext"));
+    let pod_sc = spec.security_context.clone().unwrap_or_default();
+    assert!(
+        sc.run_as_non_root.or(pod_sc.run_as_non_root) == Some(true),
+        "{what}: runAsNonRoot"
+    );
+    assert_eq!(
+        sc.read_only_root_filesystem,
+        Some(true),
+        "{what}: readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        sc.allow_privilege_escalation,
+        Some(false),
+        "{what}: allowPrivilegeEscalation"
+    );
+    assert_eq!(
+        sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_owned()]),
+        "{what}: drop ALL"
+    );
+    let seccomp = sc
+        .seccomp_profile
+        .clone()
+        .or(pod_sc.seccomp_profile)
+        .map(|s| s.type_);
+    assert_eq!(
+        seccomp.as_deref(),
+        Some("RuntimeDefault"),
+        "{what}: seccomp"
+    );
+    let r = c
+        .resources
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: no resources"));
+    assert!(
+        r.requests.is_some() && r.limits.is_some(),
+        "{what}: requests and limits"
+    );
+    let image = c.image.as_deref().unwrap_or("");
+    assert!(
+        image.contains(':') && !image.ends_with(":latest"),
+        "{what}: image pinned to a tag"
+    );
+}
+
+#[test]
+fn base_renders_restricted_pods_and_named_rbac() {
+    let objects = render("manifests/base");
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "Secret"),
+        "no plaintext Secret objects"
+    );
+    let pods = pod_specs(&objects);
+    assert_eq!(pods.len(), 3, "backend, backup, deploy hook");
+    for (name, spec) in &pods {
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            assert_restricted(name, spec, c);
+            // The cluster key is mounted only into credseal containers.
+            let mounts_key = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "cluster-key");
+            assert_eq!(
+                mounts_key,
+                c.name == "credseal",
+                "{name}/{}: cluster key mount",
+                c.name
+            );
+        }
+    }
+    // The sidecar and the init container need no API access.
+    for (name, spec) in &pods {
+        if name != "credseal-apply" {
+            assert_eq!(spec.automount_service_account_token, Some(false), "{name}");
+        }
+    }
+    let (_, backend) = pods.iter().find(|(n, _)| n == "backend").unwrap();
+    let sidecar = &backend.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        sidecar.restart_policy.as_deref(),
+        Some("Always"),
+        "native sidecar"
+    );
+    let memory = backend
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "credentials")
+        .unwrap();
+    assert_eq!(
+        memory.empty_dir.as_ref().unwrap().medium.as_deref(),
+        Some("Memory")
+    );
+    for role in of_kind::<Role>(&objects, "Role") {
+        for rule in role.rules.unwrap_or_default() {
+            let all: Vec<&String> = rule
+                .verbs
+                .iter()
+                .chain(rule.resources.iter().flatten())
+                .collect();
+            assert!(
+                !all.iter().any(|s| s.contains('*')),
+                "no wildcards: {rule:?}"
+            );
+            assert!(
+                rule.resource_names.as_ref().is_some_and(|n| !n.is_empty()),
+                "named resources: {rule:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn encrypted_credentials_render_with_the_example_key() {
+    let objects = render("manifests/base");
+    let cm: ConfigMap = of_kind(&objects, "ConfigMap").pop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    for (name, text) in cm.data.unwrap() {
+        assert!(
+            text.contains("ENC[AES256_GCM") && text.contains("sops:"),
+            "{name} is encrypted"
+        );
+        std::fs::write(source.join(name), text).unwrap();
+    }
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::copy(
+        repo().join("keys-example/age.agekey"),
+        keys.join("age.agekey"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    Cmd::credseal()
+        .args(["materialize", "--once", "--namespace", "platform-services"])
+        .arg("--source")
+        .arg(&source)
+        .arg("--keys")
+        .arg(&keys)
+        .arg("--out")
+        .arg(&out)
+        .args(["--template", "DATABASE_URL=postgresql://{{postgres-credentials/username}}:{{postgres-credentials/password}}@postgres:5432/saas_platform"])
+        .run()
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(out.join("postgres-credentials/username")).unwrap(),
+        "app_user"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("DATABASE_URL"))
+            .unwrap()
+            .starts_with("postgresql://app_user:")
+    );
+    assert!(out.join("redis-credentials/password").exists());
+}
