@@ -363,3 +363,22 @@ fn kubernetes_secret_default_keeps_metadata_readable_and_mac_bound() {
     );
     assert!(!text.contains(PASSWORD));
 }
+
+#[test]
+fn not_json_and_not_dotenv() {
+    let s = setup();
+    let bad = write(s.dir.path(), "bad.json", "{\"a\": [1, 2,, }");
+    let out = decrypt(&s, &bad).code(2);
+    assert!(
+        out.stderr.contains("bad.json") && out.stderr.contains("line 1"),
+        "{}",
+        out.stderr
+    );
+    let bad = write(s.dir.path(), "bad.env", "KEY=v\nnot a line\n");
+    let out = decrypt(&s, &bad).code(2);
+    assert!(
+        out.stderr.contains("bad.env") && out.stderr.contains("line 2"),
+        "{}",
+        out.stderr
+    );
+}
