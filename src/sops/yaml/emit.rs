@@ -1,36 +1,45 @@
-//! YAML emission byte-for-byte as sops writes it: the sops tree is turned into go-yaml nodes
-//! the way `stores/yaml` does (`appendTreeBranch`, `appendSequence`), then written by a port of
-//! the part of go-yaml v3's emitter those nodes reach (block style, empty flow collections,
-//! head/line/foot/tail comments, and its column/indent bookkeeping, blank lines included).
+//! YAML emission byte for byte as sops writes it.
+//!
+//! Three steps, each mirroring the Go code it replaces:
+//! 1. the SOPS tree becomes go-yaml nodes with head/line/foot comments exactly as sops'
+//!    `appendTreeBranch`/`appendSequence` build them (stores/yaml/store.go), scalars styled as
+//!    `yaml.Node.Encode` leaves them (encode.go `stringv` + the emitter's style selection);
+//! 2. the nodes become events as go-yaml's `encoder.node` produces them (foot comments of keys
+//!    move to the next key as "tail" comments);
+//! 3. a port of the part of go-yaml v3's emitter (emitterc.go) that those events reach writes
+//!    the text: block style, `{}`/`[]` for empty collections, no line wrapping (`best_width` is
+//!    unlimited by default), comments and go-yaml's column/indent bookkeeping.
 
 use crate::sops::tree::{Map, MapItem, Node, Seq, SeqItem, Tree};
-use crate::sops::yaml::resolve::needs_quotes;
+use crate::sops::yaml::resolve::{
+    Resolved, format_float, is_base60_float, is_old_bool, resolve_plain,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Style {
+pub(crate) enum Style {
     Plain,
     Single,
     Double,
     Literal,
 }
 
-enum Kind {
-    /// Text, style, and whether go-yaml tags it `!!merge` (the string `<<`).
-    Scalar(String, Style, bool),
-    Map(Vec<(YNode, YNode)>),
+enum YKind {
+    Scalar(String, Style),
+    /// Keys and values alternating, as in `yaml.Node.Content`.
+    Map(Vec<YNode>),
     Seq(Vec<YNode>),
 }
 
-/// A go-yaml node as sops builds it.
+/// A go-yaml `Node` as sops builds it.
 struct YNode {
-    kind: Kind,
+    kind: YKind,
     head: String,
     line: String,
     foot: String,
 }
 
 impl YNode {
-    fn new(kind: Kind) -> YNode {
+    fn new(kind: YKind) -> YNode {
         YNode {
             kind,
             head: String::new(),
@@ -40,254 +49,407 @@ impl YNode {
     }
 }
 
-/// `"#" + strings.Join(comments, "\n#")`
-fn join_comments(comments: &[&str]) -> String {
-    if comments.is_empty() {
-        return String::new();
-    }
+/// sops: `"#" + strings.Join(comments, "\n#")`.
+fn joined(comments: &[&str]) -> String {
     format!("#{}", comments.join("\n#"))
 }
 
 fn add_head(target: &mut String, comments: &mut Vec<&str>) {
-    if comments.is_empty() {
-        return;
-    }
-    let c = join_comments(comments);
-    *target = if target.is_empty() {
-        c
-    } else {
-        format!("{c}\n{target}")
-    };
-    comments.clear();
-}
-
-fn add_tail(target: &mut String, comments: &mut Vec<&str>) {
-    if comments.is_empty() {
-        return;
-    }
-    let c = join_comments(comments);
-    if target.is_empty() {
-        *target = c;
-    } else {
-        target.push('\n');
-        target.push_str(&c);
+    if !comments.is_empty() {
+        let c = joined(comments);
+        *target = if target.is_empty() {
+            c
+        } else {
+            format!("{c}\n{target}")
+        };
     }
     comments.clear();
 }
 
-/// Go `strconv.FormatFloat(f, 'g', -1, 64)` with go-yaml's names for the specials.
-fn format_float_g(f: f64) -> String {
-    if f.is_nan() {
-        return ".nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            ".inf".into()
+fn add_after(target: &mut String, comments: &mut Vec<&str>) {
+    if !comments.is_empty() {
+        let c = joined(comments);
+        if target.is_empty() {
+            *target = c;
         } else {
-            "-.inf".into()
-        };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    // Shortest round-trip digits and decimal exponent.
-    let e = format!("{:e}", f.abs());
-    let (mantissa, exp) = e.split_once('e').expect("exponent form");
-    let exp: i32 = exp.parse().expect("exponent");
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let sign = if f < 0.0 { "-" } else { "" };
-    if !(-4..6).contains(&exp) {
-        // %e with the shortest mantissa, exponent at least two digits.
-        let m = if digits.len() > 1 {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        } else {
-            digits
-        };
-        let es = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{m}e{es}{:02}", exp.abs());
-    }
-    format!("{sign}{}", crate::sops::value::format_float_f(f.abs()))
-}
-
-fn scalar_node(n: &Node) -> YNode {
-    let (text, style) = match n {
-        Node::Str(s) => {
-            let s = s.expose();
-            let style = if s.contains('\n') {
-                Style::Literal
-            } else if needs_quotes(s) {
-                Style::Double
-            } else {
-                Style::Plain
-            };
-            (s.to_owned(), style)
+            target.push('\n');
+            target.push_str(&c);
         }
-        Node::Int(i) => (i.to_string(), Style::Plain),
-        Node::Float(f) => (format_float_g(*f), Style::Plain),
-        Node::Bool(b) => (b.to_string(), Style::Plain),
-        Node::Null => ("null".to_owned(), Style::Plain),
-        Node::Time(t) => (t.to_rfc3339_nano(), Style::Plain),
-        Node::Map(_) | Node::Seq(_) => unreachable!("collections are not scalars"),
-    };
-    // go-yaml reads a plain `<<` back as a merge key and writes it with its tag.
-    let merge = style == Style::Plain && text == "<<";
-    YNode::new(Kind::Scalar(text, style, merge))
-}
-
-fn to_ynode(n: &Node) -> YNode {
-    match n {
-        Node::Map(m) => map_node(m),
-        Node::Seq(s) => seq_node(s),
-        leaf => scalar_node(leaf),
     }
+    comments.clear();
 }
 
 /// sops `appendTreeBranch`.
-fn map_node(m: &Map) -> YNode {
-    let mut node = YNode::new(Kind::Map(Vec::new()));
-    let mut pairs = Vec::new();
-    let mut head: Vec<&str> = Vec::new();
-    let mut inline: Vec<&str> = Vec::new();
+fn map_node(map: &Map) -> YNode {
+    let mut node = YNode::new(YKind::Map(Vec::new()));
+    let mut content = Vec::new();
+    let mut heads: Vec<&str> = Vec::new();
+    let mut inlines: Vec<&str> = Vec::new();
     let mut beginning = true;
-    for item in &m.items {
+    for item in &map.items {
         match item {
-            MapItem::Comment(c) if c.inline => inline.push(c.text.expose()),
-            MapItem::Comment(c) => head.push(c.text.expose()),
+            MapItem::Comment(c) if c.inline => inlines.push(c.text.expose()),
+            MapItem::Comment(c) => heads.push(c.text.expose()),
             MapItem::Pair(k, v) => {
                 if beginning {
-                    add_head(&mut node.head, &mut head);
+                    add_head(&mut node.head, &mut heads);
                     beginning = false;
                 }
-                let mut key = scalar_node(&Node::str(k.clone()));
-                add_head(&mut key.head, &mut head);
-                let mut value = to_ynode(v);
-                add_tail(&mut value.line, &mut inline);
-                pairs.push((key, value));
+                let mut key = string_node(k);
+                add_head(&mut key.head, &mut heads);
+                let mut value = value_node(v);
+                add_after(&mut value.line, &mut inlines);
+                content.push(key);
+                content.push(value);
             }
         }
     }
-    head.append(&mut inline);
-    if !head.is_empty() {
-        match pairs.last_mut() {
-            None => add_head(&mut node.head, &mut head),
-            Some((k, _)) => add_tail(&mut k.foot, &mut head),
+    heads.append(&mut inlines);
+    if !heads.is_empty() {
+        if beginning {
+            add_head(&mut node.head, &mut heads);
+        } else {
+            let n = content.len();
+            add_after(&mut content[n - 2].foot, &mut heads);
         }
     }
-    node.kind = Kind::Map(pairs);
+    node.kind = YKind::Map(content);
     node
 }
 
 /// sops `appendSequence`.
-fn seq_node(s: &Seq) -> YNode {
-    let mut node = YNode::new(Kind::Seq(Vec::new()));
-    let mut items = Vec::new();
-    let mut head: Vec<&str> = Vec::new();
-    let mut inline: Vec<&str> = Vec::new();
+fn seq_node(seq: &Seq) -> YNode {
+    let mut node = YNode::new(YKind::Seq(Vec::new()));
+    let mut content: Vec<YNode> = Vec::new();
+    let mut heads: Vec<&str> = Vec::new();
+    let mut inlines: Vec<&str> = Vec::new();
     let mut beginning = true;
-    for item in &s.items {
+    for item in &seq.items {
         match item {
-            SeqItem::Comment(c) if c.inline => inline.push(c.text.expose()),
-            SeqItem::Comment(c) => head.push(c.text.expose()),
+            SeqItem::Comment(c) if c.inline => inlines.push(c.text.expose()),
+            SeqItem::Comment(c) => heads.push(c.text.expose()),
             SeqItem::Node(n) => {
                 if beginning {
-                    add_head(&mut node.head, &mut head);
+                    add_head(&mut node.head, &mut heads);
                     beginning = false;
                 }
-                let mut y = to_ynode(n);
-                add_head(&mut y.head, &mut head);
-                add_tail(&mut y.line, &mut inline);
-                items.push(y);
+                let mut item = value_node(n);
+                add_head(&mut item.head, &mut heads);
+                add_after(&mut item.line, &mut inlines);
+                content.push(item);
             }
         }
     }
-    head.append(&mut inline);
-    if !head.is_empty() {
-        match items.last_mut() {
-            None => add_head(&mut node.head, &mut head),
-            Some(last) => add_tail(&mut last.foot, &mut head),
+    heads.append(&mut inlines);
+    if !heads.is_empty() {
+        if beginning {
+            add_head(&mut node.head, &mut heads);
+        } else {
+            let last = content.last_mut().expect("not at the beginning");
+            add_after(&mut last.foot, &mut heads);
         }
     }
-    node.kind = Kind::Seq(items);
+    node.kind = YKind::Seq(content);
     node
 }
 
-/// The state the parent pushed before emitting a node: it decides the indentation step.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ctx {
-    Root,
-    SeqItem,
-    Key,
-    Value,
+/// sops `treeValueToNode`.
+fn value_node(node: &Node) -> YNode {
+    let scalar = |s: String| YNode::new(YKind::Scalar(s, Style::Plain));
+    match node {
+        Node::Map(m) => map_node(m),
+        Node::Seq(s) => seq_node(s),
+        Node::Str(s) => string_node(s.expose()),
+        Node::Null => scalar("null".into()),
+        Node::Bool(b) => scalar(if *b { "true" } else { "false" }.into()),
+        Node::Int(i) => scalar(i.to_string()),
+        Node::Float(f) => scalar(format_float(*f)),
+        Node::Time(t) => scalar(t.to_rfc3339_nano()),
+    }
 }
 
-fn is_break(c: char) -> bool {
-    matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}')
+fn string_node(s: &str) -> YNode {
+    YNode::new(YKind::Scalar(s.to_owned(), string_style(s)))
 }
 
-/// go-yaml `is_printable` (by code point): note that 4-byte UTF-8 characters are not.
-fn is_printable(c: char) -> bool {
-    matches!(c as u32, 0x0A | 0x20..=0x7E | 0xA0..=0xD7FF | 0xE000..=0xFFFD) && c != '\u{FEFF}'
+/// The style a string gets from `yaml.Node.Encode`: the encoder's choice (`stringv`) refined by
+/// the emitter's `select_scalar_style` for a document root, which the re-parse then records.
+pub(crate) fn string_style(s: &str) -> Style {
+    let can_use_plain =
+        resolve_plain(s) == Resolved::Str && !(is_base60_float(s) || is_old_bool(s));
+    let style = if s.contains('\n') {
+        Style::Literal
+    } else if can_use_plain {
+        Style::Plain
+    } else {
+        Style::Double
+    };
+    let a = analyze_scalar(s);
+    match style {
+        Style::Plain if !a.block_plain_allowed => {
+            if a.single_quoted_allowed {
+                Style::Single
+            } else {
+                Style::Double
+            }
+        }
+        Style::Literal if !a.block_allowed => Style::Double,
+        other => other,
+    }
 }
 
-struct Analysis {
+// ---------------------------------------------------------------------------------------------
+// Events (go-yaml encode.go `node`).
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EvKind {
+    StreamStart,
+    StreamEnd,
+    DocStart,
+    DocEnd,
+    Scalar,
+    SeqStart,
+    SeqEnd,
+    MapStart,
+    MapEnd,
+}
+
+struct Event {
+    kind: EvKind,
+    /// Only `!!merge`: a plain `<<` is re-read by go-yaml as a merge key, and its encoder keeps
+    /// that tag because `resolve` calls `<<` a string.
+    merge_tag: bool,
+    value: String,
+    style: Style,
+    implicit: bool,
+    head: String,
+    line: String,
+    foot: String,
+    tail: String,
+}
+
+impl Event {
+    fn new(kind: EvKind) -> Event {
+        Event {
+            kind,
+            merge_tag: false,
+            value: String::new(),
+            style: Style::Plain,
+            implicit: true,
+            head: String::new(),
+            line: String::new(),
+            foot: String::new(),
+            tail: String::new(),
+        }
+    }
+}
+
+fn node_events(node: YNode, tail: String, out: &mut Vec<Event>) {
+    match node.kind {
+        YKind::Seq(items) => {
+            let mut start = Event::new(EvKind::SeqStart);
+            start.head = node.head;
+            out.push(start);
+            for item in items {
+                node_events(item, String::new(), out);
+            }
+            let mut end = Event::new(EvKind::SeqEnd);
+            end.line = node.line;
+            end.foot = node.foot;
+            out.push(end);
+        }
+        YKind::Map(content) => {
+            let mut start = Event::new(EvKind::MapStart);
+            start.tail = tail;
+            start.head = node.head;
+            out.push(start);
+            let mut tail = String::new();
+            let mut it = content.into_iter();
+            while let (Some(mut k), Some(v)) = (it.next(), it.next()) {
+                let foot = std::mem::take(&mut k.foot);
+                node_events(k, tail, out);
+                tail = foot;
+                node_events(v, String::new(), out);
+            }
+            let mut end = Event::new(EvKind::MapEnd);
+            end.tail = tail;
+            end.line = node.line;
+            end.foot = node.foot;
+            out.push(end);
+        }
+        YKind::Scalar(value, style) => {
+            let mut ev = Event::new(EvKind::Scalar);
+            ev.value = value;
+            // encoder.node: a plain-styled node whose text contains a newline is written literal.
+            ev.style = if style == Style::Plain && ev.value.contains('\n') {
+                Style::Literal
+            } else {
+                style
+            };
+            ev.merge_tag = ev.style == Style::Plain && ev.value == "<<";
+            ev.head = node.head;
+            ev.line = node.line;
+            ev.foot = node.foot;
+            ev.tail = tail;
+            out.push(ev);
+        }
+    }
+}
+
+fn document_events(root: YNode, out: &mut Vec<Event>) {
+    out.push(Event::new(EvKind::DocStart));
+    node_events(root, String::new(), out);
+    out.push(Event::new(EvKind::DocEnd));
+}
+
+/// The whole tree, as sops' `EmitPlainFile` writes it (one `Encode` per document).
+pub(crate) fn emit_tree(tree: &Tree, indent: usize) -> Vec<u8> {
+    let mut events = vec![Event::new(EvKind::StreamStart)];
+    for doc in &tree.documents {
+        document_events(map_node(doc), &mut events);
+    }
+    events.push(Event::new(EvKind::StreamEnd));
+    Emitter::new(indent).run(&events)
+}
+
+/// One value as its own document, as sops' `EmitValue` (`yaml.Marshal`) writes it.
+pub(crate) fn emit_value(node: &Node, indent: usize) -> Vec<u8> {
+    let mut events = vec![Event::new(EvKind::StreamStart)];
+    document_events(value_node(node), &mut events);
+    events.push(Event::new(EvKind::StreamEnd));
+    Emitter::new(indent).run(&events)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The emitter (go-yaml emitterc.go), restricted to what the events above can contain: no
+// anchors, no tags, no directives, flow style only for empty collections, no line width.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    StreamStart,
+    FirstDocumentStart,
+    DocumentStart,
+    DocumentContent,
+    DocumentEnd,
+    FlowSequenceFirstItem,
+    FlowMappingFirstKey,
+    BlockSequenceFirstItem,
+    BlockSequenceItem,
+    BlockMappingFirstKey,
+    BlockMappingKey,
+    BlockMappingSimpleValue,
+    BlockMappingValue,
+    End,
+}
+
+#[derive(Default, Clone, Copy)]
+struct ScalarAnalysis {
     multiline: bool,
+    flow_plain_allowed: bool,
     block_plain_allowed: bool,
     single_quoted_allowed: bool,
     block_allowed: bool,
 }
 
-/// go-yaml `yaml_emitter_analyze_scalar` (block context; flow fields are not needed).
-fn analyze(value: &str) -> Analysis {
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn is_blankz(c: char) -> bool {
+    is_blank(c) || is_break(c) || c == '\0'
+}
+
+/// go-yaml `is_printable` (UTF-8 ranges it accepts, decoded).
+fn is_printable(c: char) -> bool {
+    c == '\n'
+        || (' '..='~').contains(&c)
+        || ('\u{A0}'..='\u{D7FF}').contains(&c)
+        || (('\u{E000}'..='\u{FFFD}').contains(&c) && c != '\u{FEFF}')
+}
+
+/// go-yaml `yaml_emitter_analyze_scalar`.
+fn analyze_scalar(value: &str) -> ScalarAnalysis {
     if value.is_empty() {
-        return Analysis {
+        return ScalarAnalysis {
             multiline: false,
+            flow_plain_allowed: false,
             block_plain_allowed: true,
             single_quoted_allowed: true,
             block_allowed: false,
         };
     }
+    let mut block_indicators = false;
+    let mut flow_indicators = false;
+    let mut line_breaks = false;
+    let mut special_characters = false;
+    let mut tab_characters = false;
+    let mut leading_space = false;
+    let mut leading_break = false;
+    let mut trailing_space = false;
+    let mut trailing_break = false;
+    let mut break_space = false;
+    let mut space_break = false;
+    let mut previous_space = false;
+    let mut previous_break = false;
+
+    if value.starts_with("---") || value.starts_with("...") {
+        block_indicators = true;
+        flow_indicators = true;
+    }
     let chars: Vec<char> = value.chars().collect();
-    let mut block_indicators = value.starts_with("---") || value.starts_with("...");
-    let (mut line_breaks, mut special, mut tabs) = (false, false, false);
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
-        (false, false, false, false);
-    let (mut break_space, mut space_break) = (false, false);
-    let (mut previous_space, mut previous_break) = (false, false);
     let mut preceded_by_whitespace = true;
-    let blankz = |i: usize| {
-        i >= chars.len() || matches!(chars[i], ' ' | '\t') || is_break(chars[i]) || chars[i] == '\0'
-    };
     for (i, &c) in chars.iter().enumerate() {
-        let followed_by_whitespace = i + 1 >= chars.len() || matches!(chars[i + 1], ' ' | '\t');
+        let followed_by_whitespace = chars.get(i + 1).is_none_or(|&n| is_blank(n));
         if i == 0 {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
-                | '%' | '@' | '`' => block_indicators = true,
-                '?' | ':' if followed_by_whitespace => block_indicators = true,
-                '-' if followed_by_whitespace => block_indicators = true,
+                | '%' | '@' | '`' => {
+                    flow_indicators = true;
+                    block_indicators = true;
+                }
+                '?' | ':' => {
+                    flow_indicators = true;
+                    if followed_by_whitespace {
+                        block_indicators = true;
+                    }
+                }
+                '-' if followed_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
+                }
                 _ => {}
             }
         } else {
             match c {
-                ':' if followed_by_whitespace => block_indicators = true,
-                '#' if preceded_by_whitespace => block_indicators = true,
+                ',' | '?' | '[' | ']' | '{' | '}' => flow_indicators = true,
+                ':' => {
+                    flow_indicators = true;
+                    if followed_by_whitespace {
+                        block_indicators = true;
+                    }
+                }
+                '#' if preceded_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
+                }
                 _ => {}
             }
         }
         if c == '\t' {
-            tabs = true;
+            tab_characters = true;
         } else if !is_printable(c) {
-            special = true;
+            special_characters = true;
         }
+        let last = i + 1 == chars.len();
         if c == ' ' {
             if i == 0 {
                 leading_space = true;
             }
-            if i + 1 == chars.len() {
+            if last {
                 trailing_space = true;
             }
             if previous_break {
@@ -300,7 +462,7 @@ fn analyze(value: &str) -> Analysis {
             if i == 0 {
                 leading_break = true;
             }
-            if i + 1 == chars.len() {
+            if last {
                 trailing_break = true;
             }
             if previous_space {
@@ -312,122 +474,150 @@ fn analyze(value: &str) -> Analysis {
             previous_space = false;
             previous_break = false;
         }
-        preceded_by_whitespace = blankz(i);
+        preceded_by_whitespace = is_blankz(c);
     }
-    let mut a = Analysis {
+    let mut a = ScalarAnalysis {
         multiline: line_breaks,
+        flow_plain_allowed: true,
         block_plain_allowed: true,
         single_quoted_allowed: true,
         block_allowed: true,
     };
     if leading_space || leading_break || trailing_space || trailing_break {
+        a.flow_plain_allowed = false;
         a.block_plain_allowed = false;
     }
     if trailing_space {
         a.block_allowed = false;
     }
     if break_space {
+        a.flow_plain_allowed = false;
         a.block_plain_allowed = false;
         a.single_quoted_allowed = false;
     }
-    if space_break || tabs || special {
+    if space_break || tab_characters || special_characters {
+        a.flow_plain_allowed = false;
         a.block_plain_allowed = false;
         a.single_quoted_allowed = false;
     }
-    if space_break || special {
+    if space_break || special_characters {
         a.block_allowed = false;
     }
-    if line_breaks || block_indicators {
+    if line_breaks {
+        a.flow_plain_allowed = false;
+        a.block_plain_allowed = false;
+    }
+    if flow_indicators {
+        a.flow_plain_allowed = false;
+    }
+    if block_indicators {
         a.block_plain_allowed = false;
     }
     a
 }
 
-/// A port of the go-yaml emitter state that the output depends on.
 struct Emitter {
-    out: String,
-    best_indent: i32,
-    indent: i32,
-    indents: Vec<i32>,
-    column: i32,
+    out: Vec<u8>,
+    best_indent: i64,
+    state: State,
+    states: Vec<State>,
+    indent: i64,
+    indents: Vec<i64>,
+    flow_level: usize,
+    root_context: bool,
+    simple_key_context: bool,
+    column: i64,
     whitespace: bool,
     indention: bool,
     open_ended: bool,
-    foot_indent: i32,
-    head: String,
-    line: String,
-    foot: String,
-    tail: String,
+    foot_indent: i64,
+    head_comment: String,
+    line_comment: String,
+    foot_comment: String,
+    tail_comment: String,
+    key_line_comment: String,
+    scalar: ScalarAnalysis,
+    scalar_style: Style,
 }
 
 impl Emitter {
-    fn new(best_indent: usize) -> Emitter {
-        let best = best_indent as i32;
+    fn new(indent: usize) -> Emitter {
+        // go-yaml's encoder uses 4 for 0 and the emitter falls back to 2 outside 2..=9.
+        let mut best_indent = if indent == 0 { 4 } else { indent as i64 };
+        if !(2..=9).contains(&best_indent) {
+            best_indent = 2;
+        }
         Emitter {
-            out: String::new(),
-            best_indent: if (2..=9).contains(&best) { best } else { 2 },
+            out: Vec::new(),
+            best_indent,
+            state: State::StreamStart,
+            states: Vec::new(),
             indent: -1,
             indents: Vec::new(),
+            flow_level: 0,
+            root_context: false,
+            simple_key_context: false,
             column: 0,
             whitespace: true,
             indention: true,
             open_ended: false,
             foot_indent: -1,
-            head: String::new(),
-            line: String::new(),
-            foot: String::new(),
-            tail: String::new(),
+            head_comment: String::new(),
+            line_comment: String::new(),
+            foot_comment: String::new(),
+            tail_comment: String::new(),
+            key_line_comment: String::new(),
+            scalar: ScalarAnalysis::default(),
+            scalar_style: Style::Plain,
         }
     }
 
-    /// `yaml_emitter_analyze_event`: an event's comments replace the pending ones if set.
-    fn load(&mut self, head: &str, line: &str, foot: &str, tail: &str) {
-        for (slot, v) in [
-            (&mut self.head, head),
-            (&mut self.line, line),
-            (&mut self.foot, foot),
-            (&mut self.tail, tail),
-        ] {
-            if !v.is_empty() {
-                *slot = v.to_owned();
+    fn run(mut self, events: &[Event]) -> Vec<u8> {
+        for i in 0..events.len() {
+            if events[i].kind == EvKind::StreamEnd {
+                // encoder.finish: no "..." after an open-ended last document.
+                self.open_ended = false;
             }
+            self.analyze_event(&events[i]);
+            self.state_machine(events, i);
         }
+        self.out
     }
 
-    fn put(&mut self, c: char) {
-        self.out.push(c);
+    // --- low-level writers ---
+
+    fn put(&mut self, b: u8) {
+        self.out.push(b);
         self.column += 1;
     }
 
     fn put_break(&mut self) {
-        self.out.push('\n');
+        self.out.push(b'\n');
         self.column = 0;
         self.indention = true;
+    }
+
+    fn write(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        self.out
+            .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        self.column += 1;
+    }
+
+    fn write_all(&mut self, s: &str) {
+        for c in s.chars() {
+            self.write(c);
+        }
     }
 
     fn write_break(&mut self, c: char) {
         if c == '\n' {
             self.put_break();
         } else {
-            self.out.push(c);
+            self.write(c);
             self.column = 0;
             self.indention = true;
         }
-    }
-
-    fn increase_indent(&mut self, flow: bool, parent: Ctx) {
-        self.indents.push(self.indent);
-        if self.indent < 0 {
-            self.indent = if flow { self.best_indent } else { 0 };
-        } else if parent == Ctx::SeqItem {
-            self.indent += 2;
-        } else {
-            self.indent = self.best_indent * ((self.indent + self.best_indent) / self.best_indent);
-        }
-    }
-
-    fn pop_indent(&mut self) {
-        self.indent = self.indents.pop().expect("balanced indents");
     }
 
     fn write_indent(&mut self) {
@@ -439,26 +629,18 @@ impl Emitter {
             self.put_break();
         }
         while self.column < indent {
-            self.put(' ');
+            self.put(b' ');
         }
         self.whitespace = true;
         self.foot_indent = -1;
     }
 
-    fn write_indicator(
-        &mut self,
-        indicator: &str,
-        need_whitespace: bool,
-        is_whitespace: bool,
-        is_indention: bool,
-    ) {
-        if need_whitespace && !self.whitespace {
-            self.put(' ');
+    fn write_indicator(&mut self, ind: &str, need_ws: bool, is_ws: bool, is_indention: bool) {
+        if need_ws && !self.whitespace {
+            self.put(b' ');
         }
-        for c in indicator.chars() {
-            self.put(c);
-        }
-        self.whitespace = is_whitespace;
+        self.write_all(ind);
+        self.whitespace = is_ws;
         self.indention = self.indention && is_indention;
         self.open_ended = false;
     }
@@ -477,12 +659,12 @@ impl Emitter {
                 }
                 if !pound {
                     if c != '#' {
-                        self.put('#');
-                        self.put(' ');
+                        self.put(b'#');
+                        self.put(b' ');
                     }
                     pound = true;
                 }
-                self.put(c);
+                self.write(c);
                 self.indention = false;
                 breaks = false;
             }
@@ -494,280 +676,417 @@ impl Emitter {
     }
 
     fn process_head_comment(&mut self) {
-        if !self.tail.is_empty() {
+        if !self.tail_comment.is_empty() {
             self.write_indent();
-            let t = std::mem::take(&mut self.tail);
-            self.write_comment(&t);
+            let c = std::mem::take(&mut self.tail_comment);
+            self.write_comment(&c);
             self.foot_indent = self.indent.max(0);
         }
-        if self.head.is_empty() {
+        if self.head_comment.is_empty() {
             return;
         }
         self.write_indent();
-        let h = std::mem::take(&mut self.head);
-        self.write_comment(&h);
+        let c = std::mem::take(&mut self.head_comment);
+        self.write_comment(&c);
     }
 
     fn process_line_comment(&mut self) {
-        if self.line.is_empty() {
+        if self.line_comment.is_empty() {
             return;
         }
         if !self.whitespace {
-            self.put(' ');
+            self.put(b' ');
         }
-        let l = std::mem::take(&mut self.line);
-        self.write_comment(&l);
+        let c = std::mem::take(&mut self.line_comment);
+        self.write_comment(&c);
     }
 
     fn process_foot_comment(&mut self) {
-        if self.foot.is_empty() {
+        if self.foot_comment.is_empty() {
             return;
         }
         self.write_indent();
-        let f = std::mem::take(&mut self.foot);
-        self.write_comment(&f);
+        let c = std::mem::take(&mut self.foot_comment);
+        self.write_comment(&c);
         self.foot_indent = self.indent.max(0);
     }
 
-    fn document(&mut self, root: &YNode, first: bool) {
-        if !first {
-            self.write_indent();
-            self.write_indicator("---", true, false, false);
-            self.write_indent();
-        }
-        // Document content: the root node's event is analyzed, its head comment written.
-        self.load_start(root, "");
-        self.process_head_comment();
-        self.node(root, Ctx::Root, true);
-        self.after_node(root);
-        // Document end.
-        self.foot_indent = 0;
-        self.process_foot_comment();
-        self.foot_indent = -1;
-        self.write_indent();
-    }
+    // --- events and states ---
 
-    /// The line and foot comments go-yaml writes right after a node's first event: for a
-    /// scalar that is the whole node; for a collection, only its start has been written then,
-    /// so what is pending waits for a later call.
-    fn after_node(&mut self, n: &YNode) {
-        if matches!(n.kind, Kind::Scalar(..)) {
-            self.process_line_comment();
-            self.process_foot_comment();
+    fn analyze_event(&mut self, ev: &Event) {
+        if !ev.head.is_empty() {
+            self.head_comment = ev.head.clone();
+        }
+        if !ev.line.is_empty() {
+            self.line_comment = ev.line.clone();
+        }
+        if !ev.foot.is_empty() {
+            self.foot_comment = ev.foot.clone();
+        }
+        if !ev.tail.is_empty() {
+            self.tail_comment = ev.tail.clone();
+        }
+        if ev.kind == EvKind::Scalar {
+            self.scalar = analyze_scalar(&ev.value);
         }
     }
 
-    /// Loads the comments of a node's first event (scalar, or collection start).
-    fn load_start(&mut self, n: &YNode, tail: &str) {
-        match n.kind {
-            Kind::Scalar(..) => self.load(&n.head, &n.line, &n.foot, tail),
-            Kind::Map(_) => self.load(&n.head, "", "", tail),
-            Kind::Seq(_) => self.load(&n.head, "", "", ""),
+    fn increase_indent(&mut self, flow: bool, indentless: bool) {
+        self.indents.push(self.indent);
+        if self.indent < 0 {
+            self.indent = if flow { self.best_indent } else { 0 };
+        } else if !indentless {
+            if self.states.last() == Some(&State::BlockSequenceItem) {
+                self.indent += 2;
+            } else {
+                self.indent =
+                    self.best_indent * ((self.indent + self.best_indent) / self.best_indent);
+            }
         }
     }
 
-    /// Emits a node whose first event has been loaded already. `root` mirrors go-yaml's
-    /// `root_context` (plain root scalars leave the stream open-ended).
-    fn node(&mut self, n: &YNode, ctx: Ctx, root: bool) {
-        match &n.kind {
-            Kind::Scalar(text, style, merge) => self.scalar(text, *style, *merge, ctx, root),
-            Kind::Map(pairs) if pairs.is_empty() => {
+    fn pop_indent(&mut self) {
+        self.indent = self.indents.pop().unwrap_or(-1);
+    }
+
+    fn pop_state(&mut self) {
+        self.state = self.states.pop().unwrap_or(State::End);
+    }
+
+    fn state_machine(&mut self, events: &[Event], i: usize) {
+        let ev = &events[i];
+        match self.state {
+            State::StreamStart => {
+                self.indent = -1;
+                self.column = 0;
+                self.whitespace = true;
+                self.indention = true;
+                self.foot_indent = -1;
+                self.state = State::FirstDocumentStart;
+            }
+            State::FirstDocumentStart => self.document_start(ev, true),
+            State::DocumentStart => self.document_start(ev, false),
+            State::DocumentContent => {
+                self.states.push(State::DocumentEnd);
+                self.process_head_comment();
+                self.emit_node(events, i, true, false);
+                self.process_line_comment();
+                self.process_foot_comment();
+            }
+            State::DocumentEnd => {
+                self.foot_indent = 0;
+                self.process_foot_comment();
+                self.foot_indent = -1;
+                self.write_indent();
+                self.state = State::DocumentStart;
+            }
+            State::FlowSequenceFirstItem => {
+                // Only empty sequences are written in flow style.
+                debug_assert_eq!(ev.kind, EvKind::SeqEnd);
+                self.write_indicator("[", true, true, false);
+                self.increase_indent(true, false);
+                self.pop_indent();
+                self.write_indicator("]", false, false, false);
+                self.process_line_comment();
+                self.process_foot_comment();
+                self.pop_state();
+            }
+            State::FlowMappingFirstKey => {
+                debug_assert_eq!(ev.kind, EvKind::MapEnd);
                 self.write_indicator("{", true, true, false);
-                self.increase_indent(true, ctx);
+                self.increase_indent(true, false);
                 self.process_head_comment();
                 self.pop_indent();
                 self.write_indicator("}", false, false, false);
-                self.load("", &n.line, &n.foot, "");
+                self.process_line_comment();
+                self.process_foot_comment();
+                self.pop_state();
+            }
+            State::BlockSequenceFirstItem | State::BlockSequenceItem => {
+                if self.state == State::BlockSequenceFirstItem {
+                    self.increase_indent(false, false);
+                }
+                if ev.kind == EvKind::SeqEnd {
+                    self.pop_indent();
+                    self.pop_state();
+                    return;
+                }
+                self.process_head_comment();
+                self.write_indent();
+                self.write_indicator("-", true, false, true);
+                self.states.push(State::BlockSequenceItem);
+                self.emit_node(events, i, false, false);
                 self.process_line_comment();
                 self.process_foot_comment();
             }
-            Kind::Seq(items) if items.is_empty() => {
-                self.write_indicator("[", true, true, false);
-                self.increase_indent(true, ctx);
-                self.pop_indent();
-                if self.column == 0 {
+            State::BlockMappingFirstKey | State::BlockMappingKey => {
+                if self.state == State::BlockMappingFirstKey {
+                    self.increase_indent(false, false);
+                }
+                self.process_head_comment();
+                if ev.kind == EvKind::MapEnd {
+                    self.pop_indent();
+                    self.pop_state();
+                    return;
+                }
+                self.write_indent();
+                if !self.line_comment.is_empty() {
+                    self.key_line_comment = std::mem::take(&mut self.line_comment);
+                }
+                if self.check_simple_key(events, i) {
+                    self.states.push(State::BlockMappingSimpleValue);
+                    self.emit_node(events, i, false, true);
+                } else {
+                    self.write_indicator("?", true, false, true);
+                    self.states.push(State::BlockMappingValue);
+                    self.emit_node(events, i, false, false);
+                }
+            }
+            State::BlockMappingSimpleValue | State::BlockMappingValue => {
+                if self.state == State::BlockMappingSimpleValue {
+                    self.write_indicator(":", false, false, false);
+                } else {
+                    self.write_indent();
+                    self.write_indicator(":", true, false, true);
+                }
+                if !self.key_line_comment.is_empty() {
+                    if ev.kind == EvKind::Scalar {
+                        if self.line_comment.is_empty() {
+                            self.line_comment = std::mem::take(&mut self.key_line_comment);
+                        }
+                    } else if matches!(ev.kind, EvKind::MapStart | EvKind::SeqStart) {
+                        std::mem::swap(&mut self.line_comment, &mut self.key_line_comment);
+                        self.process_line_comment();
+                        std::mem::swap(&mut self.line_comment, &mut self.key_line_comment);
+                    }
+                }
+                self.states.push(State::BlockMappingKey);
+                self.emit_node(events, i, false, false);
+                self.process_line_comment();
+                self.process_foot_comment();
+            }
+            State::End => {}
+        }
+    }
+
+    fn document_start(&mut self, ev: &Event, first: bool) {
+        match ev.kind {
+            EvKind::DocStart => {
+                let implicit = ev.implicit && first;
+                if !implicit {
+                    self.write_indent();
+                    self.write_indicator("---", true, false, false);
                     self.write_indent();
                 }
-                self.write_indicator("]", false, false, false);
-                self.load("", &n.line, &n.foot, "");
-                self.process_line_comment();
-                self.process_foot_comment();
+                if !self.head_comment.is_empty() {
+                    self.process_head_comment();
+                    self.put_break();
+                }
+                self.state = State::DocumentContent;
             }
-            Kind::Map(pairs) => self.block_map(pairs, n, ctx),
-            Kind::Seq(items) => self.block_seq(items, n, ctx),
+            _ => self.state = State::End,
         }
     }
 
-    fn block_map(&mut self, pairs: &[(YNode, YNode)], n: &YNode, ctx: Ctx) {
-        let mut tail = String::new();
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            self.load(&k.head, &k.line, "", &tail);
-            if i == 0 {
-                self.increase_indent(false, ctx);
+    fn emit_node(&mut self, events: &[Event], i: usize, root: bool, simple_key: bool) {
+        self.root_context = root;
+        self.simple_key_context = simple_key;
+        let ev = &events[i];
+        match ev.kind {
+            EvKind::Scalar => {
+                self.select_scalar_style(ev);
+                if ev.merge_tag {
+                    if !self.whitespace {
+                        self.put(b' ');
+                    }
+                    self.write_all("!!merge");
+                    self.whitespace = false;
+                    self.indention = false;
+                }
+                self.increase_indent(true, false);
+                self.process_scalar(&ev.value);
+                self.pop_indent();
+                self.pop_state();
             }
-            self.process_head_comment();
-            self.write_indent();
-            self.node(k, Ctx::Key, false);
-            tail = k.foot.clone();
-            // The value: ':' then the node.
-            self.load_start(v, "");
-            self.write_indicator(":", false, false, false);
-            self.node(v, Ctx::Value, false);
-            self.after_node(v);
+            EvKind::SeqStart => {
+                let empty = events.get(i + 1).is_some_and(|e| e.kind == EvKind::SeqEnd);
+                self.state = if self.flow_level > 0 || empty {
+                    State::FlowSequenceFirstItem
+                } else {
+                    State::BlockSequenceFirstItem
+                };
+            }
+            EvKind::MapStart => {
+                let empty = events.get(i + 1).is_some_and(|e| e.kind == EvKind::MapEnd);
+                self.state = if self.flow_level > 0 || empty {
+                    State::FlowMappingFirstKey
+                } else {
+                    State::BlockMappingFirstKey
+                };
+            }
+            _ => {}
         }
-        // MAPPING-END: its tail (the last key's foot), line and foot comments.
-        self.load("", &n.line, &n.foot, &tail);
-        self.process_head_comment();
-        self.pop_indent();
     }
 
-    fn block_seq(&mut self, items: &[YNode], n: &YNode, ctx: Ctx) {
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.load_start(item, "");
+    fn check_simple_key(&self, events: &[Event], i: usize) -> bool {
+        let ev = &events[i];
+        match ev.kind {
+            EvKind::Scalar => {
+                let tag_len = if ev.merge_tag { "!!merge".len() } else { 0 };
+                !self.scalar.multiline && tag_len + ev.value.len() <= 128
             }
-            if i == 0 {
-                self.increase_indent(false, ctx);
-                // The first item's event is analyzed after the sequence start's.
-                self.load_start(item, "");
-            }
-            self.process_head_comment();
-            self.write_indent();
-            self.write_indicator("-", true, false, true);
-            self.node(item, Ctx::SeqItem, false);
-            self.after_node(item);
+            EvKind::SeqStart => events.get(i + 1).is_some_and(|e| e.kind == EvKind::SeqEnd),
+            EvKind::MapStart => events.get(i + 1).is_some_and(|e| e.kind == EvKind::MapEnd),
+            _ => false,
         }
-        self.load("", &n.line, &n.foot, "");
-        self.pop_indent();
     }
 
-    fn scalar(&mut self, value: &str, style: Style, merge: bool, ctx: Ctx, root: bool) {
-        let a = analyze(value);
-        let simple_key = ctx == Ctx::Key;
-        let mut style = style;
-        if simple_key && a.multiline {
+    fn select_scalar_style(&mut self, ev: &Event) {
+        let mut style = ev.style;
+        if self.simple_key_context && self.scalar.multiline {
             style = Style::Double;
         }
-        if style == Style::Plain && (!a.block_plain_allowed || (value.is_empty() && simple_key)) {
-            style = Style::Single;
-        }
-        if style == Style::Single && !a.single_quoted_allowed {
-            style = Style::Double;
-        }
-        if style == Style::Literal && (!a.block_allowed || simple_key) {
-            style = Style::Double;
-        }
-        if merge {
-            // yaml_emitter_write_tag_handle + write_tag_content
-            if !self.whitespace {
-                self.put(' ');
+        if style == Style::Plain {
+            if (self.flow_level > 0 && !self.scalar.flow_plain_allowed)
+                || (self.flow_level == 0 && !self.scalar.block_plain_allowed)
+            {
+                style = Style::Single;
             }
-            for c in "!!merge".chars() {
-                self.put(c);
+            if ev.value.is_empty() && (self.flow_level > 0 || self.simple_key_context) {
+                style = Style::Single;
             }
-            self.whitespace = false;
-            self.indention = false;
         }
-        self.increase_indent(true, ctx);
-        match style {
-            Style::Plain => self.write_plain(value, root),
-            Style::Single => self.write_single(value),
-            Style::Double => self.write_double(value),
+        if style == Style::Single && !self.scalar.single_quoted_allowed {
+            style = Style::Double;
+        }
+        if style == Style::Literal
+            && (!self.scalar.block_allowed || self.flow_level > 0 || self.simple_key_context)
+        {
+            style = Style::Double;
+        }
+        self.scalar_style = style;
+    }
+
+    fn process_scalar(&mut self, value: &str) {
+        let allow_breaks = !self.simple_key_context;
+        match self.scalar_style {
+            Style::Plain => self.write_plain(value),
+            Style::Single => self.write_single_quoted(value, allow_breaks),
+            Style::Double => self.write_double_quoted(value),
             Style::Literal => self.write_literal(value),
         }
-        self.pop_indent();
     }
 
-    fn write_plain(&mut self, value: &str, root: bool) {
+    fn write_plain(&mut self, value: &str) {
         if !value.is_empty() && !self.whitespace {
-            self.put(' ');
+            self.put(b' ');
         }
+        let mut breaks = false;
         for c in value.chars() {
-            self.put(c);
-            if c != ' ' {
+            if c == ' ' {
+                self.write(c);
+            } else if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_break();
+                }
+                self.write_break(c);
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                self.write(c);
                 self.indention = false;
+                breaks = false;
             }
         }
         if !value.is_empty() {
             self.whitespace = false;
         }
         self.indention = false;
-        if root {
+        if self.root_context {
             self.open_ended = true;
         }
     }
 
-    fn write_single(&mut self, value: &str) {
+    fn write_single_quoted(&mut self, value: &str, _allow_breaks: bool) {
         self.write_indicator("'", true, false, false);
         let mut breaks = false;
         for c in value.chars() {
-            if is_break(c) {
+            if c == ' ' {
+                self.write(c);
+            } else if is_break(c) {
                 if !breaks && c == '\n' {
                     self.put_break();
                 }
                 self.write_break(c);
                 breaks = true;
-                continue;
-            }
-            if breaks {
-                self.write_indent();
-            }
-            if c == '\'' {
-                self.put('\'');
-            }
-            self.put(c);
-            if c != ' ' {
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                if c == '\'' {
+                    self.put(b'\'');
+                }
+                self.write(c);
                 self.indention = false;
+                breaks = false;
             }
-            breaks = false;
         }
         self.write_indicator("'", false, false, false);
         self.whitespace = false;
         self.indention = false;
     }
 
-    fn write_double(&mut self, value: &str) {
+    fn write_double_quoted(&mut self, value: &str) {
         self.write_indicator("\"", true, false, false);
+        // go-yaml's is_bom looks at the start of the value, whatever the position.
+        let starts_with_bom = value.starts_with('\u{FEFF}');
         for c in value.chars() {
-            if !is_printable(c) || c == '\u{FEFF}' || is_break(c) || c == '"' || c == '\\' {
-                self.put('\\');
+            if !is_printable(c) || starts_with_bom || is_break(c) || c == '"' || c == '\\' {
+                self.put(b'\\');
                 let esc = match c {
                     '\0' => Some('0'),
-                    '\u{7}' => Some('a'),
-                    '\u{8}' => Some('b'),
+                    '\u{07}' => Some('a'),
+                    '\u{08}' => Some('b'),
                     '\t' => Some('t'),
                     '\n' => Some('n'),
-                    '\u{b}' => Some('v'),
-                    '\u{c}' => Some('f'),
+                    '\u{0b}' => Some('v'),
+                    '\u{0c}' => Some('f'),
                     '\r' => Some('r'),
                     '\u{1b}' => Some('e'),
                     '"' => Some('"'),
                     '\\' => Some('\\'),
                     '\u{85}' => Some('N'),
-                    '\u{a0}' => Some('_'),
+                    '\u{A0}' => Some('_'),
                     '\u{2028}' => Some('L'),
                     '\u{2029}' => Some('P'),
                     _ => None,
                 };
                 match esc {
-                    Some(e) => self.put(e),
+                    Some(e) => self.put(e as u8),
                     None => {
                         let v = c as u32;
-                        let (prefix, width) = if v <= 0xFF {
-                            ('x', 2)
+                        let (ind, width) = if v <= 0xFF {
+                            (b'x', 2)
                         } else if v <= 0xFFFF {
-                            ('u', 4)
+                            (b'u', 4)
                         } else {
-                            ('U', 8)
+                            (b'U', 8)
                         };
-                        self.put(prefix);
-                        for ch in format!("{v:0width$X}").chars() {
-                            self.put(ch);
+                        self.put(ind);
+                        for k in (0..width).rev() {
+                            let digit = ((v >> (4 * k)) & 0xF) as u8;
+                            self.put(if digit < 10 {
+                                b'0' + digit
+                            } else {
+                                b'A' + digit - 10
+                            });
                         }
                     }
                 }
             } else {
-                self.put(c);
+                self.write(c);
             }
         }
         self.write_indicator("\"", false, false, false);
@@ -775,43 +1094,41 @@ impl Emitter {
         self.indention = false;
     }
 
-    fn write_literal(&mut self, value: &str) {
-        self.write_indicator("|", true, false, false);
-        // Block scalar hints: an indentation indicator when the text starts with a space or a
-        // break, and the chomping indicator.
-        let first = value.chars().next();
-        if first.is_some_and(|c| c == ' ' || is_break(c)) {
+    fn write_block_scalar_hints(&mut self, value: &str) {
+        if value.starts_with(' ') || value.chars().next().is_some_and(is_break) {
             let hint = char::from_digit(self.best_indent as u32, 10).expect("indent 2..=9");
             self.write_indicator(&hint.to_string(), false, false, false);
         }
         self.open_ended = false;
-        let chars: Vec<char> = value.chars().collect();
-        let chomp = match chars.as_slice() {
-            [] => Some('-'),
-            [.., last] if !is_break(*last) => Some('-'),
-            [_] => {
-                self.open_ended = true;
-                Some('+')
-            }
-            [.., before, _] if is_break(*before) => {
-                self.open_ended = true;
-                Some('+')
-            }
+        let mut rev = value.chars().rev();
+        let chomp = match (rev.next(), rev.next()) {
+            (None, _) => Some('-'),
+            (Some(last), _) if !is_break(last) => Some('-'),
+            (Some(_), None) => Some('+'),
+            (Some(_), Some(prev)) if is_break(prev) => Some('+'),
             _ => None,
         };
         if let Some(c) = chomp {
+            if c == '+' {
+                self.open_ended = true;
+            }
             self.write_indicator(&c.to_string(), false, false, false);
         }
-        // go-yaml #755: without a line comment, the header line is ended here, so a leading
-        // line break of the value shows as an empty line.
-        if self.line.is_empty() {
+    }
+
+    fn write_literal(&mut self, value: &str) {
+        self.write_indicator("|", true, false, false);
+        self.write_block_scalar_hints(value);
+        // go.yaml.in/yaml/v3 (go-yaml issue #755): the header line always ends here, with the
+        // line comment if there is one.
+        if self.line_comment.is_empty() {
             self.put_break();
         } else {
             self.process_line_comment();
         }
         self.whitespace = true;
         let mut breaks = true;
-        for c in chars {
+        for c in value.chars() {
             if is_break(c) {
                 self.write_break(c);
                 breaks = true;
@@ -819,38 +1136,12 @@ impl Emitter {
                 if breaks {
                     self.write_indent();
                 }
-                self.put(c);
+                self.write(c);
                 self.indention = false;
                 breaks = false;
             }
         }
     }
-
-    fn finish(mut self) -> String {
-        if self.open_ended {
-            self.write_indicator("...", true, false, false);
-            self.write_indent();
-        }
-        self.out
-    }
-}
-
-/// Emits every document of the tree as sops does (`---` between documents).
-pub fn emit(tree: &Tree, indent: usize) -> Vec<u8> {
-    let mut e = Emitter::new(indent);
-    for (i, doc) in tree.documents.iter().enumerate() {
-        let root = map_node(doc);
-        e.document(&root, i == 0);
-    }
-    e.finish().into_bytes()
-}
-
-/// Emits one value as a YAML document (`yaml.Marshal` of the node).
-pub fn emit_value(node: &Node, indent: usize) -> Vec<u8> {
-    let mut e = Emitter::new(indent);
-    let root = to_ynode(node);
-    e.document(&root, true);
-    e.finish().into_bytes()
 }
 
 #[cfg(test)]
@@ -858,19 +1149,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_g_float_format() {
-        for (f, s) in [
-            (1234.56789, "1234.56789"),
-            (2.0, "2"),
-            (1e6, "1e+06"),
-            (1234568000.0, "1.234568e+09"),
-            (123456.0, "123456"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (-2.5, "-2.5"),
-            (f64::INFINITY, ".inf"),
+    fn string_styles() {
+        for (s, want) in [
+            ("hello", Style::Plain),
+            ("", Style::Double),
+            ("5432", Style::Double),
+            ("yes", Style::Double),
+            ("1:20", Style::Double),
+            (" lead", Style::Single),
+            ("a: b", Style::Single),
+            ("- x", Style::Single),
+            ("a\tb", Style::Double),
+            ("a\nb", Style::Literal),
+            ("a \nb", Style::Double),
+            ("😀", Style::Double),
+            ("<<", Style::Plain),
         ] {
-            assert_eq!(format_float_g(f), s, "{f}");
+            assert_eq!(string_style(s), want, "{s:?}");
         }
     }
 }

@@ -1,7 +1,23 @@
-//! YAML to the SOPS tree. saphyr-parser supplies the events and their spans; the comments it
-//! skips are recovered from the source between spans and placed the way sops places go-yaml's
-//! head, line and foot comments (spec §10.3): before the entry they belong to, inline ones
-//! marked, trailing ones at the end of their collection (decided by indentation).
+//! YAML text to the SOPS tree.
+//!
+//! saphyr-parser supplies the events and their spans; it skips comments, so they are recovered
+//! from the source text in the gaps between spans (a gap holds only whitespace, indicators,
+//! anchors/tags of block collections and comments) and placed where sops puts go-yaml's head,
+//! line and foot comments (spec §10.3):
+//! * a comment after a scalar value (or alias) on its line is that entry's inline comment,
+//!   stored just before the entry and marked `inline`; so is one after a block scalar header;
+//! * a comment after `key:` whose value starts on a later line is the key's line comment: a
+//!   normal comment before the entry in the outer mapping;
+//! * a comment after the `]`/`}` of a flow collection that is a mapping value becomes the first
+//!   entry of that collection (sops reads it as the collection's line comment);
+//! * comments on their own lines before an entry are head comments of that entry; before the
+//!   first entry of a nested collection they belong to the nested collection;
+//! * comments between the end of a nested collection and a less indented next entry are
+//!   divided by column: a comment belongs to the innermost collection whose indentation it
+//!   reaches; the first line right after the content also stays inside when it is indented more
+//!   than the next entry (go-yaml takes it as a foot comment of the content above).
+//!
+//! Spans count characters; they are converted to byte offsets through a table.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,11 +28,11 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 use crate::secret::SecretString;
 use crate::sops::tree::{Comment, Map, MapItem, Node, Seq, SeqItem, Tree};
 use crate::sops::yaml::YamlError;
-use crate::sops::yaml::resolve::{self, Resolved};
+use crate::sops::yaml::resolve::{Resolved, resolve_plain};
 
-const CORE_TAG_PREFIX: &str = "tag:yaml.org,2002:";
+const CORE: &str = "tag:yaml.org,2002:";
 
-struct PendingComment {
+struct Pending {
     line: usize,
     col: usize,
     text: String,
@@ -28,8 +44,8 @@ enum Frame {
         indent: usize,
         flow: bool,
         anchor: usize,
-        key: Option<String>,
-        key_line: usize,
+        /// The key whose value comes next, with its position.
+        key: Option<(String, usize, usize)>,
         seen: HashSet<String>,
     },
     Seq {
@@ -37,229 +53,486 @@ enum Frame {
         indent: usize,
         flow: bool,
         anchor: usize,
+        /// A block sequence at the column of its parent mapping's keys (`key:\n- item`).
+        indentless: bool,
     },
+}
+
+impl Frame {
+    fn indent(&self) -> usize {
+        match self {
+            Frame::Map { indent, .. } | Frame::Seq { indent, .. } => *indent,
+        }
+    }
+
+    fn flow(&self) -> bool {
+        match self {
+            Frame::Map { flow, .. } | Frame::Seq { flow, .. } => *flow,
+        }
+    }
+
+    /// The smallest column a comment needs to belong inside this collection.
+    fn own_col(&self) -> usize {
+        match self {
+            Frame::Seq {
+                indent,
+                indentless: true,
+                ..
+            } => indent + 1,
+            f => f.indent(),
+        }
+    }
+
+    fn push_comment(&mut self, c: Comment) {
+        match self {
+            Frame::Map { map, .. } => map.items.push(MapItem::Comment(c)),
+            Frame::Seq { seq, .. } => seq.items.push(SeqItem::Comment(c)),
+        }
+    }
+
+    /// Puts a comment just before the last entry (the one that just ended).
+    fn insert_before_last(&mut self, c: Comment) {
+        match self {
+            Frame::Map { map, .. } => {
+                let at = map.items.len().saturating_sub(1);
+                map.items.insert(at, MapItem::Comment(c));
+            }
+            Frame::Seq { seq, .. } => {
+                let at = seq.items.len().saturating_sub(1);
+                seq.items.insert(at, SeqItem::Comment(c));
+            }
+        }
+    }
+
+    /// The collection just completed as the last entry, if it is a mapping or a sequence.
+    fn last_value_mut(&mut self) -> Option<&mut Node> {
+        match self {
+            Frame::Map { map, .. } => match map.items.last_mut() {
+                Some(MapItem::Pair(_, v)) => Some(v),
+                _ => None,
+            },
+            Frame::Seq { seq, .. } => match seq.items.last_mut() {
+                Some(SeqItem::Node(n)) => Some(n),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// What the event before the current gap was, for attributing a comment on its line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Prev {
+    Other,
+    /// A scalar used as a mapping key.
+    Key,
+    /// A scalar or alias that completed an entry (mapping value or sequence item).
+    Value,
+    /// An empty (null) scalar that completed an entry: a comment after `key:` or `-` is not
+    /// the value's line comment in go-yaml, but the key's (or the next item's head).
+    EmptyValue,
+    /// The end of a flow collection that completed an entry; `true` when it is a mapping value.
+    FlowEnd(bool),
+    DocStart,
 }
 
 struct Builder<'a> {
     src: &'a str,
-    /// Byte offset of every character (and one past the end): spans count characters.
+    /// Byte offset of every character, plus the end.
     offsets: Vec<usize>,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
-    pending: Vec<PendingComment>,
-    /// End of the last event: comments live in the gaps after it.
-    cursor: (usize, usize, usize),
-    /// The line where the last scalar that completed an entry ended (inline comments).
-    inline_line: Option<usize>,
-    /// The line of a key whose value has not started yet (key line comments).
-    key_line: Option<usize>,
-    root: Option<Map>,
+    pending: Vec<Pending>,
+    cursor: usize,
+    prev: Prev,
+    /// Line (1-based) on which the previous event ended, for trailing comments.
+    prev_line: usize,
+    /// Last line holding content, for go-yaml's foot-comment rule.
+    last_content_line: usize,
+    root: Option<Node>,
     documents: Vec<Map>,
+    doc_index: usize,
 }
 
-fn is_flow_start(src: &str) -> bool {
-    src.trim_end().ends_with(['[', '{'])
-}
-
-pub fn parse(input: &[u8]) -> Result<Tree, YamlError> {
+pub(crate) fn parse(input: &[u8]) -> Result<Tree, YamlError> {
     let src = std::str::from_utf8(input).map_err(|e| {
         let before = &input[..e.valid_up_to()];
         YamlError::NotUtf8 {
             line: before.iter().filter(|&&c| c == b'\n').count() + 1,
         }
     })?;
+    let mut offsets: Vec<usize> = src.char_indices().map(|(i, _)| i).collect();
+    offsets.push(src.len());
     let mut b = Builder {
         src,
-        offsets: src
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(src.len()))
-            .collect(),
+        offsets,
         stack: Vec::new(),
         anchors: HashMap::new(),
         pending: Vec::new(),
-        cursor: (0, 1, 0),
-        inline_line: None,
-        key_line: None,
+        cursor: 0,
+        prev: Prev::Other,
+        prev_line: 0,
+        last_content_line: 0,
         root: None,
         documents: Vec::new(),
+        doc_index: 0,
     };
-    for item in Parser::new_from_str(src) {
-        let (event, span) = item.map_err(|e| YamlError::Syntax {
-            line: e.marker().line(),
-            column: e.marker().col() + 1,
-            message: e.info().to_owned(),
-        })?;
-        b.event(event, span)?;
+    let mut parser = Parser::new_from_str(src);
+    loop {
+        let (ev, span) = match parser.next_event() {
+            None => break,
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                let m = e.marker();
+                return Err(YamlError::Syntax {
+                    line: m.line(),
+                    column: m.col() + 1,
+                    message: e.info().to_owned(),
+                });
+            }
+        };
+        if matches!(ev, Event::StreamEnd) {
+            break;
+        }
+        b.event(ev, span)?;
     }
     Ok(Tree {
         documents: b.documents,
     })
 }
 
+fn core_tag(tag: &Option<std::borrow::Cow<'_, Tag>>) -> Option<String> {
+    let t = tag.as_ref()?;
+    let full = format!("{}{}", t.handle, t.suffix);
+    let name = full
+        .strip_prefix(CORE)
+        .or_else(|| full.strip_prefix("!!"))
+        .map(str::to_owned);
+    Some(name.unwrap_or_else(|| format!("!{full}")))
+}
+
 impl Builder<'_> {
-    fn text(&self, from: usize, to: usize) -> &str {
-        let end = to.min(self.offsets.len() - 1);
-        let start = from.min(end);
-        &self.src[self.offsets[start]..self.offsets[end]]
+    fn byte(&self, char_index: usize) -> usize {
+        self.offsets[char_index.min(self.offsets.len() - 1)]
     }
 
-    /// Comments in the source between the last event and `span`.
-    fn scan_gap(&mut self, span: &Span) -> Vec<PendingComment> {
-        let (from, mut line, mut col) = self.cursor;
-        let to = span.start.index();
+    fn line_of(&self, byte: usize) -> usize {
+        self.src.as_bytes()[..byte]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The line of the last non-blank character in `[start, end)`, or of `start`.
+    fn last_content_line_in(&self, start: usize, end: usize) -> usize {
+        let text = &self.src[start..end];
+        match text.trim_end().len() {
+            0 => self.line_of(start),
+            n => self.line_of(start + n - 1),
+        }
+    }
+
+    /// Where the token of an event really ends: saphyr's spans of quoted scalars and of flow
+    /// collection ends run over a comment that follows on the same line.
+    fn token_end(&self, ev: &Event<'_>, start: usize, end: usize) -> usize {
+        let text = &self.src[start..end];
+        match ev {
+            Event::Scalar(_, ScalarStyle::DoubleQuoted | ScalarStyle::SingleQuoted, ..) => {
+                let b = text.as_bytes();
+                let Some(open) = b.iter().position(|&c| c == b'"' || c == b'\'') else {
+                    return end;
+                };
+                let q = b[open];
+                let mut i = open + 1;
+                while i < b.len() {
+                    if q == b'"' && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == q {
+                        if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                            i += 2;
+                            continue;
+                        }
+                        return start + i + 1;
+                    }
+                    i += 1;
+                }
+                end
+            }
+            Event::SequenceEnd | Event::MappingEnd if text.starts_with([']', '}']) => start + 1,
+            Event::Scalar(_, ScalarStyle::Plain, ..) | Event::Alias(_) => {
+                let cut = [" #", "\t#"]
+                    .iter()
+                    .filter_map(|p| text.find(p))
+                    .min()
+                    .unwrap_or(text.len());
+                start + text[..cut].trim_end().len()
+            }
+            _ => end,
+        }
+    }
+
+    /// Column (characters) of the next content after `from`, skipping blanks and comments.
+    fn next_token_col(&self, from: usize) -> usize {
+        let rest = &self.src[from..];
+        let mut col_at_line_start = {
+            let ls = self.src[..from].rfind('\n').map_or(0, |i| i + 1);
+            self.src[ls..from].chars().count()
+        };
+        for line in rest.split('\n') {
+            let trimmed = line.trim_start_matches([' ', '\t', '\r']);
+            if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                return col_at_line_start + line[..line.len() - trimmed.len()].chars().count();
+            }
+            col_at_line_start = 0;
+        }
+        0
+    }
+
+    /// Comments in `[from, to)`: (line, column, text after `#`, trailing = content before it
+    /// on its line).
+    fn scan_gap(&self, from: usize, to: usize) -> Vec<(usize, usize, String, bool)> {
         let mut out = Vec::new();
-        if to <= from {
+        if from >= to {
             return out;
         }
-        let gap = self.text(from, to).to_owned();
-        let mut chars = gap.chars().peekable();
-        let mut prev_ws = col == 0;
-        while let Some(c) = chars.next() {
-            match c {
-                '\n' => {
-                    line += 1;
-                    col = 0;
-                    prev_ws = true;
-                    continue;
-                }
-                '#' if prev_ws => {
-                    let start_col = col;
-                    let mut text = String::new();
-                    while let Some(&n) = chars.peek() {
-                        if n == '\n' {
-                            break;
-                        }
-                        chars.next();
-                        col += 1;
-                        if n != '\r' {
-                            text.push(n);
-                        }
-                    }
-                    out.push(PendingComment {
-                        line,
-                        col: start_col,
-                        text,
-                    });
-                }
-                c => prev_ws = c == ' ' || c == '\t' || c == '\r',
+        let gap = &self.src[from..to];
+        let mut i = 0;
+        while let Some(rel) = gap[i..].find('#') {
+            let at = from + i + rel;
+            let before = self.src[..at].chars().next_back();
+            let is_comment = before.is_none_or(|c| c == ' ' || c == '\t' || c == '\n' || c == '\r');
+            let line_end = self.src[at..].find('\n').map_or(self.src.len(), |n| at + n);
+            let end = line_end.min(to);
+            if is_comment {
+                let line_start = self.src[..at].rfind('\n').map_or(0, |n| n + 1);
+                let prefix = &self.src[line_start..at];
+                let trailing = !prefix.trim().is_empty();
+                let text = self.src[at + 1..end].trim_end_matches('\r').to_owned();
+                out.push((self.line_of(at), prefix.chars().count(), text, trailing));
             }
-            col += 1;
+            i = end - from;
+            if end == to || i >= gap.len() {
+                break;
+            }
         }
         out
     }
 
-    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), YamlError> {
-        let mut found = self.scan_gap(&span);
-        let is_block_scalar = matches!(
-            event,
-            Event::Scalar(_, ScalarStyle::Literal | ScalarStyle::Folded, ..)
-        );
-        let starts_collection = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
-        // A comment on the line where the last value ended belongs to that entry (inline).
-        if let Some(line) = self.inline_line.take() {
-            if let Some(pos) = found.iter().position(|c| c.line == line) {
-                let c = found.remove(pos);
-                self.insert_before_last(c.text, true);
-            }
+    fn comment(text: String, inline: bool) -> Comment {
+        Comment {
+            text: SecretString::new(text),
+            inline,
         }
-        // A comment on a key's line, before its value: before the pair in the parent.
-        if let Some(line) = self.key_line {
-            if starts_collection || is_block_scalar {
-                while let Some(pos) = found.iter().position(|c| c.line == line) {
-                    let c = found.remove(pos);
-                    self.push_comment_to_top(c.text, is_block_scalar);
+    }
+
+    /// Reads the comments in the gap before the event starting at byte `to`.
+    fn take_gap(&mut self, to: usize, next_is_block_scalar: bool) {
+        let from = self.cursor;
+        for (line, col, text, trailing) in self.scan_gap(from, to) {
+            if trailing && line == self.prev_line {
+                match self.prev {
+                    Prev::Value => {
+                        if let Some(top) = self.stack.last_mut() {
+                            top.insert_before_last(Self::comment(text, true));
+                            continue;
+                        }
+                    }
+                    Prev::EmptyValue => match self.stack.last_mut() {
+                        Some(top @ Frame::Map { .. }) => {
+                            top.insert_before_last(Self::comment(text, false));
+                            continue;
+                        }
+                        Some(top) => {
+                            top.push_comment(Self::comment(text, false));
+                            continue;
+                        }
+                        None => {}
+                    },
+                    Prev::Key => {
+                        if let Some(top) = self.stack.last_mut() {
+                            top.push_comment(Self::comment(text, next_is_block_scalar));
+                            continue;
+                        }
+                    }
+                    Prev::FlowEnd(is_value) => {
+                        if let Some(top) = self.stack.last_mut() {
+                            if is_value {
+                                match top.last_value_mut() {
+                                    // `key: {} # note`: sops loses the note (go-yaml does not
+                                    // attach it to the empty mapping); credseal keeps it as a
+                                    // head comment of the next entry instead.
+                                    Some(Node::Map(m)) if m.items.is_empty() => {}
+                                    Some(Node::Seq(s)) => {
+                                        s.items.insert(
+                                            0,
+                                            SeqItem::Comment(Self::comment(text, false)),
+                                        );
+                                        continue;
+                                    }
+                                    Some(Node::Map(m)) => {
+                                        m.items.insert(
+                                            0,
+                                            MapItem::Comment(Self::comment(text, false)),
+                                        );
+                                        continue;
+                                    }
+                                    _ => {}
+                                }
+                            } else {
+                                top.insert_before_last(Self::comment(text, true));
+                                continue;
+                            }
+                        }
+                    }
+                    Prev::DocStart | Prev::Other => {}
                 }
             }
+            if trailing && next_is_block_scalar && line == self.line_of(to).saturating_sub(1) {
+                // `key: | # note`: the block scalar's line comment.
+                if let Some(top) = self.stack.last_mut() {
+                    top.push_comment(Self::comment(text, true));
+                    continue;
+                }
+            }
+            self.pending.push(Pending { line, col, text });
         }
-        self.pending.extend(found);
-        let end = span.end;
-        if end.index() >= self.cursor.0 {
-            self.cursor = (end.index(), end.line(), end.col());
-        }
+    }
 
-        match event {
-            Event::StreamStart | Event::StreamEnd | Event::Nothing => Ok(()),
+    /// Pending comments become head comments in the current collection.
+    fn flush_pending_into_top(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(top) = self.stack.last_mut() {
+            for p in pending {
+                top.push_comment(Self::comment(p.text, false));
+            }
+        } else {
+            self.pending = pending;
+        }
+    }
+
+    fn event(&mut self, ev: Event<'_>, span: Span) -> Result<(), YamlError> {
+        let start = self.byte(span.start.index());
+        let end = self.token_end(&ev, start, self.byte(span.end.index()).max(start));
+        let (line, column) = (span.start.line(), span.start.col());
+        let is_block_scalar = matches!(
+            ev,
+            Event::Scalar(_, ScalarStyle::Literal | ScalarStyle::Folded, _, _)
+        );
+        if start >= self.cursor {
+            self.take_gap(start, is_block_scalar);
+        }
+        match ev {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
             Event::DocumentStart(_) => {
+                self.stack.clear();
                 self.root = None;
-                Ok(())
+                self.prev = Prev::DocStart;
             }
             Event::DocumentEnd => {
-                let mut root = self.root.take().unwrap_or_default();
-                for c in self.pending.drain(..) {
-                    root.items.push(MapItem::Comment(comment(c.text, false)));
+                let mut map = match self.root.take() {
+                    None | Some(Node::Null) => Map::new(),
+                    Some(Node::Map(m)) => m,
+                    Some(_) => {
+                        return Err(YamlError::TopLevelNotMapping {
+                            document: self.doc_index + 1,
+                        });
+                    }
+                };
+                for p in std::mem::take(&mut self.pending) {
+                    map.items
+                        .push(MapItem::Comment(Self::comment(p.text, false)));
                 }
-                self.documents.push(root);
-                Ok(())
+                self.documents.push(map);
+                self.doc_index += 1;
+                self.prev = Prev::Other;
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
-                self.check_not_key(&span)?;
-                if matches!(self.stack.last(), Some(Frame::Seq { .. })) {
-                    // Comments above a `- ` that opens a collection belong to the outer list.
-                    self.flush_pending_to_top();
+                let is_map = matches!(ev, Event::MappingStart(..));
+                let flow = end > start && matches!(&self.src[start..end], "{" | "[");
+                // Own-line comments before the first entry of a nested collection belong to it,
+                // except for a sequence item (they come before its `-`).
+                let into_new = !matches!(self.stack.last(), Some(Frame::Seq { .. }));
+                if !into_new {
+                    self.flush_pending_into_top();
                 }
-                let flow = is_flow_start(self.text(span.start.index(), span.end.index()));
-                let indent = span.end.col();
-                self.key_line = None;
-                self.stack
-                    .push(if matches!(event, Event::MappingStart(..)) {
-                        Frame::Map {
-                            map: Map::new(),
-                            indent,
-                            flow,
-                            anchor,
-                            key: None,
-                            key_line: 0,
-                            seen: HashSet::new(),
-                        }
-                    } else {
-                        Frame::Seq {
-                            seq: Seq::default(),
-                            indent,
-                            flow,
-                            anchor,
-                        }
-                    });
-                Ok(())
+                let parent_indent = match self.stack.last() {
+                    Some(Frame::Map {
+                        indent,
+                        flow: false,
+                        ..
+                    }) => Some(*indent),
+                    _ => None,
+                };
+                let frame = if is_map {
+                    Frame::Map {
+                        map: Map::new(),
+                        indent: column,
+                        flow,
+                        anchor,
+                        key: None,
+                        seen: HashSet::new(),
+                    }
+                } else {
+                    Frame::Seq {
+                        seq: Seq::default(),
+                        indent: column,
+                        flow,
+                        anchor,
+                        indentless: !flow && parent_indent == Some(column),
+                    }
+                };
+                self.stack.push(frame);
+                if into_new {
+                    self.flush_pending_into_top();
+                }
+                self.prev = Prev::Other;
+                if flow {
+                    self.last_content_line = line;
+                }
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                let frame = self.stack.pop().expect("balanced events");
-                let (node, indent, flow, anchor) = match frame {
-                    Frame::Map {
-                        map,
-                        indent,
-                        flow,
-                        anchor,
-                        ..
-                    } => (Node::Map(map), indent, flow, anchor),
-                    Frame::Seq {
-                        seq,
-                        indent,
-                        flow,
-                        anchor,
-                        ..
-                    } => (Node::Seq(seq), indent, flow, anchor),
-                };
-                // Trailing comments indented at least as deep as the collection stay in it.
-                let keep = self
-                    .pending
-                    .iter()
-                    .take_while(|c| flow || c.col >= indent)
-                    .count();
-                let trailing: Vec<PendingComment> = self.pending.drain(..keep).collect();
-                let mut node = node;
-                for c in trailing {
-                    let item = comment(c.text, false);
-                    match &mut node {
-                        Node::Map(m) => m.items.push(MapItem::Comment(item)),
-                        Node::Seq(s) => s.items.push(SeqItem::Comment(item)),
-                        _ => unreachable!(),
+                let top = self.stack.last().expect("end event inside a collection");
+                if top.flow() {
+                    self.flush_pending_into_top();
+                } else {
+                    let next_col = self.next_token_col(start);
+                    let own = top.own_col();
+                    let mut take = 0;
+                    for (i, p) in self.pending.iter().enumerate() {
+                        let first = i == 0 && p.line == self.last_content_line + 1;
+                        if (first && p.col > next_col) || p.col >= own {
+                            take = i + 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    let taken: Vec<Pending> = self.pending.drain(..take).collect();
+                    let top = self.stack.last_mut().expect("checked above");
+                    for p in taken {
+                        top.push_comment(Self::comment(p.text, false));
                     }
                 }
+                let frame = self.stack.pop().expect("checked above");
+                let flow = frame.flow();
+                let (node, anchor) = match frame {
+                    Frame::Map { map, anchor, .. } => (Node::Map(map), anchor),
+                    Frame::Seq { seq, anchor, .. } => (Node::Seq(seq), anchor),
+                };
                 if anchor != 0 {
                     self.anchors.insert(anchor, node.clone());
                 }
-                self.add(node, None, &span)
+                let was_value = matches!(self.stack.last(), Some(Frame::Map { key: Some(_), .. }));
+                self.complete(node, None, line, column)?;
+                self.prev = if flow {
+                    Prev::FlowEnd(was_value)
+                } else {
+                    Prev::Other
+                };
+                if flow {
+                    self.last_content_line = self.line_of(end.max(1) - 1);
+                }
             }
             Event::Alias(id) => {
                 let node = self
@@ -267,226 +540,174 @@ impl Builder<'_> {
                     .get(&id)
                     .cloned()
                     .ok_or(YamlError::UnknownAlias {
-                        line: span.start.line(),
-                        column: span.start.col() + 1,
+                        line,
+                        column: column + 1,
                     })?;
-                self.add(node, Some(span.end.line()), &span)
+                let key_text = match &node {
+                    Node::Str(s) => Some(s.expose().to_owned()),
+                    _ => None,
+                };
+                let was_key = self.expecting_key();
+                if !was_key {
+                    self.flush_pending_into_top();
+                }
+                self.complete(node, Some(key_text), line, column)?;
+                self.prev = if was_key { Prev::Key } else { Prev::Value };
+                self.last_content_line = self.last_content_line_in(start, end);
             }
             Event::Scalar(value, style, anchor, tag) => {
-                let is_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
-                let node = self.scalar(&value, style, tag.as_deref(), &span, is_key)?;
+                let was_key = self.expecting_key();
+                let (node, key_text) = self.scalar(&value, style, &tag, was_key, line, column)?;
                 if anchor != 0 {
                     self.anchors.insert(anchor, node.clone());
                 }
-                self.add(node, Some(span.end.line()), &span)
+                // `- # note` on an empty item: go-yaml makes the note a head comment of what
+                // follows the (null) item.
+                let empty_item =
+                    end == start && matches!(self.stack.last(), Some(Frame::Seq { .. }));
+                if !empty_item {
+                    self.flush_pending_into_top();
+                }
+                self.complete(node, Some(key_text), line, column)?;
+                self.prev = if was_key {
+                    Prev::Key
+                } else if end == start {
+                    Prev::EmptyValue
+                } else {
+                    Prev::Value
+                };
+                self.last_content_line = if end > start {
+                    self.last_content_line_in(start, end)
+                } else {
+                    line
+                };
             }
         }
-    }
-
-    fn check_not_key(&self, span: &Span) -> Result<(), YamlError> {
-        if matches!(self.stack.last(), Some(Frame::Map { key: None, .. })) {
-            return Err(YamlError::NonStringKey {
-                line: span.start.line(),
-                column: span.start.col() + 1,
-            });
+        self.cursor = self.cursor.max(end);
+        self.prev_line = if end > start {
+            self.line_of(end.max(1) - 1).max(line)
+        } else {
+            line
+        };
+        if matches!(self.prev, Prev::Value | Prev::Key) && end > start {
+            // A block scalar's span runs to the next token: its "line" is its last content line.
+            self.prev_line = self.last_content_line;
         }
         Ok(())
     }
 
+    fn expecting_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
+    }
+
+    /// The tree value of a scalar and, when it can be a key, its string.
     fn scalar(
         &self,
         value: &str,
         style: ScalarStyle,
-        tag: Option<&Tag>,
-        span: &Span,
+        tag: &Option<std::borrow::Cow<'_, Tag>>,
         is_key: bool,
-    ) -> Result<Node, YamlError> {
-        let (line, column) = (span.start.line(), span.start.col() + 1);
-        let core = tag.and_then(|t| {
-            (t.handle == CORE_TAG_PREFIX || t.handle == "!!").then_some(t.suffix.as_str())
-        });
-        let out_of_range = || YamlError::IntegerOutOfRange { line, column };
-        let node = match (core, tag) {
-            (Some("str"), _) => Node::str(value),
-            (Some("binary"), _) => {
-                let cleaned: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+        line: usize,
+        column: usize,
+    ) -> Result<(Node, Option<String>), YamlError> {
+        let column = column + 1;
+        let tag = core_tag(tag);
+        let str_node = |s: String| (Node::str(s.clone()), Some(s));
+        match tag.as_deref() {
+            Some("str") => return Ok(str_node(value.to_owned())),
+            Some("binary") => {
+                let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
                 let bytes = B64
-                    .decode(cleaned)
+                    .decode(compact.as_bytes())
                     .map_err(|_| YamlError::BadBinary { line, column })?;
-                Node::Str(SecretString::new(
-                    String::from_utf8(bytes).map_err(|_| YamlError::BadBinary { line, column })?,
-                ))
+                let s =
+                    String::from_utf8(bytes).map_err(|_| YamlError::BadBinary { line, column })?;
+                return Ok(str_node(s));
             }
-            (Some(t @ ("int" | "float" | "bool" | "null" | "timestamp")), _) => {
-                let resolved = match resolve::plain(value) {
-                    Resolved::Node(n) => n,
-                    Resolved::Unsigned => return Err(out_of_range()),
-                };
-                match (t, resolved) {
-                    ("int", n @ Node::Int(_))
-                    | ("bool", n @ Node::Bool(_))
-                    | ("null", n @ Node::Null) => n,
-                    ("timestamp", n @ Node::Time(_)) => n,
-                    ("float", n @ Node::Float(_)) => n,
-                    ("float", Node::Int(i)) => Node::Float(i as f64),
-                    (t, _) => {
+            Some(t @ ("int" | "float" | "bool" | "null" | "timestamp")) => {
+                let r = resolve_plain(value);
+                let node = match (t, r) {
+                    ("int", Resolved::Int(i)) => Node::Int(i),
+                    ("int", Resolved::Uint(_)) => {
+                        return Err(YamlError::IntegerOutOfRange { line, column });
+                    }
+                    ("float", Resolved::Float(f)) => Node::Float(f),
+                    ("float", Resolved::Int(i)) => Node::Float(i as f64),
+                    ("float", Resolved::Uint(u)) => Node::Float(u as f64),
+                    ("bool", Resolved::Bool(b)) => Node::Bool(b),
+                    ("null", Resolved::Null) => Node::Null,
+                    ("timestamp", Resolved::Time(t)) => Node::Time(t),
+                    _ => {
                         return Err(YamlError::TagMismatch {
                             tag: t.to_owned(),
                             line,
                             column,
                         });
                     }
+                };
+                if is_key {
+                    return Err(YamlError::NonStringKey { line, column });
                 }
+                return Ok((node, None));
             }
-            // Unknown tags keep the text and lose the tag, as in go-yaml.
-            (_, Some(_)) => Node::str(value),
-            (_, None) => match style {
-                ScalarStyle::Plain => match resolve::plain(value) {
-                    Resolved::Node(n) => n,
-                    Resolved::Unsigned => return Err(out_of_range()),
-                },
-                _ => Node::str(value),
-            },
+            // Unknown tags (and the non-specific `!`) keep the text as a string.
+            Some(_) => return Ok(str_node(value.to_owned())),
+            None => {}
+        }
+        if style != ScalarStyle::Plain {
+            return Ok(str_node(value.to_owned()));
+        }
+        let node = match resolve_plain(value) {
+            Resolved::Str => return Ok(str_node(value.to_owned())),
+            Resolved::Null => Node::Null,
+            Resolved::Bool(b) => Node::Bool(b),
+            Resolved::Int(i) => Node::Int(i),
+            Resolved::Uint(_) => return Err(YamlError::IntegerOutOfRange { line, column }),
+            Resolved::Float(f) => Node::Float(f),
+            Resolved::Time(t) => Node::Time(t),
         };
-        if is_key && !matches!(node, Node::Str(_)) {
+        if is_key {
             return Err(YamlError::NonStringKey { line, column });
         }
-        Ok(node)
+        Ok((node, None))
     }
 
-    /// Adds a finished node where the stack says it goes.
-    fn add(
+    /// Attaches a finished node to its parent (or makes it the document root).
+    fn complete(
         &mut self,
         node: Node,
-        scalar_end_line: Option<usize>,
-        span: &Span,
+        key_text: Option<Option<String>>,
+        line: usize,
+        column: usize,
     ) -> Result<(), YamlError> {
-        let first_doc = self.documents.is_empty();
-        let Some(top) = self.stack.last_mut() else {
-            // The document root.
-            let map = match node {
-                Node::Map(m) => m,
-                Node::Null => Map::new(),
-                _ => {
-                    return Err(YamlError::TopLevelNotMapping {
-                        document: self.documents.len() + 1,
-                    });
-                }
-            };
-            let mut map = map;
-            // Comments before the root's first key were pending until its first entry.
-            if !self.pending.is_empty() && map.items.is_empty() {
-                for c in self.pending.drain(..) {
-                    map.items.push(MapItem::Comment(comment(c.text, false)));
-                }
+        let first_doc = self.doc_index == 0;
+        match self.stack.last_mut() {
+            None => {
+                self.root = Some(node);
             }
-            self.root = Some(map);
-            return Ok(());
-        };
-        match top {
-            Frame::Map {
-                map,
-                key,
-                key_line,
-                seen,
-                indent,
-                ..
-            } => match key.take() {
+            Some(Frame::Map { key, map, seen, .. }) => match key.take() {
                 None => {
-                    let Node::Str(k) = node else {
+                    let Some(Some(k)) = key_text else {
                         return Err(YamlError::NonStringKey {
-                            line: span.start.line(),
-                            column: span.start.col() + 1,
+                            line,
+                            column: column + 1,
                         });
                     };
-                    let k = k.expose().to_owned();
-                    if map.pairs().next().is_none() {
-                        *indent = span.start.col();
-                    }
+                    *key = Some((k, line, column + 1));
+                }
+                Some((k, kline, kcol)) => {
                     if first_doc && !seen.insert(k.clone()) {
                         return Err(YamlError::DuplicateKey {
                             key: k,
-                            line: span.start.line(),
-                            column: span.start.col() + 1,
+                            line: kline,
+                            column: kcol,
                         });
                     }
-                    for c in self.pending.drain(..) {
-                        map.items.push(MapItem::Comment(comment(c.text, false)));
-                    }
-                    *key_line = span.end.line();
-                    self.key_line = Some(span.end.line());
-                    *key = Some(k);
-                }
-                Some(k) => {
-                    // Comments between a key and its scalar value go before the pair; after a
-                    // collection value they are the ones it did not claim, for the next entry.
-                    if scalar_end_line.is_some() {
-                        for c in self.pending.drain(..) {
-                            map.items.push(MapItem::Comment(comment(c.text, false)));
-                        }
-                    }
                     map.items.push(MapItem::Pair(k, node));
-                    self.key_line = None;
-                    self.inline_line = scalar_end_line;
                 }
             },
-            Frame::Seq { seq, .. } => {
-                if scalar_end_line.is_some() {
-                    for c in self.pending.drain(..) {
-                        seq.items.push(SeqItem::Comment(comment(c.text, false)));
-                    }
-                }
-                seq.items.push(SeqItem::Node(node));
-                self.inline_line = scalar_end_line;
-            }
+            Some(Frame::Seq { seq, .. }) => seq.items.push(SeqItem::Node(node)),
         }
         Ok(())
-    }
-
-    /// Puts a comment right before the entry last added to the top collection.
-    fn insert_before_last(&mut self, text: String, inline: bool) {
-        let c = comment(text, inline);
-        match self.stack.last_mut() {
-            Some(Frame::Map { map, .. }) => {
-                let pos = map
-                    .items
-                    .iter()
-                    .rposition(|i| matches!(i, MapItem::Pair(..)))
-                    .unwrap_or(map.items.len());
-                map.items.insert(pos, MapItem::Comment(c));
-            }
-            Some(Frame::Seq { seq, .. }) => {
-                let pos = seq
-                    .items
-                    .iter()
-                    .rposition(|i| matches!(i, SeqItem::Node(_)))
-                    .unwrap_or(seq.items.len());
-                seq.items.insert(pos, SeqItem::Comment(c));
-            }
-            None => {}
-        }
-    }
-
-    fn push_comment_to_top(&mut self, text: String, inline: bool) {
-        let c = comment(text, inline);
-        match self.stack.last_mut() {
-            Some(Frame::Map { map, .. }) => map.items.push(MapItem::Comment(c)),
-            Some(Frame::Seq { seq, .. }) => seq.items.push(SeqItem::Comment(c)),
-            None => {}
-        }
-    }
-
-    fn flush_pending_to_top(&mut self) {
-        let pending: Vec<PendingComment> = self.pending.drain(..).collect();
-        for c in pending {
-            self.push_comment_to_top(c.text, false);
-        }
-    }
-}
-
-fn comment(text: String, inline: bool) -> Comment {
-    Comment {
-        text: SecretString::new(text),
-        inline,
     }
 }
