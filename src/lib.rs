@@ -10,5 +10,6 @@ pub mod fsx;
 pub mod k8s;
 pub mod manifest;
 pub mod materialize;
+pub mod rotate;
 pub mod secret;
 pub mod sops;

@@ -34,10 +34,12 @@ pub enum Code {
     KubeConflict = 212,
     /// `apply` refused to overwrite a Secret rotated after the file was encrypted.
     Downgrade = 213,
+    /// A rotation step failed; the pending record keeps the new password, rerun to finish.
+    RotationFailed = 220,
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 23] = [
+    pub const TABLE: [(Code, &'static str); 24] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -120,6 +122,10 @@ impl Code {
         (
             Code::Downgrade,
             "apply refused to overwrite a Secret rotated after the file was encrypted",
+        ),
+        (
+            Code::RotationFailed,
+            "a rotation step failed; nothing is lost, rerun to finish or undo it",
         ),
     ];
 

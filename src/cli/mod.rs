@@ -15,6 +15,7 @@ pub mod keyring;
 pub mod kube;
 pub mod materialize;
 pub mod rekey;
+pub mod rotate;
 pub mod set;
 pub mod updatekeys;
 
@@ -66,6 +67,8 @@ pub enum Command {
     /// Manage the cluster's age identity Secret (Flux sops-age layout).
     #[command(name = "cluster-key")]
     ClusterKey(cluster_key::Args),
+    /// Rotate PostgreSQL and Redis passwords by a plan, crash-safely.
+    Rotate(rotate::Args),
 }
 
 /// Runs a parsed command line.
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Materialize(a) => materialize::run(a),
         Command::Apply(a) => apply::run(a, &env),
         Command::ClusterKey(a) => cluster_key::run(a, &env),
+        Command::Rotate(a) => rotate::run(a, &env),
     }
 }
 

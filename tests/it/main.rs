@@ -10,5 +10,6 @@ mod kube;
 mod manifests;
 mod materialize;
 mod properties;
+mod rotate;
 mod support;
 mod yaml_store;

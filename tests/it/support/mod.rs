@@ -1,6 +1,7 @@
 //! Test support: running the built binary and the real peers (`sops`, `age`) in temp dirs.
 
 pub mod kube_api;
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

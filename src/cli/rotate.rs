@@ -1,0 +1,96 @@
+//! `credseal rotate --plan FILE [--only NAME] [--dry-run]`.
+
+use std::path::PathBuf;
+
+use clap::Args as ClapArgs;
+
+use crate::cli::env::Env;
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::keyring;
+use crate::cli::kube::runtime;
+use crate::fsx;
+use crate::rotate::plan::Plan;
+use crate::rotate::{Outcome, RotateError, Runner};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The rotation plan (kind: RotationPlan). File paths in it are relative to its directory.
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Rotate only this credential.
+    #[arg(long, value_name = "NAME")]
+    pub only: Option<String>,
+    /// Say what would be rotated, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn code(e: &RotateError) -> Code {
+    match e {
+        RotateError::Target { .. } => Code::CouldNotReadInput,
+        RotateError::Verify { .. } => Code::RotationFailed,
+        _ => Code::RotationFailed,
+    }
+}
+
+pub fn run(args: Args, env: &Env) -> CliResult {
+    // FAILPOINTS=rotate::after-apply=panic … rehearses a crash after any step.
+    let _failpoints = fail::FailScenario::setup();
+    let text = fsx::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+    let plan = Plan::parse(&text).map_err(|e| {
+        Failure::new(Code::ErrorReadingConfig, e).context(args.plan.display().to_string())
+    })?;
+    let creds: Vec<_> = plan
+        .credentials
+        .iter()
+        .filter(|c| args.only.as_deref().is_none_or(|o| o == c.name))
+        .collect();
+    if creds.is_empty() {
+        return Err(Failure::msg(
+            Code::Generic,
+            format!(
+                "{}: no credential named {:?}",
+                args.plan.display(),
+                args.only.unwrap_or_default()
+            ),
+        ));
+    }
+    let ring = keyring::load(env, None)?;
+    let base_dir = args
+        .plan
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut audit = |line: String| eprintln!("{line}");
+    let mut runner = Runner {
+        keyring: &ring,
+        env: &lookup,
+        dry_run: args.dry_run,
+        audit: &mut audit,
+        base_dir: &base_dir,
+    };
+    runtime()?.block_on(async {
+        // A failure stops the line: later credentials are not touched.
+        for cred in creds {
+            let outcome = runner
+                .rotate(cred)
+                .await
+                .map_err(|e| Failure::new(code(&e), e))?;
+            let what = match outcome {
+                Outcome::NotDue => "not due".to_owned(),
+                Outcome::WouldRotate => "would rotate (dry run)".to_owned(),
+                Outcome::Rotated { generation } => format!("rotated (generation {generation})"),
+            };
+            println!("{}: {what}", cred.name);
+        }
+        Ok(())
+    })
+}

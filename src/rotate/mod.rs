@@ -1,0 +1,444 @@
+//! `rotate`: crash-safe password rotation (DESIGN §4). Per credential a durable state machine
+//! — stage, apply, verify, commit, roll, retire — where every step is idempotent and a rerun
+//! after a crash anywhere finishes the rotation from what it observes.
+//!
+//! Failpoints `rotate::after-stage`, `-apply`, `-verify`, `-commit`, `-roll` (the `fail` crate,
+//! set by `FAILPOINTS`) are compiled into release builds so operators can rehearse recovery.
+
+pub mod password;
+pub mod plan;
+pub mod postgres;
+pub mod redis;
+pub mod target;
+
+use std::path::Path;
+
+use crate::secret::SecretString;
+use crate::sops::file::{Context, EncryptedFile};
+use crate::sops::keys::Keyring;
+use crate::sops::path;
+use crate::sops::store::Format;
+use crate::sops::tree::{Node, Timestamp};
+
+use self::plan::{Credential, Engine, Strategy};
+use self::postgres::{PgError, Postgres};
+use self::redis::{Redis, RedisError};
+use self::target::{Current, FileTarget, Pending, Phase, TargetError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("credential {credential}: {source}")]
+    Target {
+        credential: String,
+        source: TargetError,
+    },
+    #[error("credential {credential}: {source}")]
+    Postgres { credential: String, source: PgError },
+    #[error("credential {credential}: {source}")]
+    Redis {
+        credential: String,
+        source: RedisError,
+    },
+    #[error(
+        "credential {credential}: the new password does not log in after it was applied ({reason}); the pending record keeps it, rerun to retry"
+    )]
+    Verify { credential: String, reason: String },
+    #[error("credential {credential}: admin password: {reason}")]
+    AdminPassword { credential: String, reason: String },
+    #[error("credential {credential}: the pending record belongs to credential {other}")]
+    ForeignPending { credential: String, other: String },
+}
+
+/// What a run did for one credential.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Rotated less than `rotateAfter` ago and nothing pending.
+    NotDue,
+    /// `--dry-run`: what would happen.
+    WouldRotate,
+    Rotated {
+        generation: u64,
+    },
+}
+
+/// What the library needs from its caller (the cli reads the environment; tests inject).
+pub struct Runner<'a> {
+    pub keyring: &'a Keyring,
+    /// Looks up an environment variable (admin passwords given as `{env: NAME}`).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub dry_run: bool,
+    /// One audit line per step; never a value.
+    pub audit: &'a mut dyn FnMut(String),
+    pub base_dir: &'a Path,
+}
+
+fn now() -> Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Timestamp::from_unix(secs)
+}
+
+fn unix(t: &Timestamp) -> i64 {
+    // Days from civil (inverse of Timestamp::from_unix), for the rotateAfter check.
+    let (y, m, d) = (t.year as i64, t.month as i64, t.day as i64);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + t.hour as i64 * 3600 + t.minute as i64 * 60 + t.second as i64
+        - t.offset_secs as i64
+}
+
+enum Engineer {
+    Pg(Box<Postgres>),
+    Redis(Redis),
+}
+
+impl Runner<'_> {
+    fn audit(&mut self, cred: &Credential, step: &str, outcome: &str) {
+        let engine = match cred.engine {
+            Engine::Postgres => "postgres",
+            Engine::Redis => "redis",
+        };
+        (self.audit)(format!(
+            "credseal audit: credential={} engine={engine} role={} step={step} outcome={outcome}",
+            cred.name, cred.role
+        ));
+    }
+
+    fn admin_passwords(
+        &self,
+        cred: &Credential,
+        current: &Current,
+        pending: Option<&Pending>,
+    ) -> Result<Vec<SecretString>, RotateError> {
+        let err = |reason: String| RotateError::AdminPassword {
+            credential: cred.name.clone(),
+            reason,
+        };
+        let Some(spec) = &cred.admin.password else {
+            return Ok(vec![SecretString::default()]);
+        };
+        if spec.target {
+            let mut v = vec![current.password.clone()];
+            if let Some(p) = pending {
+                v.push(p.password.clone());
+            }
+            return Ok(v);
+        }
+        if let Some(name) = &spec.env {
+            return (self.env)(name)
+                .map(|v| vec![SecretString::new(v)])
+                .ok_or_else(|| err(format!("environment variable {name} is not set")));
+        }
+        if let Some(f) = &spec.file {
+            let p = self.base_dir.join(&f.path);
+            let bytes = crate::fsx::read(&p).map_err(|e| err(e.to_string()))?;
+            let opened = EncryptedFile::parse(&bytes, Format::from_path(&p))
+                .and_then(|e| e.open(self.keyring, false))
+                .map_err(|e| err(format!("{}: {e}", p.display())))?;
+            let steps = path::parse(&f.key).map_err(|e| err(e.to_string()))?;
+            let doc = opened.tree.documents.first().cloned().unwrap_or_default();
+            return match path::get(&doc, &steps) {
+                Ok(Node::Str(s)) => Ok(vec![s.clone()]),
+                _ => Err(err(format!("{}: no string at {}", p.display(), f.key))),
+            };
+        }
+        Err(err("admin.password needs env, file or target".into()))
+    }
+
+    /// Runs (or resumes) the rotation of one credential.
+    pub async fn rotate(&mut self, cred: &Credential) -> Result<Outcome, RotateError> {
+        let file = cred.target.file.as_ref().expect("validated: file target");
+        let t_err = |source| RotateError::Target {
+            credential: cred.name.clone(),
+            source,
+        };
+        let target = FileTarget::new(
+            self.base_dir.join(&file.path),
+            &file.key,
+            file.username_key.as_deref(),
+            self.keyring,
+        )
+        .map_err(t_err)?;
+        let current = target.read().map_err(t_err)?;
+        let mut pending = target.pending().map_err(t_err)?;
+        if let Some(p) = &pending {
+            if p.credential != cred.name {
+                return Err(RotateError::ForeignPending {
+                    credential: cred.name.clone(),
+                    other: p.credential.clone(),
+                });
+            }
+        }
+        let mut entropy = crate::sops::walk::OsEntropy;
+
+        if pending.is_none() {
+            let due = match (cred.rotate_after, &current.rotated_at) {
+                (Some(after), Some(at)) => now_unix() - unix(at) >= after.as_secs() as i64,
+                _ => true,
+            };
+            if !due {
+                self.audit(cred, "check", "not-due");
+                return Ok(Outcome::NotDue);
+            }
+            if self.dry_run {
+                self.audit(cred, "check", "would-rotate");
+                return Ok(Outcome::WouldRotate);
+            }
+            // Stage: the new password is durable before anything else changes.
+            let (username, previous_username) = match cred.strategy {
+                Strategy::Alternating => {
+                    let a = format!("{}_a", cred.role);
+                    let b = format!("{}_b", cred.role);
+                    let next = if current.username.as_deref() == Some(a.as_str()) {
+                        b
+                    } else {
+                        a
+                    };
+                    (Some(next), current.username.clone())
+                }
+                _ => (current.username.clone(), current.username.clone()),
+            };
+            let p = Pending {
+                credential: cred.name.clone(),
+                phase: Phase::Staged,
+                password: password::generate(&cred.password),
+                username,
+                previous_username,
+                generation: current.generation + 1,
+            };
+            let mut ctx = Context {
+                entropy: &mut entropy,
+                now: now(),
+            };
+            target.save_pending(&p, &mut ctx).map_err(t_err)?;
+            self.audit(cred, "stage", "ok");
+            fail::fail_point!("rotate::after-stage");
+            pending = Some(p);
+        } else if self.dry_run {
+            self.audit(cred, "check", "would-resume");
+            return Ok(Outcome::WouldRotate);
+        }
+        let mut p = pending.expect("staged above");
+
+        let engine = match cred.engine {
+            Engine::Postgres => Engineer::Pg(Box::new(Postgres::new(&cred.admin.url).map_err(
+                |source| RotateError::Postgres {
+                    credential: cred.name.clone(),
+                    source,
+                },
+            )?)),
+            Engine::Redis => Engineer::Redis(Redis::new(&cred.admin.url).map_err(|source| {
+                RotateError::Redis {
+                    credential: cred.name.clone(),
+                    source,
+                }
+            })?),
+        };
+        let admin_pw = self.admin_passwords(cred, &current, Some(&p))?;
+        let login_user = |p: &Pending| p.username.clone().unwrap_or_else(|| cred.role.clone());
+
+        if p.phase == Phase::Staged {
+            self.apply(cred, &engine, &admin_pw, &p).await?;
+            self.audit(cred, "apply", "ok");
+            fail::fail_point!("rotate::after-apply");
+
+            let user = login_user(&p);
+            let verified = match &engine {
+                Engineer::Pg(pg) => pg
+                    .login(&user, &p.password)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Engineer::Redis(r) => r.login(&user, &p.password).map_err(|e| e.to_string()),
+            };
+            if let Err(reason) = verified {
+                self.audit(cred, "verify", "failed");
+                return Err(RotateError::Verify {
+                    credential: cred.name.clone(),
+                    reason,
+                });
+            }
+            self.audit(cred, "verify", "ok");
+            fail::fail_point!("rotate::after-verify");
+
+            let mut ctx = Context {
+                entropy: &mut entropy,
+                now: now(),
+            };
+            target.commit(&p, &mut ctx).map_err(t_err)?;
+            p.phase = Phase::Committed;
+            target.save_pending(&p, &mut ctx).map_err(t_err)?;
+            self.audit(cred, "commit", &format!("ok generation={}", p.generation));
+            fail::fail_point!("rotate::after-commit");
+        }
+
+        if p.phase == Phase::Committed {
+            // A file target has no workloads to roll; Kubernetes targets will restart consumers here.
+            let mut ctx = Context {
+                entropy: &mut entropy,
+                now: now(),
+            };
+            p.phase = Phase::Rolled;
+            target.save_pending(&p, &mut ctx).map_err(t_err)?;
+            self.audit(cred, "roll", "ok (file target: nothing to roll)");
+            fail::fail_point!("rotate::after-roll");
+        }
+
+        self.retire(cred, &engine, &admin_pw, &p).await?;
+        target.clear_pending().map_err(t_err)?;
+        Ok(Outcome::Rotated {
+            generation: p.generation,
+        })
+    }
+
+    async fn apply(
+        &mut self,
+        cred: &Credential,
+        engine: &Engineer,
+        admin_pw: &[SecretString],
+        p: &Pending,
+    ) -> Result<(), RotateError> {
+        let pg_err = |source| RotateError::Postgres {
+            credential: cred.name.clone(),
+            source,
+        };
+        let redis_err = |source| RotateError::Redis {
+            credential: cred.name.clone(),
+            source,
+        };
+        let candidates: Vec<&SecretString> = admin_pw.iter().collect();
+        match (engine, cred.strategy) {
+            (Engineer::Pg(pg), Strategy::InPlace) => {
+                let admin = pg.admin(&candidates).await.map_err(pg_err)?;
+                pg.set_password(&admin, &cred.role, &p.password, None)
+                    .await
+                    .map_err(pg_err)
+            }
+            (Engineer::Pg(pg), Strategy::Alternating) => {
+                let admin = pg.admin(&candidates).await.map_err(pg_err)?;
+                let role = p.username.clone().expect("alternating stages a username");
+                pg.ensure_role(&admin, &role, &cred.role)
+                    .await
+                    .map_err(pg_err)?;
+                pg.set_password(&admin, &role, &p.password, Some("infinity"))
+                    .await
+                    .map_err(pg_err)
+            }
+            (Engineer::Redis(r), strategy) => {
+                let mut admin = r.admin(&candidates).map_err(redis_err)?;
+                match strategy {
+                    Strategy::Dual => r.add_password(&mut admin, &cred.role, &p.password),
+                    _ => r.only_password(&mut admin, &cred.role, &p.password),
+                }
+                .map_err(redis_err)?;
+                let persisted = r.persist(&mut admin);
+                self.audit(cred, "persist", persisted.as_str());
+                Ok(())
+            }
+            (Engineer::Pg(_), Strategy::Dual) => unreachable!("validated"),
+        }
+    }
+
+    async fn retire(
+        &mut self,
+        cred: &Credential,
+        engine: &Engineer,
+        admin_pw: &[SecretString],
+        p: &Pending,
+    ) -> Result<(), RotateError> {
+        let mut candidates: Vec<&SecretString> = admin_pw.iter().collect();
+        candidates.push(&p.password);
+        match (engine, cred.strategy) {
+            (Engineer::Redis(r), Strategy::Dual) => {
+                let mut admin = r.admin(&candidates).map_err(|source| RotateError::Redis {
+                    credential: cred.name.clone(),
+                    source,
+                })?;
+                r.only_password(&mut admin, &cred.role, &p.password)
+                    .map_err(|source| RotateError::Redis {
+                        credential: cred.name.clone(),
+                        source,
+                    })?;
+                let persisted = r.persist(&mut admin);
+                self.audit(
+                    cred,
+                    "retire",
+                    &format!("ok old password removed; {}", persisted.as_str()),
+                );
+            }
+            (Engineer::Pg(pg), Strategy::Alternating) => {
+                if let Some(old) = p
+                    .previous_username
+                    .as_deref()
+                    .filter(|o| Some(*o) != p.username.as_deref())
+                {
+                    let admin =
+                        pg.admin(&candidates)
+                            .await
+                            .map_err(|source| RotateError::Postgres {
+                                credential: cred.name.clone(),
+                                source,
+                            })?;
+                    let grace = cred.grace.unwrap_or(std::time::Duration::from_secs(3600));
+                    let until =
+                        Timestamp::from_unix(now_unix() + grace.as_secs() as i64).to_rfc3339();
+                    if pg_role_exists(pg, &admin, old).await {
+                        pg.expire(&admin, old, &until).await.map_err(|source| {
+                            RotateError::Postgres {
+                                credential: cred.name.clone(),
+                                source,
+                            }
+                        })?;
+                    }
+                    self.audit(
+                        cred,
+                        "retire",
+                        &format!("ok role {old} valid until {until}"),
+                    );
+                } else {
+                    self.audit(cred, "retire", "ok (nothing to retire)");
+                }
+            }
+            _ => self.audit(
+                cred,
+                "retire",
+                "ok (in-place: the old password stopped working at apply)",
+            ),
+        }
+        Ok(())
+    }
+}
+
+async fn pg_role_exists(_pg: &Postgres, admin: &tokio_postgres::Client, role: &str) -> bool {
+    admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_inverts_from_unix() {
+        for s in [0i64, 1_700_000_000, 951_782_400, 4_102_444_800] {
+            assert_eq!(unix(&Timestamp::from_unix(s)), s);
+        }
+    }
+}

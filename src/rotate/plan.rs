@@ -1,0 +1,296 @@
+//! The rotation plan (`kind: RotationPlan`), read from YAML with the same parser as the SOPS
+//! files and validated before anything runs.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::sops::tree::{MapItem, Node, SeqItem};
+use crate::sops::yaml;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid YAML: {0}")]
+    Yaml(#[from] yaml::YamlError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Plan {
+    pub api_version: String,
+    pub kind: String,
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    Redis,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One password: new connections with the old one fail between apply and roll.
+    InPlace,
+    /// PostgreSQL: two roles `<role>_a`/`<role>_b`; the inactive one gets the new password.
+    Alternating,
+    /// Redis: the ACL user holds both passwords until the roll is done.
+    Dual,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credential {
+    pub name: String,
+    pub engine: Engine,
+    pub strategy: Strategy,
+    /// PostgreSQL role or Redis ACL user (`default` is the requirepass user).
+    pub role: String,
+    pub target: TargetSpec,
+    pub admin: Admin,
+    #[serde(default)]
+    pub password: PasswordPolicy,
+    /// Skip a credential rotated less than this long ago (e.g. `20h`); default: every run.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub rotate_after: Option<Duration>,
+    /// Alternating: how long the retired role keeps logging in (default `1h`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub grace: Option<Duration>,
+    #[serde(default)]
+    pub rollout: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSpec {
+    pub file: Option<FileRef>,
+    pub secret: Option<serde_json::Value>,
+}
+
+/// A value inside a SOPS file: `key` is a tree path like `["stringData"]["password"]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileRef {
+    pub path: String,
+    pub key: String,
+    /// Where the username lives (alternating strategy), e.g. `["stringData"]["username"]`.
+    #[serde(default)]
+    pub username_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Admin {
+    pub url: String,
+    #[serde(default)]
+    pub password: Option<AdminPassword>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminPassword {
+    pub env: Option<String>,
+    pub file: Option<FileRef>,
+    /// The admin logs in with the credential being rotated (e.g. Redis `default`).
+    #[serde(default)]
+    pub target: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Charset {
+    /// Letters, digits, `-` and `_`: safe in URLs, shells and config files.
+    #[default]
+    UrlSafe,
+    Alphanumeric,
+    /// Printable ASCII without space, quotes or backslash.
+    Symbols,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordPolicy {
+    #[serde(default = "default_length")]
+    pub length: usize,
+    #[serde(default)]
+    pub charset: Charset,
+}
+
+fn default_length() -> usize {
+    32
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            length: default_length(),
+            charset: Charset::UrlSafe,
+        }
+    }
+}
+
+/// `90s`, `10m`, `24h`, `7d`, or a sum like `1h30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            let n: u64 = num.parse().ok()?;
+            num.clear();
+            total += n * match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return None,
+            };
+        }
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    s.map(|s| {
+        parse_duration(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("{s:?} is not a duration like 10m or 24h"))
+        })
+    })
+    .transpose()
+}
+
+fn to_json(n: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match n {
+        Node::Null => Value::Null,
+        Node::Str(s) => Value::String(s.expose().to_owned()),
+        Node::Int(i) => Value::from(*i),
+        Node::Float(f) => Value::from(*f),
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Time(t) => Value::String(t.to_rfc3339_nano()),
+        Node::Map(m) => Value::Object(
+            m.items
+                .iter()
+                .filter_map(|i| match i {
+                    MapItem::Pair(k, v) => Some((k.clone(), to_json(v))),
+                    MapItem::Comment(_) => None,
+                })
+                .collect(),
+        ),
+        Node::Seq(s) => Value::Array(
+            s.items
+                .iter()
+                .filter_map(|i| match i {
+                    SeqItem::Node(n) => Some(to_json(n)),
+                    SeqItem::Comment(_) => None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+impl Plan {
+    pub fn parse(text: &[u8]) -> Result<Plan, PlanError> {
+        let tree = yaml::parse(text)?;
+        let doc = tree
+            .documents
+            .first()
+            .ok_or_else(|| PlanError::Invalid("the plan is empty".into()))?;
+        let plan: Plan = serde_json::from_value(to_json(&Node::Map(doc.clone())))
+            .map_err(|e| PlanError::Invalid(e.to_string()))?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    fn validate(&self) -> Result<(), PlanError> {
+        let bad = |m: String| Err(PlanError::Invalid(m));
+        if self.kind != "RotationPlan" || !self.api_version.starts_with("credseal.dev/") {
+            return bad(format!(
+                "expected apiVersion credseal.dev/v1alpha1, kind RotationPlan; found {} {}",
+                self.api_version, self.kind
+            ));
+        }
+        for (i, c) in self.credentials.iter().enumerate() {
+            let at = format!("credentials[{i}] ({})", c.name);
+            if self.credentials[..i].iter().any(|o| o.name == c.name) {
+                return bad(format!("{at}: duplicate name"));
+            }
+            match (c.engine, c.strategy) {
+                (Engine::Postgres, Strategy::Dual) => {
+                    return bad(format!(
+                        "{at}: strategy dual is for redis; use alternating for postgres"
+                    ));
+                }
+                (Engine::Redis, Strategy::Alternating) => {
+                    return bad(format!(
+                        "{at}: strategy alternating is for postgres; use dual for redis"
+                    ));
+                }
+                _ => {}
+            }
+            match (&c.target.file, &c.target.secret) {
+                (Some(f), None) => {
+                    if c.strategy == Strategy::Alternating && f.username_key.is_none() {
+                        return bad(format!(
+                            "{at}: alternating needs target.file.usernameKey (the username switches with the password)"
+                        ));
+                    }
+                }
+                (None, Some(_)) => {
+                    return bad(format!(
+                        "{at}: Kubernetes Secret targets are not supported yet; use a file target"
+                    ));
+                }
+                _ => return bad(format!("{at}: target needs exactly one of file or secret")),
+            }
+            if !(16..=128).contains(&c.password.length) {
+                return bad(format!("{at}: password.length must be between 16 and 128"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("3w"), None);
+    }
+
+    #[test]
+    fn validates_strategies_and_targets() {
+        let plan = |strategy: &str, engine: &str| {
+            format!(
+                "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: x\n    engine: {engine}\n    strategy: {strategy}\n    role: app\n    target:\n      file: {{path: s.enc.yaml, key: '[\"stringData\"][\"password\"]'}}\n    admin:\n      url: postgresql://postgres@127.0.0.1/db\n"
+            )
+        };
+        assert!(Plan::parse(plan("in-place", "postgres").as_bytes()).is_ok());
+        let e = Plan::parse(plan("dual", "postgres").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dual is for redis"), "{e}");
+        let e = Plan::parse(plan("alternating", "postgres").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("usernameKey"), "{e}");
+        let e = Plan::parse(plan("sideways", "postgres").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sideways"), "{e}");
+    }
+}

@@ -1,0 +1,188 @@
+//! PostgreSQL: passwords set as SCRAM-SHA-256 verifiers computed here, so the plaintext never
+//! reaches the server, its logs or `pg_stat_statements`; identifiers and literals quoted.
+
+use std::str::FromStr;
+
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::secret::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("admin URL: {0}")]
+    Url(String),
+    #[error(
+        "sslmode=require: TLS connections to PostgreSQL are not supported yet; refusing to connect without TLS"
+    )]
+    TlsUnsupported,
+    #[error("cannot log in to {host} as {user}: {reason}")]
+    Login {
+        host: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{what}: {reason}")]
+    Query { what: String, reason: String },
+    #[error("role {0:?} does not exist and the admin may not create it")]
+    NoRole(String),
+}
+
+/// `"ident"` with embedded quotes doubled.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'literal'` with embedded quotes doubled (standard_conforming_strings is on since 9.1).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+pub struct Postgres {
+    base: Config,
+    host: String,
+}
+
+impl Postgres {
+    pub fn new(url: &str) -> Result<Postgres, PgError> {
+        let base = Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))?;
+        if base.get_ssl_mode() == SslMode::Require {
+            return Err(PgError::TlsUnsupported);
+        }
+        let host = match base.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let host = format!(
+            "{host}:{}",
+            base.get_ports().first().copied().unwrap_or(5432)
+        );
+        Ok(Postgres { base, host })
+    }
+
+    pub fn admin_user(&self) -> String {
+        self.base.get_user().unwrap_or("postgres").to_owned()
+    }
+
+    async fn connect(&self, user: &str, password: &SecretString) -> Result<Client, PgError> {
+        let mut config = self.base.clone();
+        config.user(user).password(password.expose().as_bytes());
+        let (client, conn) = config.connect(NoTls).await.map_err(|e| PgError::Login {
+            host: self.host.clone(),
+            user: user.to_owned(),
+            reason: e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string()),
+        })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// Logs in as the admin with the first password that works.
+    pub async fn admin(&self, candidates: &[&SecretString]) -> Result<Client, PgError> {
+        let mut last = None;
+        for p in candidates {
+            match self.connect(&self.admin_user(), p).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(PgError::Login {
+            host: self.host.clone(),
+            user: self.admin_user(),
+            reason: "no admin password configured".into(),
+        }))
+    }
+
+    /// Whether `user` logs in with `password` now.
+    pub async fn can_login(&self, user: &str, password: &SecretString) -> bool {
+        self.connect(user, password).await.is_ok()
+    }
+
+    pub async fn login(&self, user: &str, password: &SecretString) -> Result<(), PgError> {
+        self.connect(user, password).await.map(drop)
+    }
+
+    /// `ALTER ROLE … PASSWORD '<SCRAM verifier>' [VALID UNTIL …]`.
+    pub async fn set_password(
+        &self,
+        admin: &Client,
+        role: &str,
+        password: &SecretString,
+        valid_until: Option<&str>,
+    ) -> Result<(), PgError> {
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        let mut sql = format!(
+            "ALTER ROLE {} PASSWORD {}",
+            quote_ident(role),
+            quote_literal(&verifier)
+        );
+        if let Some(v) = valid_until {
+            sql.push_str(&format!(" VALID UNTIL {}", quote_literal(v)));
+        }
+        admin.batch_execute(&sql).await.map_err(|e| PgError::Query {
+            what: format!("ALTER ROLE {}", quote_ident(role)),
+            reason: e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string()),
+        })
+    }
+
+    /// Expires a role's password at `until` (alternating: the retired role's grace period).
+    pub async fn expire(&self, admin: &Client, role: &str, until: &str) -> Result<(), PgError> {
+        let sql = format!(
+            "ALTER ROLE {} VALID UNTIL {}",
+            quote_ident(role),
+            quote_literal(until)
+        );
+        admin.batch_execute(&sql).await.map_err(|e| PgError::Query {
+            what: format!("ALTER ROLE {} VALID UNTIL", quote_ident(role)),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Makes sure `<base>_a`/`<base>_b` exist: login roles that are members of the base role,
+    /// so both hold exactly its grants.
+    pub async fn ensure_role(&self, admin: &Client, role: &str, base: &str) -> Result<(), PgError> {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .map_err(|e| PgError::Query {
+                what: "look up role".into(),
+                reason: e.to_string(),
+            })?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        let sql = format!(
+            "CREATE ROLE {} LOGIN IN ROLE {}",
+            quote_ident(role),
+            quote_ident(base)
+        );
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|_| PgError::NoRole(role.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("app\"user"), "\"app\"\"user\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert!(matches!(
+            Postgres::new("postgresql://u@h/db?sslmode=require"),
+            Err(PgError::TlsUnsupported)
+        ));
+    }
+}

@@ -1,0 +1,193 @@
+//! Redis ACL users. Passwords are set as SHA-256 hashes (`#<hex>`), so the plaintext is not
+//! in `ACL LIST` or the ACL file; `dual` keeps the old and the new password valid until the
+//! roll is done, then leaves only the new one.
+
+use redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use sha2::{Digest, Sha256};
+
+use crate::secret::SecretString;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("admin URL: {0}")]
+    Url(String),
+    #[error("cannot log in to {addr} as {user}: {reason}")]
+    Login {
+        addr: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{what}: {reason}")]
+    Command { what: String, reason: String },
+    #[error("ACL user {0:?} does not exist; create it first (credseal does not create users)")]
+    NoUser(String),
+    #[error("rediss:// (TLS) is not supported yet")]
+    TlsUnsupported,
+}
+
+/// How a changed ACL was made to survive a restart.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Persisted {
+    AclSave,
+    ConfigRewrite,
+    /// Neither an ACL file nor a config file: the change lives until the next restart.
+    NotPersisted,
+}
+
+impl Persisted {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Persisted::AclSave => "ACL SAVE",
+            Persisted::ConfigRewrite => "CONFIG REWRITE",
+            Persisted::NotPersisted => "not persisted (no aclfile or config file)",
+        }
+    }
+}
+
+fn hash(password: &SecretString) -> String {
+    Sha256::digest(password.expose().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub struct Redis {
+    addr: ConnectionAddr,
+    db: i64,
+    admin_user: String,
+}
+
+impl Redis {
+    pub fn new(url: &str) -> Result<Redis, RedisError> {
+        if url.starts_with("rediss://") {
+            return Err(RedisError::TlsUnsupported);
+        }
+        let client = Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
+        let info = client.get_connection_info();
+        Ok(Redis {
+            addr: info.addr.clone(),
+            db: info.redis.db,
+            admin_user: info
+                .redis
+                .username
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        })
+    }
+
+    fn addr_text(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn admin_user(&self) -> &str {
+        &self.admin_user
+    }
+
+    fn connect(&self, user: &str, password: &SecretString) -> Result<Connection, RedisError> {
+        let info = ConnectionInfo {
+            addr: self.addr.clone(),
+            redis: RedisConnectionInfo {
+                db: self.db,
+                username: Some(user.to_owned()),
+                password: Some(password.expose().to_owned()),
+                ..RedisConnectionInfo::default()
+            },
+        };
+        let client = Client::open(info).map_err(|e| RedisError::Url(e.to_string()))?;
+        let mut conn = client.get_connection().map_err(|e| RedisError::Login {
+            addr: self.addr_text(),
+            user: user.to_owned(),
+            reason: e.to_string(),
+        })?;
+        redis::cmd("PING")
+            .query::<String>(&mut conn)
+            .map_err(|e| RedisError::Login {
+                addr: self.addr_text(),
+                user: user.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(conn)
+    }
+
+    pub fn admin(&self, candidates: &[&SecretString]) -> Result<Connection, RedisError> {
+        let mut last = None;
+        for p in candidates {
+            match self.connect(&self.admin_user, p) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(RedisError::Login {
+            addr: self.addr_text(),
+            user: self.admin_user.clone(),
+            reason: "no admin password configured".into(),
+        }))
+    }
+
+    pub fn can_login(&self, user: &str, password: &SecretString) -> bool {
+        self.connect(user, password).is_ok()
+    }
+
+    pub fn login(&self, user: &str, password: &SecretString) -> Result<(), RedisError> {
+        self.connect(user, password).map(drop)
+    }
+
+    fn acl(&self, conn: &mut Connection, user: &str, rules: &[&str]) -> Result<(), RedisError> {
+        let exists: Option<redis::Value> = redis::cmd("ACL")
+            .arg("GETUSER")
+            .arg(user)
+            .query(conn)
+            .map_err(|e| RedisError::Command {
+            what: "ACL GETUSER".into(),
+            reason: e.to_string(),
+        })?;
+        if matches!(exists, None | Some(redis::Value::Nil)) {
+            return Err(RedisError::NoUser(user.to_owned()));
+        }
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(user);
+        for r in rules {
+            cmd.arg(*r);
+        }
+        cmd.query::<()>(conn).map_err(|e| RedisError::Command {
+            what: format!("ACL SETUSER {user}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Adds `password` to the user's passwords (the old ones stay valid).
+    pub fn add_password(
+        &self,
+        conn: &mut Connection,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), RedisError> {
+        self.acl(conn, user, &[&format!("#{}", hash(password))])
+    }
+
+    /// Leaves `password` as the user's only password, in one atomic command.
+    pub fn only_password(
+        &self,
+        conn: &mut Connection,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), RedisError> {
+        self.acl(conn, user, &["resetpass", &format!("#{}", hash(password))])
+    }
+
+    /// Makes the ACL change survive a restart: `ACL SAVE` with an ACL file, else
+    /// `CONFIG REWRITE` with a config file.
+    pub fn persist(&self, conn: &mut Connection) -> Persisted {
+        if redis::cmd("ACL").arg("SAVE").query::<()>(conn).is_ok() {
+            return Persisted::AclSave;
+        }
+        if redis::cmd("CONFIG")
+            .arg("REWRITE")
+            .query::<()>(conn)
+            .is_ok()
+        {
+            return Persisted::ConfigRewrite;
+        }
+        Persisted::NotPersisted
+    }
+}

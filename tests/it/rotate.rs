@@ -1,0 +1,394 @@
+//! Rotation against real PostgreSQL and Redis servers started by the tests, with a SOPS file
+//! as the target: logins before and after, crashes after every step, zero failed logins for
+//! the two-password strategies, and the server log free of plaintext.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use credseal::sops::file::EncryptedFile;
+use credseal::sops::keys::Keyring;
+use credseal::sops::path;
+use credseal::sops::store::Format;
+
+use crate::support::servers::{Postgres, Redis};
+use crate::support::{Cmd, Out, new_key, write};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    recipient: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, recipient) = new_key(dir.path(), "k");
+    Setup {
+        dir,
+        key,
+        recipient,
+    }
+}
+
+impl Setup {
+    fn target(&self, username: &str, password: &str) -> PathBuf {
+        let plain = write(
+            self.dir.path(),
+            "plain.yaml",
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db-credentials\n    namespace: platform-services\ntype: Opaque\nstringData:\n    username: {username}\n    password: {password}\n"
+            ),
+        );
+        let out = Cmd::credseal()
+            .cwd(self.dir.path())
+            .args(["encrypt", "--age", &self.recipient])
+            .arg(&plain)
+            .run()
+            .ok();
+        std::fs::remove_file(plain).unwrap();
+        write(self.dir.path(), "db.enc.yaml", out.stdout)
+    }
+
+    fn plan(&self, body: &str) -> PathBuf {
+        write(
+            self.dir.path(),
+            "plan.yaml",
+            format!("apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n{body}"),
+        )
+    }
+
+    fn rotate(&self, plan: &Path, failpoint: Option<&str>) -> Out {
+        let mut cmd = Cmd::credseal()
+            .cwd(self.dir.path())
+            .key(&self.key)
+            .env("PG_ADMIN_PASSWORD", "admin-pw-for-tests")
+            .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+            .arg("rotate")
+            .arg("--plan")
+            .arg(plan);
+        if let Some(fp) = failpoint {
+            cmd = cmd.env("FAILPOINTS", format!("{fp}=panic"));
+        }
+        cmd.run()
+    }
+}
+
+fn keyring(key: &Path) -> Keyring {
+    let mut ring = Keyring::new();
+    ring.add_identities(&std::fs::read_to_string(key).unwrap(), "test")
+        .unwrap();
+    ring
+}
+
+/// (username, password) the target file holds now, read the way a consumer would.
+fn current(file: &Path, ring: &Keyring) -> (String, String) {
+    let bytes = std::fs::read(file).unwrap();
+    let opened = EncryptedFile::parse(&bytes, Format::Yaml)
+        .unwrap()
+        .open(ring, false)
+        .unwrap();
+    let doc = &opened.tree.documents[0];
+    let get = |k: &str| {
+        path::get(doc, &path::parse(k).unwrap())
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    (
+        get(r#"["stringData"]["username"]"#),
+        get(r#"["stringData"]["password"]"#),
+    )
+}
+
+fn pg_plan(pg: &Postgres, strategy: &str, extra: &str) -> String {
+    format!(
+        "  - name: app-db\n    engine: postgres\n    strategy: {strategy}\n    role: app_user\n    target:\n      file:\n        path: db.enc.yaml\n        key: '[\"stringData\"][\"password\"]'\n        usernameKey: '[\"stringData\"][\"username\"]'\n    admin:\n      url: {}\n      password: {{env: PG_ADMIN_PASSWORD}}\n{extra}",
+        pg.url()
+    )
+}
+
+fn redis_plan(r: &Redis, strategy: &str, extra: &str) -> String {
+    format!(
+        "  - name: app-cache\n    engine: redis\n    strategy: {strategy}\n    role: app\n    target:\n      file:\n        path: db.enc.yaml\n        key: '[\"stringData\"][\"password\"]'\n    admin:\n      url: {}\n      password: {{env: REDIS_ADMIN_PASSWORD}}\n{extra}",
+        r.url()
+    )
+}
+
+#[test]
+fn postgres_in_place_rotation() {
+    let pg = Postgres::start();
+    pg.create_role("app_user", "old-app-password");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let plan = s.plan(&pg_plan(&pg, "in-place", "    rotateAfter: 1h\n"));
+    let out = s.rotate(&plan, None).ok();
+    assert_eq!(out.text(), "app-db: rotated (generation 1)\n");
+    out.never_shows("old-app-password");
+    let ring = keyring(&s.key);
+    let (user, new) = current(&target, &ring);
+    assert_eq!(user, "app_user");
+    assert_eq!(new.len(), 32);
+    out.never_shows(&new);
+    assert!(pg.can_login("app_user", &new), "the new password logs in");
+    assert!(
+        !pg.can_login("app_user", "old-app-password"),
+        "the old one does not"
+    );
+    let log = pg.log();
+    assert!(
+        log.contains("ALTER ROLE \"app_user\" PASSWORD 'SCRAM-SHA-256$"),
+        "the verifier is what the server saw"
+    );
+    assert!(
+        !log.contains(&new),
+        "the server log never sees the plaintext"
+    );
+    let text = std::fs::read_to_string(&target).unwrap();
+    assert!(text.contains("credseal.dev/generation: \"1\""), "{text}");
+    // Still opens with the real sops.
+    let out = Cmd::sops()
+        .cwd(s.dir.path())
+        .key(&s.key)
+        .args(["decrypt", "--extract", r#"["stringData"]["password"]"#])
+        .arg(&target)
+        .run()
+        .ok();
+    assert_eq!(out.text(), new);
+    // Within rotateAfter a rerun changes nothing.
+    let before = std::fs::read(&target).unwrap();
+    let out = s.rotate(&plan, None).ok();
+    assert_eq!(out.text(), "app-db: not due\n");
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let pg = Postgres::start();
+    pg.create_role("app_user", "old-app-password");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let plan = s.plan(&pg_plan(&pg, "in-place", ""));
+    let before = std::fs::read(&target).unwrap();
+    let out = Cmd::credseal()
+        .cwd(s.dir.path())
+        .key(&s.key)
+        .args(["rotate", "--dry-run", "--plan"])
+        .arg(&plan)
+        .run()
+        .ok();
+    assert_eq!(out.text(), "app-db: would rotate (dry run)\n");
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert!(pg.can_login("app_user", "old-app-password"));
+    assert!(
+        !s.dir
+            .path()
+            .join(".db.enc.yaml.credseal-pending.yaml")
+            .exists(),
+        "no pending record"
+    );
+}
+
+/// A crash right after each step, then a rerun: the password in the target logs in, nothing
+/// is lost, and a further rerun changes nothing.
+#[test]
+fn crash_after_every_step_then_rerun() {
+    let pg = Postgres::start();
+    let s = setup();
+    let ring = keyring(&s.key);
+    for (i, step) in ["stage", "apply", "verify", "commit", "roll"]
+        .iter()
+        .enumerate()
+    {
+        let role = format!("crash_{i}");
+        pg.create_role(&role, "old-crash-password");
+        let target = s.target(&role, "old-crash-password");
+        let plan = s.plan(
+            &pg_plan(&pg, "in-place", "    rotateAfter: 1h\n")
+                .replace("role: app_user", &format!("role: {role}")),
+        );
+        let out = s.rotate(&plan, Some(&format!("rotate::after-{step}")));
+        assert_ne!(out.code, 0, "{step}: the failpoint stopped the run");
+        out.never_shows("old-crash-password");
+        assert!(
+            s.dir
+                .path()
+                .join(".db.enc.yaml.credseal-pending.yaml")
+                .exists(),
+            "{step}: pending record kept"
+        );
+        let out = s.rotate(&plan, None).ok();
+        assert!(
+            out.text().starts_with("app-db: rotated"),
+            "{step}: {}",
+            out.text()
+        );
+        let (_, password) = current(&target, &ring);
+        assert!(
+            pg.can_login(&role, &password),
+            "{step}: the target's password logs in"
+        );
+        if *step != "stage" {
+            assert_ne!(
+                password, "old-crash-password",
+                "{step}: the applied password was not lost"
+            );
+        }
+        assert!(
+            !s.dir
+                .path()
+                .join(".db.enc.yaml.credseal-pending.yaml")
+                .exists(),
+            "{step}: pending cleared"
+        );
+        let before = std::fs::read(&target).unwrap();
+        assert_eq!(
+            s.rotate(&plan, None).ok().text(),
+            "app-db: not due\n",
+            "{step}"
+        );
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            before,
+            "{step}: a second rerun changes nothing"
+        );
+    }
+}
+
+/// A client that reconnects every few milliseconds with whatever the target holds.
+fn hammer(
+    target: PathBuf,
+    ring: Keyring,
+    stop: Arc<AtomicBool>,
+    login: impl Fn(&str, &str) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    let failures = Arc::new(AtomicU64::new(0));
+    std::thread::spawn(move || {
+        let mut attempts = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let (user, password) = current(&target, &ring);
+            if !login(&user, &password) {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+            attempts += 1;
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        (attempts, failures.load(Ordering::Relaxed))
+    })
+}
+
+#[test]
+fn redis_dual_rotation_has_zero_failed_logins() {
+    let r = Arc::new(Redis::start(&[("app", "old-redis-password")]));
+    let s = setup();
+    let target = s.target("app", "old-redis-password");
+    let plan = s.plan(&redis_plan(&r, "dual", ""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let r2 = r.clone();
+    let client = hammer(
+        target.clone(),
+        keyring(&s.key),
+        stop.clone(),
+        move |u, p| r2.can_login(u, p),
+    );
+    for _ in 0..3 {
+        let out = s.rotate(&plan, None).ok();
+        assert!(
+            out.stderr
+                .contains("step=retire outcome=ok old password removed; ACL SAVE"),
+            "{}",
+            out.stderr
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (attempts, failures) = client.join().unwrap();
+    assert!(attempts > 10, "the client ran ({attempts} logins)");
+    assert_eq!(failures, 0, "no failed login in {attempts}");
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert!(r.can_login("app", &new));
+    assert!(!r.can_login("app", "old-redis-password"));
+    let acl = r.acl_file();
+    assert!(!acl.contains(&new), "only hashes in the ACL file");
+    assert_eq!(acl.matches("user app ").count(), 1);
+    assert_eq!(
+        acl.lines()
+            .find(|l| l.starts_with("user app "))
+            .unwrap()
+            .matches('#')
+            .count(),
+        1,
+        "one password left"
+    );
+}
+
+#[test]
+fn postgres_alternating_rotation_has_zero_failed_logins() {
+    let pg = Arc::new(Postgres::start());
+    pg.psql("CREATE ROLE app_user NOLOGIN; GRANT pg_read_all_data TO app_user")
+        .unwrap();
+    pg.create_role("app_user_a", "old-alt-password");
+    pg.psql("GRANT app_user TO app_user_a").unwrap();
+    let s = setup();
+    let target = s.target("app_user_a", "old-alt-password");
+    let plan = s.plan(&pg_plan(&pg, "alternating", "    grace: 1h\n"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pg2 = pg.clone();
+    let client = hammer(
+        target.clone(),
+        keyring(&s.key),
+        stop.clone(),
+        move |u, p| pg2.can_login(u, p),
+    );
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        s.rotate(&plan, None).ok();
+        users.push(current(&target, &keyring(&s.key)).0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (attempts, failures) = client.join().unwrap();
+    assert!(attempts > 5, "the client ran ({attempts} logins)");
+    assert_eq!(failures, 0, "no failed login in {attempts}");
+    assert_eq!(
+        users,
+        ["app_user_b", "app_user_a", "app_user_b"],
+        "the roles alternate"
+    );
+    // The retired role keeps working for its grace period only.
+    let until = pg.psql("SELECT rolvaliduntil IS NOT NULL AND rolvaliduntil < 'infinity' FROM pg_roles WHERE rolname = 'app_user_a'").unwrap();
+    assert_eq!(until.trim(), "t", "retired role expires");
+    let active = pg
+        .psql("SELECT rolvaliduntil = 'infinity' FROM pg_roles WHERE rolname = 'app_user_b'")
+        .unwrap();
+    assert_eq!(active.trim(), "t");
+    let members = pg.psql("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member WHERE m.roleid = 'app_user'::regrole").unwrap();
+    assert_eq!(
+        members.trim(),
+        "2",
+        "both roles hold the base role's grants"
+    );
+}
+
+/// in-place has a window where new connections with the old password fail; this reports it.
+#[test]
+fn postgres_in_place_failed_logins_are_reported() {
+    let pg = Arc::new(Postgres::start());
+    pg.create_role("app_user", "old-app-password");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let plan = s.plan(&pg_plan(&pg, "in-place", ""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pg2 = pg.clone();
+    let client = hammer(
+        target.clone(),
+        keyring(&s.key),
+        stop.clone(),
+        move |u, p| pg2.can_login(u, p),
+    );
+    for _ in 0..3 {
+        s.rotate(&plan, None).ok();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (attempts, failures) = client.join().unwrap();
+    eprintln!("in-place: {failures} failed logins out of {attempts} during 3 rotations");
+    assert!(attempts > 5);
+}

@@ -1,0 +1,309 @@
+//! Real PostgreSQL and Redis servers (Debian's packages) on free loopback ports in temp dirs.
+//! CI runs as root and `initdb` refuses root, so PostgreSQL runs as the `postgres` user there.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start on port {port}");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("PostgreSQL's {name} is required: apt-get install postgresql"))
+}
+
+/// A command run as the `postgres` user when we are root.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+pub struct Postgres {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub superuser_password: String,
+}
+
+impl Postgres {
+    /// initdb with scram-sha-256 for every connection, `log_statement = all` into `server.log`.
+    pub fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("credseal-pg-")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let superuser_password = "admin-pw-for-tests".to_owned();
+        std::fs::write(dir.path().join("pw"), &superuser_password).unwrap();
+        if is_root() {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+        }
+        let out = as_postgres(&pg_bin("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=scram-sha-256", "--pwfile"])
+            .arg(dir.path().join("pw"))
+            .args(["-E", "UTF8", "--locale=C"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        if is_root() {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path().join("server.log"))
+                .status()
+                .unwrap();
+        }
+        let child = as_postgres(&pg_bin("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "log_statement=all",
+            ])
+            .arg("-k")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "postgres");
+        // Accepting TCP is not accepting logins yet.
+        let pg = Postgres {
+            port,
+            dir,
+            child,
+            superuser_password,
+        };
+        let end = Instant::now() + Duration::from_secs(30);
+        while pg.psql("SELECT 1").is_err() {
+            assert!(Instant::now() < end, "postgres did not accept logins");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs SQL as the superuser through the real psql client.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", &self.superuser_password)
+            .output()
+            .map_err(|e| format!("psql is required (apt-get install postgresql-client): {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Whether `user` logs in with `password` (a fresh connection, like an application).
+    pub fn can_login(&self, user: &str, password: &str) -> bool {
+        Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-c",
+                "SELECT 1",
+            ])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Creates a login role whose password is set as a verifier (keeps the log free of it).
+    pub fn create_role(&self, role: &str, password: &str) {
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        self.psql(&format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '{verifier}'"
+        ))
+        .unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGTERM through kill(1): runuser forwards it to postgres.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Redis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Redis {
+    /// redis-server with an ACL file: `default` (admin) and the given users, all hashed.
+    pub fn start(users: &[(&str, &str)]) -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("credseal-redis-")
+            .tempdir()
+            .unwrap();
+        let mut acl = format!(
+            "user default on #{} ~* &* +@all\n",
+            sha256_hex("redis-admin-pw")
+        );
+        for (u, p) in users {
+            acl.push_str(&format!("user {u} on #{} ~* &* +@all\n", sha256_hex(p)));
+        }
+        std::fs::write(dir.path().join("users.acl"), acl).unwrap();
+        let port = free_port();
+        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("redis-server is required: apt-get install redis-server");
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--aclfile")
+            .arg(dir.path().join("users.acl"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "redis-server");
+        Redis { port, dir, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://default@127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn can_login(&self, user: &str, password: &str) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        use std::io::{Read, Write};
+        let cmd = format!(
+            "*3\r\n$4\r\nAUTH\r\n${}\r\n{user}\r\n${}\r\n{password}\r\n",
+            user.len(),
+            password.len()
+        );
+        if s.write_all(cmd.as_bytes()).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        buf[..n].starts_with(b"+OK")
+    }
+
+    pub fn acl_file(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("users.acl")).unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
