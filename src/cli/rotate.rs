@@ -7,7 +7,7 @@ use clap::Args as ClapArgs;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
-use crate::cli::kube::runtime;
+use crate::cli::kube::{KubeArgs, connect, runtime};
 use crate::fsx;
 use crate::rotate::plan::Plan;
 use crate::rotate::{Outcome, RotateError, Runner};
@@ -23,6 +23,8 @@ pub struct Args {
     /// Say what would be rotated, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 fn code(e: &RotateError) -> Code {
@@ -70,14 +72,22 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         .to_owned();
     let lookup = |name: &str| std::env::var(name).ok();
     let mut audit = |line: String| eprintln!("{line}");
-    let mut runner = Runner {
-        keyring: &ring,
-        env: &lookup,
-        dry_run: args.dry_run,
-        audit: &mut audit,
-        base_dir: &base_dir,
-    };
+    let needs_cluster = creds
+        .iter()
+        .any(|c| c.target.secret.is_some() || !c.rollout.also.is_empty());
     runtime()?.block_on(async {
+        let kube = match needs_cluster {
+            true => Some(connect(&args.kube, env).await?.client),
+            false => None,
+        };
+        let mut runner = Runner {
+            keyring: &ring,
+            env: &lookup,
+            dry_run: args.dry_run,
+            audit: &mut audit,
+            base_dir: &base_dir,
+            kube,
+        };
         // A failure stops the line: later credentials are not touched.
         for cred in creds {
             let outcome = runner

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod secrets;
+pub mod workloads;
 
 pub use error::K8sError;

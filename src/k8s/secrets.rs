@@ -2,7 +2,7 @@
 //! server-side apply as field manager `credseal`.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use crate::k8s::error::K8sError;
 
@@ -52,6 +52,17 @@ impl Secrets {
             .replace(&name, &PostParams::default(), secret)
             .await
             .map_err(|e| K8sError::from_kube(self.what(&name), e))
+    }
+
+    /// Deletes the Secret; a missing one is not an error.
+    pub async fn delete(&self, name: &str) -> Result<(), K8sError> {
+        match self.api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) => match K8sError::from_kube(self.what(name), e) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
     }
 
     /// Server-side apply (forced: credseal owns the fields it sets).

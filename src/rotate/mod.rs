@@ -9,6 +9,7 @@ pub mod password;
 pub mod plan;
 pub mod postgres;
 pub mod redis;
+pub mod secret_target;
 pub mod target;
 
 use std::path::Path;
@@ -23,7 +24,10 @@ use crate::sops::tree::{Node, Timestamp};
 use self::plan::{Credential, Engine, Strategy};
 use self::postgres::{PgError, Postgres};
 use self::redis::{Redis, RedisError};
+use self::secret_target::{SecretTarget, SecretTargetError};
 use self::target::{Current, FileTarget, Pending, Phase, TargetError};
+use crate::k8s::K8sError;
+use crate::k8s::workloads::{self, Kind, Workload, Workloads};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -47,6 +51,28 @@ pub enum RotateError {
     AdminPassword { credential: String, reason: String },
     #[error("credential {credential}: the pending record belongs to credential {other}")]
     ForeignPending { credential: String, other: String },
+    #[error("credential {credential}: {source}")]
+    Secret {
+        credential: String,
+        source: SecretTargetError,
+    },
+    #[error("credential {credential}: {source}")]
+    Kube {
+        credential: String,
+        source: K8sError,
+    },
+    #[error("credential {credential}: a Kubernetes target or rollout needs a cluster connection")]
+    NoCluster { credential: String },
+    /// A rollout did not become healthy in time: the line stops here.
+    #[error(
+        "credential {credential}: {workload} did not finish rolling out within {timeout_secs}s; stopped, nothing further rolled (rolled so far: {done}); the old password stays valid where the strategy allows; rerun after fixing the workload"
+    )]
+    RolloutFailed {
+        credential: String,
+        workload: String,
+        timeout_secs: u64,
+        done: String,
+    },
 }
 
 /// What a run did for one credential.
@@ -70,6 +96,87 @@ pub struct Runner<'a> {
     /// One audit line per step; never a value.
     pub audit: &'a mut dyn FnMut(String),
     pub base_dir: &'a Path,
+    /// The cluster, for Secret targets and rollouts.
+    pub kube: Option<kube::Client>,
+}
+
+/// Where a credential's password lives.
+enum AnyTarget<'a> {
+    File(FileTarget<'a>),
+    Secret(Box<SecretTarget>),
+}
+
+fn file_ctx_now<R>(f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+    let mut entropy = crate::sops::walk::OsEntropy;
+    let mut ctx = Context {
+        entropy: &mut entropy,
+        now: now(),
+    };
+    f(&mut ctx)
+}
+
+impl AnyTarget<'_> {
+    async fn read(&self, cred: &str) -> Result<Current, RotateError> {
+        match self {
+            AnyTarget::File(t) => t.read().map_err(|source| file_err(cred, source)),
+            AnyTarget::Secret(t) => t.read().await.map_err(|source| secret_err(cred, source)),
+        }
+    }
+
+    async fn pending(&self, cred: &str) -> Result<Option<Pending>, RotateError> {
+        match self {
+            AnyTarget::File(t) => t.pending().map_err(|source| file_err(cred, source)),
+            AnyTarget::Secret(t) => t.pending().await.map_err(|source| secret_err(cred, source)),
+        }
+    }
+
+    async fn save_pending(&self, cred: &str, p: &Pending) -> Result<(), RotateError> {
+        match self {
+            AnyTarget::File(t) => {
+                file_ctx_now(|ctx| t.save_pending(p, ctx)).map_err(|source| file_err(cred, source))
+            }
+            AnyTarget::Secret(t) => t
+                .save_pending(p)
+                .await
+                .map_err(|source| secret_err(cred, source)),
+        }
+    }
+
+    async fn commit(&self, cred: &str, p: &Pending) -> Result<(), RotateError> {
+        match self {
+            AnyTarget::File(t) => {
+                file_ctx_now(|ctx| t.commit(p, ctx)).map_err(|source| file_err(cred, source))
+            }
+            AnyTarget::Secret(t) => t
+                .commit(p, &now())
+                .await
+                .map_err(|source| secret_err(cred, source)),
+        }
+    }
+
+    async fn clear_pending(&self, cred: &str) -> Result<(), RotateError> {
+        match self {
+            AnyTarget::File(t) => t.clear_pending().map_err(|source| file_err(cred, source)),
+            AnyTarget::Secret(t) => t
+                .clear_pending()
+                .await
+                .map_err(|source| secret_err(cred, source)),
+        }
+    }
+}
+
+fn file_err(cred: &str, source: TargetError) -> RotateError {
+    RotateError::Target {
+        credential: cred.to_owned(),
+        source,
+    }
+}
+
+fn secret_err(cred: &str, source: SecretTargetError) -> RotateError {
+    RotateError::Secret {
+        credential: cred.to_owned(),
+        source,
+    }
 }
 
 fn now() -> Timestamp {
@@ -99,7 +206,7 @@ enum Engineer {
     Redis(Redis),
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
     fn audit(&mut self, cred: &Credential, step: &str, outcome: &str) {
         let engine = match cred.engine {
             Engine::Postgres => "postgres",
@@ -152,22 +259,37 @@ impl Runner<'_> {
         Err(err("admin.password needs env, file or target".into()))
     }
 
+    fn target(&self, cred: &Credential) -> Result<AnyTarget<'a>, RotateError> {
+        let keyring: &'a Keyring = self.keyring;
+        match (&cred.target.file, &cred.target.secret) {
+            (Some(file), _) => Ok(AnyTarget::File(
+                FileTarget::new(
+                    self.base_dir.join(&file.path),
+                    &file.key,
+                    file.username_key.as_deref(),
+                    keyring,
+                )
+                .map_err(|source| file_err(&cred.name, source))?,
+            )),
+            (None, Some(secret)) => {
+                let client = self.kube.clone().ok_or_else(|| RotateError::NoCluster {
+                    credential: cred.name.clone(),
+                })?;
+                Ok(AnyTarget::Secret(Box::new(SecretTarget::new(
+                    client,
+                    secret.clone(),
+                ))))
+            }
+            (None, None) => unreachable!("validated: one target"),
+        }
+    }
+
     /// Runs (or resumes) the rotation of one credential.
     pub async fn rotate(&mut self, cred: &Credential) -> Result<Outcome, RotateError> {
-        let file = cred.target.file.as_ref().expect("validated: file target");
-        let t_err = |source| RotateError::Target {
-            credential: cred.name.clone(),
-            source,
-        };
-        let target = FileTarget::new(
-            self.base_dir.join(&file.path),
-            &file.key,
-            file.username_key.as_deref(),
-            self.keyring,
-        )
-        .map_err(t_err)?;
-        let current = target.read().map_err(t_err)?;
-        let mut pending = target.pending().map_err(t_err)?;
+        let target = self.target(cred)?;
+        let name = cred.name.as_str();
+        let current = target.read(name).await?;
+        let mut pending = target.pending(name).await?;
         if let Some(p) = &pending {
             if p.credential != cred.name {
                 return Err(RotateError::ForeignPending {
@@ -176,7 +298,6 @@ impl Runner<'_> {
                 });
             }
         }
-        let mut entropy = crate::sops::walk::OsEntropy;
 
         if pending.is_none() {
             let due = match (cred.rotate_after, &current.rotated_at) {
@@ -213,11 +334,7 @@ impl Runner<'_> {
                 previous_username,
                 generation: current.generation + 1,
             };
-            let mut ctx = Context {
-                entropy: &mut entropy,
-                now: now(),
-            };
-            target.save_pending(&p, &mut ctx).map_err(t_err)?;
+            target.save_pending(name, &p).await?;
             self.audit(cred, "stage", "ok");
             fail::fail_point!("rotate::after-stage");
             pending = Some(p);
@@ -267,34 +384,146 @@ impl Runner<'_> {
             self.audit(cred, "verify", "ok");
             fail::fail_point!("rotate::after-verify");
 
-            let mut ctx = Context {
-                entropy: &mut entropy,
-                now: now(),
-            };
-            target.commit(&p, &mut ctx).map_err(t_err)?;
+            target.commit(name, &p).await?;
             p.phase = Phase::Committed;
-            target.save_pending(&p, &mut ctx).map_err(t_err)?;
+            target.save_pending(name, &p).await?;
             self.audit(cred, "commit", &format!("ok generation={}", p.generation));
+            let message = format!("credseal committed generation {}", p.generation);
+            self.event_on_secret(cred, "CredentialRotated", &message, "Normal")
+                .await;
             fail::fail_point!("rotate::after-commit");
         }
 
         if p.phase == Phase::Committed {
-            // A file target has no workloads to roll; Kubernetes targets will restart consumers here.
-            let mut ctx = Context {
-                entropy: &mut entropy,
-                now: now(),
-            };
+            self.roll(cred, p.generation).await?;
             p.phase = Phase::Rolled;
-            target.save_pending(&p, &mut ctx).map_err(t_err)?;
-            self.audit(cred, "roll", "ok (file target: nothing to roll)");
+            target.save_pending(name, &p).await?;
             fail::fail_point!("rotate::after-roll");
         }
 
         self.retire(cred, &engine, &admin_pw, &p).await?;
-        target.clear_pending().map_err(t_err)?;
+        target.clear_pending(name).await?;
         Ok(Outcome::Rotated {
             generation: p.generation,
         })
+    }
+
+    /// Restarts the plan's `also` workloads (the database tier) in order, then every workload
+    /// that reads the target Secret, each to a healthy rollout before the next; the first that
+    /// does not finish in time stops the line.
+    async fn roll(&mut self, cred: &Credential, generation: u64) -> Result<(), RotateError> {
+        let secret = cred.target.secret.as_ref();
+        if secret.is_none() && cred.rollout.also.is_empty() {
+            self.audit(cred, "roll", "ok (file target: nothing to roll)");
+            return Ok(());
+        }
+        let client = self.kube.clone().ok_or_else(|| RotateError::NoCluster {
+            credential: cred.name.clone(),
+        })?;
+        let kube_err = |source| RotateError::Kube {
+            credential: cred.name.clone(),
+            source,
+        };
+        let w = Workloads::new(client);
+        let mut order: Vec<Workload> = cred
+            .rollout
+            .also
+            .iter()
+            .map(|r| Workload {
+                kind: Kind::parse(&r.kind).expect("validated"),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            })
+            .collect();
+        let stamp_name = match secret {
+            Some(s) => {
+                for found in w.discover(&s.namespace, &s.name).await.map_err(kube_err)? {
+                    if !order.contains(&found) {
+                        order.push(found);
+                    }
+                }
+                s.name.clone()
+            }
+            None => cred.name.clone(),
+        };
+        let key = workloads::stamp_key(&stamp_name);
+        let timeout = cred
+            .rollout
+            .timeout
+            .unwrap_or(std::time::Duration::from_secs(600));
+        let mut done = Vec::new();
+        for workload in &order {
+            w.stamp(workload, &key, &generation.to_string())
+                .await
+                .map_err(kube_err)?;
+            self.audit(cred, "roll", &format!("restarting {workload}"));
+            if !w.wait(workload, timeout).await.map_err(kube_err)? {
+                self.audit(cred, "roll", &format!("failed {workload}"));
+                let message = "credseal: rollout did not become healthy in time";
+                self.event(workload, "RolloutFailed", message, "Warning")
+                    .await;
+                return Err(RotateError::RolloutFailed {
+                    credential: cred.name.clone(),
+                    workload: workload.to_string(),
+                    timeout_secs: timeout.as_secs(),
+                    done: if done.is_empty() {
+                        "none".into()
+                    } else {
+                        done.join(", ")
+                    },
+                });
+            }
+            let message = format!("credseal: restarted for {stamp_name} generation {generation}");
+            self.event(workload, "CredentialRolled", &message, "Normal")
+                .await;
+            done.push(workload.to_string());
+        }
+        self.audit(cred, "roll", &format!("ok {} workloads", done.len()));
+        Ok(())
+    }
+
+    async fn event_on_secret(
+        &mut self,
+        cred: &Credential,
+        reason: &str,
+        message: &str,
+        type_: &str,
+    ) {
+        let Some(s) = &cred.target.secret else { return };
+        let Some(client) = self.kube.clone() else {
+            return;
+        };
+        let (ns, name) = (s.namespace.clone(), s.name.clone());
+        if let Err(e) =
+            crate::k8s::events::record(client, &ns, "Secret", &name, reason, message, type_).await
+        {
+            (self.audit)(format!(
+                "credseal audit: event {reason} on Secret/{ns}/{name} not recorded: {e}"
+            ));
+        }
+    }
+
+    /// Records a Kubernetes Event (best effort: a missing permission is an audit line, not a
+    /// failed rotation). Messages never carry a value.
+    async fn event(&mut self, w: &Workload, reason: &str, message: &str, type_: &str) {
+        let Some(client) = self.kube.clone() else {
+            return;
+        };
+        if let Err(e) = crate::k8s::events::record(
+            client,
+            &w.namespace,
+            w.kind.as_str(),
+            &w.name,
+            reason,
+            message,
+            type_,
+        )
+        .await
+        {
+            (self.audit)(format!(
+                "credseal audit: event {reason} on {w} not recorded: {e}"
+            ));
+        }
     }
 
     async fn apply(

@@ -61,14 +61,45 @@ pub struct Credential {
     #[serde(default, deserialize_with = "duration_opt")]
     pub grace: Option<Duration>,
     #[serde(default)]
-    pub rollout: Option<serde_json::Value>,
+    pub rollout: Rollout,
+}
+
+/// How consumers are restarted after a commit.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    /// How long each workload may take to become healthy (default `10m`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    /// Workloads rolled first (the database tier), in order, beside the discovered consumers.
+    #[serde(default)]
+    pub also: Vec<WorkloadRef>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A value in a Kubernetes Secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+    #[serde(default)]
+    pub username_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
     pub file: Option<FileRef>,
-    pub secret: Option<serde_json::Value>,
+    pub secret: Option<SecretRef>,
 }
 
 /// A value inside a SOPS file: `key` is a tree path like `["stringData"]["password"]`.
@@ -237,20 +268,23 @@ impl Plan {
                 }
                 _ => {}
             }
-            match (&c.target.file, &c.target.secret) {
-                (Some(f), None) => {
-                    if c.strategy == Strategy::Alternating && f.username_key.is_none() {
-                        return bad(format!(
-                            "{at}: alternating needs target.file.usernameKey (the username switches with the password)"
-                        ));
-                    }
-                }
-                (None, Some(_)) => {
+            let username_key = match (&c.target.file, &c.target.secret) {
+                (Some(f), None) => f.username_key.is_some(),
+                (None, Some(s)) => s.username_key.is_some(),
+                _ => return bad(format!("{at}: target needs exactly one of file or secret")),
+            };
+            if c.strategy == Strategy::Alternating && !username_key {
+                return bad(format!(
+                    "{at}: alternating needs the target's usernameKey (the username switches with the password)"
+                ));
+            }
+            for w in &c.rollout.also {
+                if crate::k8s::workloads::Kind::parse(&w.kind).is_none() {
                     return bad(format!(
-                        "{at}: Kubernetes Secret targets are not supported yet; use a file target"
+                        "{at}: rollout.also kind {:?} is not StatefulSet, Deployment, DaemonSet or CronJob",
+                        w.kind
                     ));
                 }
-                _ => return bad(format!("{at}: target needs exactly one of file or secret")),
             }
             if !(16..=128).contains(&c.password.length) {
                 return bad(format!("{at}: password.length must be between 16 and 128"));

@@ -46,7 +46,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Phase::Staged => "staged",
             Phase::Committed => "committed",
@@ -54,7 +54,7 @@ impl Phase {
         }
     }
 
-    fn parse(s: &str) -> Option<Phase> {
+    pub fn parse(s: &str) -> Option<Phase> {
         Some(match s {
             "staged" => Phase::Staged,
             "committed" => Phase::Committed,

@@ -11,5 +11,6 @@ mod manifests;
 mod materialize;
 mod properties;
 mod rotate;
+mod rotate_k8s;
 mod support;
 mod yaml_store;

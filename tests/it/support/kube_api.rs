@@ -29,6 +29,8 @@ struct State {
     rv: u64,
     /// (verb, resource, namespace) the caller may not do.
     denied: BTreeSet<(String, String, String)>,
+    /// Workloads whose simulated controller never finishes a rollout.
+    stuck: BTreeSet<(String, String, String)>,
     log: Vec<Request>,
 }
 
@@ -79,6 +81,27 @@ impl KubeApi {
             .insert((verb.into(), resource.into(), namespace.into()));
     }
 
+    /// The simulated controller of this workload stops finishing rollouts.
+    pub fn stick(&self, resource: &str, namespace: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .stuck
+            .insert((resource.into(), namespace.into(), name.into()));
+    }
+
+    pub fn unstick(&self, resource: &str, namespace: &str, name: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.stuck
+            .remove(&(resource.to_owned(), namespace.to_owned(), name.to_owned()));
+        // The controller catches up.
+        let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
+        if let Some(mut obj) = st.objects.get(&key).cloned() {
+            settle(resource, &mut obj);
+            st.objects.insert(key, obj);
+        }
+    }
+
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         self.state
             .lock()
@@ -100,7 +123,11 @@ impl KubeApi {
             .to_owned();
         let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if obj["metadata"]["generation"].is_null() && is_workload(resource) {
+            obj["metadata"]["generation"] = json!(1);
+        }
         normalize_secret(resource, &mut obj);
+        settle(resource, &mut obj);
         st.objects.insert((resource.into(), ns, name), obj);
     }
 
@@ -115,6 +142,37 @@ fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": message, "reason": reason, "code": code}),
     )
+}
+
+fn is_workload(resource: &str) -> bool {
+    matches!(
+        resource,
+        "deployments" | "statefulsets" | "daemonsets" | "cronjobs"
+    )
+}
+
+/// A controller that has finished: status reflects the current generation everywhere.
+fn settle(resource: &str, obj: &mut Value) {
+    let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+    match resource {
+        "deployments" => {
+            obj["status"] = json!({"observedGeneration": generation, "replicas": replicas,
+                "updatedReplicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas});
+        }
+        "statefulsets" => {
+            let rev = format!("rev-{generation}");
+            obj["status"] = json!({"observedGeneration": generation, "replicas": replicas,
+                "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+                "currentRevision": rev, "updateRevision": rev});
+        }
+        "daemonsets" => {
+            obj["status"] = json!({"observedGeneration": generation, "desiredNumberScheduled": 2,
+                "currentNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": 2,
+                "updatedNumberScheduled": 2, "numberAvailable": 2});
+        }
+        _ => {}
+    }
 }
 
 /// The API server turns `stringData` into base64 `data` on every write.
@@ -375,7 +433,13 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
                 Ok(o) => o,
                 Err(e) => return e,
             };
-            let n = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            let mut n = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            if n.is_empty() {
+                if let Some(prefix) = obj["metadata"]["generateName"].as_str() {
+                    n = format!("{prefix}{}", st.rv + 1);
+                    obj["metadata"]["name"] = json!(n);
+                }
+            }
             if st.objects.contains_key(&key(&n)) {
                 return status(
                     409,
@@ -611,8 +675,16 @@ fn patch(
             let Some(mut obj) = current.clone() else {
                 return status(404, "NotFound", &format!("{resource} \"{n}\" not found"));
             };
+            let before_spec = obj["spec"].clone();
             merge_patch(&mut obj, &body);
             normalize_secret(resource, &mut obj);
+            if is_workload(resource) && obj["spec"] != before_spec {
+                let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                obj["metadata"]["generation"] = json!(g);
+                if !st.stuck.contains(&key) {
+                    settle(resource, &mut obj);
+                }
+            }
             (200, obj)
         }
         other => {

@@ -1,0 +1,430 @@
+//! Finding the workloads that consume a Secret, restarting them by stamping their pod
+//! template, and waiting until the rollout is healthy.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::k8s::error::K8sError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    StatefulSet,
+    Deployment,
+    DaemonSet,
+    CronJob,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "StatefulSet" => Kind::StatefulSet,
+            "Deployment" => Kind::Deployment,
+            "DaemonSet" => Kind::DaemonSet,
+            "CronJob" => Kind::CronJob,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::StatefulSet => "StatefulSet",
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::CronJob => "CronJob",
+        }
+    }
+}
+
+/// A workload by kind, namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Workload {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// Whether a pod spec reads the Secret: env `secretKeyRef`, `envFrom`, volumes, projected
+/// volumes, in containers and init containers.
+pub fn references_secret(spec: &PodSpec, secret: &str) -> bool {
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        for e in c.env.iter().flatten() {
+            if e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_some_and(|r| r.name == secret)
+            {
+                return true;
+            }
+        }
+        for e in c.env_from.iter().flatten() {
+            if e.secret_ref.as_ref().is_some_and(|r| r.name == secret) {
+                return true;
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret) {
+            return true;
+        }
+        let projected = v.projected.as_ref().and_then(|p| p.sources.as_ref());
+        if projected.is_some_and(|sources| {
+            sources
+                .iter()
+                .any(|s| s.secret.as_ref().is_some_and(|s| s.name == secret))
+        }) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The consumers of `secret` among the given workloads, database tier first (StatefulSets),
+/// then Deployments, DaemonSets and CronJobs, each by name.
+pub fn consumers(
+    namespace: &str,
+    secret: &str,
+    statefulsets: &[StatefulSet],
+    deployments: &[Deployment],
+    daemonsets: &[DaemonSet],
+    cronjobs: &[CronJob],
+) -> Vec<Workload> {
+    let mut out = Vec::new();
+    let mut add = |kind, name: &Option<String>, spec: Option<&PodSpec>| {
+        if spec.is_some_and(|s| references_secret(s, secret)) {
+            out.push(Workload {
+                kind,
+                namespace: namespace.to_owned(),
+                name: name.clone().unwrap_or_default(),
+            });
+        }
+    };
+    for s in statefulsets {
+        add(
+            Kind::StatefulSet,
+            &s.metadata.name,
+            s.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        );
+    }
+    for d in deployments {
+        add(
+            Kind::Deployment,
+            &d.metadata.name,
+            d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        );
+    }
+    for d in daemonsets {
+        add(
+            Kind::DaemonSet,
+            &d.metadata.name,
+            d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        );
+    }
+    for c in cronjobs {
+        let spec = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.job_template.spec.as_ref())
+            .and_then(|j| j.template.spec.as_ref());
+        add(Kind::CronJob, &c.metadata.name, spec);
+    }
+    out.sort();
+    out
+}
+
+/// The pod-template annotation that restarts a workload for one credential. Its value is the
+/// rotation generation: it changes exactly when the credential does, reveals nothing about the
+/// password, and stamping it again is a no-op.
+pub fn stamp_key(secret: &str) -> String {
+    let name = format!("rotated.{secret}");
+    if name.len() <= 63 {
+        format!("credseal.dev/{name}")
+    } else {
+        format!("credseal.dev/{}", &name[..63])
+    }
+}
+
+pub struct Workloads {
+    client: kube::Client,
+}
+
+fn err(w: &Workload) -> impl Fn(kube::Error) -> K8sError + '_ {
+    move |e| K8sError::from_kube(w.to_string(), e)
+}
+
+impl Workloads {
+    pub fn new(client: kube::Client) -> Workloads {
+        Workloads { client }
+    }
+
+    /// Every workload in `namespace` whose pods read `secret`.
+    pub async fn discover(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>, K8sError> {
+        let lp = ListParams::default();
+        let what = |k: &str| format!("list {k} in {namespace}");
+        let sts = Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| K8sError::from_kube(what("statefulsets"), e))?;
+        let deps = Api::<Deployment>::namespaced(self.client.clone(), namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| K8sError::from_kube(what("deployments"), e))?;
+        let ds = Api::<DaemonSet>::namespaced(self.client.clone(), namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| K8sError::from_kube(what("daemonsets"), e))?;
+        let cj = Api::<CronJob>::namespaced(self.client.clone(), namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| K8sError::from_kube(what("cronjobs"), e))?;
+        Ok(consumers(
+            namespace,
+            secret,
+            &sts.items,
+            &deps.items,
+            &ds.items,
+            &cj.items,
+        ))
+    }
+
+    /// Stamps the pod template (a merge patch of one annotation).
+    pub async fn stamp(&self, w: &Workload, key: &str, value: &str) -> Result<(), K8sError> {
+        let annotations = json!({ key: value });
+        let template = json!({"metadata": {"annotations": annotations}});
+        let patch = match w.kind {
+            Kind::CronJob => json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}),
+            _ => json!({"spec": {"template": template}}),
+        };
+        let pp = PatchParams::default();
+        let p = Patch::Merge(&patch);
+        let c = self.client.clone();
+        match w.kind {
+            Kind::Deployment => Api::<Deployment>::namespaced(c, &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await
+                .map(drop),
+            Kind::StatefulSet => Api::<StatefulSet>::namespaced(c, &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await
+                .map(drop),
+            Kind::DaemonSet => Api::<DaemonSet>::namespaced(c, &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await
+                .map(drop),
+            Kind::CronJob => Api::<CronJob>::namespaced(c, &w.namespace)
+                .patch(&w.name, &pp, &p)
+                .await
+                .map(drop),
+        }
+        .map_err(err(w))
+    }
+
+    /// Waits until the workload runs its current template everywhere and is available.
+    /// A CronJob has nothing to wait for: its next run uses the new template.
+    pub async fn wait(&self, w: &Workload, timeout: Duration) -> Result<bool, K8sError> {
+        let end = Instant::now() + timeout;
+        let mut deleted_pods: Vec<String> = Vec::new();
+        loop {
+            let done = match w.kind {
+                Kind::CronJob => true,
+                Kind::Deployment => {
+                    let d = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace)
+                        .get(&w.name)
+                        .await
+                        .map_err(err(w))?;
+                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    let st = d.status.unwrap_or_default();
+                    st.observed_generation >= d.metadata.generation
+                        && st.updated_replicas.unwrap_or(0) >= want
+                        && st.available_replicas.unwrap_or(0) >= want
+                        && st.replicas.unwrap_or(0) <= want
+                }
+                Kind::DaemonSet => {
+                    let d = Api::<DaemonSet>::namespaced(self.client.clone(), &w.namespace)
+                        .get(&w.name)
+                        .await
+                        .map_err(err(w))?;
+                    let st = d.status.unwrap_or_default();
+                    st.observed_generation >= d.metadata.generation
+                        && st.updated_number_scheduled.unwrap_or(0) >= st.desired_number_scheduled
+                        && st.number_available.unwrap_or(0) >= st.desired_number_scheduled
+                }
+                Kind::StatefulSet => {
+                    let s = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
+                        .get(&w.name)
+                        .await
+                        .map_err(err(w))?;
+                    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    let on_delete = s
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.update_strategy.as_ref())
+                        .and_then(|u| u.type_.as_deref())
+                        == Some("OnDelete");
+                    let st = s.status.clone().unwrap_or_default();
+                    if on_delete && st.observed_generation >= s.metadata.generation {
+                        // OnDelete: the controller waits for us to delete pods, highest ordinal first.
+                        self.delete_outdated_pod(&s, &st.update_revision, &mut deleted_pods)
+                            .await?;
+                    }
+                    st.observed_generation >= s.metadata.generation
+                        && st.updated_replicas.unwrap_or(0) >= want
+                        && st.ready_replicas.unwrap_or(0) >= want
+                        && st.update_revision.is_some()
+                        && st.current_revision == st.update_revision
+                }
+            };
+            if done {
+                return Ok(true);
+            }
+            if Instant::now() >= end {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn delete_outdated_pod(
+        &self,
+        s: &StatefulSet,
+        revision: &Option<String>,
+        deleted: &mut Vec<String>,
+    ) -> Result<(), K8sError> {
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let labels: BTreeMap<String, String> = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.selector.match_labels.clone())
+            .unwrap_or_default();
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &ns);
+        let list = pods
+            .list(&ListParams::default().labels(&selector.join(",")))
+            .await
+            .map_err(|e| K8sError::from_kube(format!("list pods of statefulset {ns}/{name}"), e))?;
+        let mut outdated: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| {
+                let rev = p
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("controller-revision-hash"))
+                    .cloned();
+                rev != *revision
+            })
+            .collect();
+        // Highest ordinal first, one at a time, and only once the previous one is back.
+        outdated.sort_by_key(|p| std::cmp::Reverse(p.metadata.name.clone()));
+        if let Some(p) = outdated.first() {
+            let pname = p.metadata.name.clone().unwrap_or_default();
+            if !deleted.contains(&pname) {
+                pods.delete(&pname, &DeleteParams::default())
+                    .await
+                    .map_err(|e| K8sError::from_kube(format!("delete pod {ns}/{pname}"), e))?;
+                deleted.push(pname);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, EnvFromSource, EnvVar, EnvVarSource, ProjectedVolumeSource, SecretEnvSource,
+        SecretKeySelector, SecretProjection, SecretVolumeSource, Volume, VolumeProjection,
+    };
+
+    fn spec_with(c: Container, volumes: Vec<Volume>) -> PodSpec {
+        PodSpec {
+            containers: vec![c],
+            volumes: Some(volumes),
+            ..PodSpec::default()
+        }
+    }
+
+    #[test]
+    fn every_kind_of_reference_is_found() {
+        let env = Container {
+            env: Some(vec![EnvVar {
+                name: "P".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "db".into(),
+                        key: "password".into(),
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            }]),
+            ..Container::default()
+        };
+        assert!(references_secret(&spec_with(env, vec![]), "db"));
+        let env_from = Container {
+            env_from: Some(vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: "db".into(),
+                    optional: None,
+                }),
+                ..EnvFromSource::default()
+            }]),
+            ..Container::default()
+        };
+        assert!(references_secret(&spec_with(env_from, vec![]), "db"));
+        let volume = Volume {
+            name: "v".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some("db".into()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        };
+        assert!(references_secret(
+            &spec_with(Container::default(), vec![volume]),
+            "db"
+        ));
+        let projected = Volume {
+            name: "v".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: "db".into(),
+                        ..SecretProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                }]),
+                ..ProjectedVolumeSource::default()
+            }),
+            ..Volume::default()
+        };
+        assert!(references_secret(
+            &spec_with(Container::default(), vec![projected]),
+            "db"
+        ));
+        assert!(!references_secret(
+            &spec_with(Container::default(), vec![]),
+            "db"
+        ));
+        assert!(stamp_key(&"x".repeat(100)).len() <= 13 + 63);
+    }
+}

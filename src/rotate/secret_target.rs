@@ -1,0 +1,229 @@
+//! The Kubernetes target: the password lives in a Secret. The pending record is a companion
+//! Secret owned by it (garbage-collected with it), written before anything else changes; the
+//! commit is an update guarded by `resourceVersion` that also bumps the generation annotation
+//! the deploy hook's no-downgrade rule reads.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ObjectMeta;
+
+use crate::k8s::K8sError;
+use crate::k8s::secrets::Secrets;
+use crate::rotate::plan::SecretRef;
+use crate::rotate::target::{
+    Current, GENERATION_ANNOTATION, Pending, Phase, ROTATED_AT_ANNOTATION,
+};
+use crate::secret::SecretString;
+use crate::sops::tree::Timestamp;
+
+const PHASE: &str = "credseal.dev/phase";
+const CREDENTIAL: &str = "credseal.dev/credential";
+const ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretTargetError {
+    #[error("{0}")]
+    Kube(#[from] K8sError),
+    #[error("secret {0}: not found")]
+    Missing(String),
+    #[error("secret {what}: {problem}")]
+    Shape { what: String, problem: String },
+    #[error("secret {0}: changed concurrently {ATTEMPTS} times in a row")]
+    Contended(String),
+}
+
+pub struct SecretTarget {
+    secrets: Secrets,
+    spec: SecretRef,
+}
+
+fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
+    data.get(key)
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+}
+
+impl SecretTarget {
+    pub fn new(client: kube::Client, spec: SecretRef) -> SecretTarget {
+        SecretTarget {
+            secrets: Secrets::new(client, &spec.namespace),
+            spec,
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("{}/{}", self.spec.namespace, self.spec.name)
+    }
+
+    pub fn pending_name(&self) -> String {
+        format!("{}-credseal-pending", self.spec.name)
+    }
+
+    async fn get(&self) -> Result<Secret, SecretTargetError> {
+        self.secrets
+            .get(&self.spec.name)
+            .await?
+            .ok_or_else(|| SecretTargetError::Missing(self.what()))
+    }
+
+    pub async fn read(&self) -> Result<Current, SecretTargetError> {
+        let s = self.get().await?;
+        let data = s.data.unwrap_or_default();
+        let shape = |problem: String| SecretTargetError::Shape {
+            what: self.what(),
+            problem,
+        };
+        let password = text(&data, &self.spec.key)
+            .ok_or_else(|| shape(format!("no UTF-8 value under key {:?}", self.spec.key)))?;
+        let username = match &self.spec.username_key {
+            Some(k) => Some(
+                text(&data, k).ok_or_else(|| shape(format!("no UTF-8 value under key {k:?}")))?,
+            ),
+            None => None,
+        };
+        let annotations = s.metadata.annotations.unwrap_or_default();
+        Ok(Current {
+            password: SecretString::new(password),
+            username,
+            generation: annotations
+                .get(GENERATION_ANNOTATION)
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0),
+            rotated_at: annotations
+                .get(ROTATED_AT_ANNOTATION)
+                .and_then(|t| Timestamp::parse_rfc3339(t)),
+        })
+    }
+
+    pub async fn pending(&self) -> Result<Option<Pending>, SecretTargetError> {
+        let Some(s) = self.secrets.get(&self.pending_name()).await? else {
+            return Ok(None);
+        };
+        let data = s.data.unwrap_or_default();
+        let annotations = s.metadata.annotations.unwrap_or_default();
+        let bad = |problem: &str| SecretTargetError::Shape {
+            what: format!("{}/{}", self.spec.namespace, self.pending_name()),
+            problem: problem.to_owned(),
+        };
+        Ok(Some(Pending {
+            credential: annotations
+                .get(CREDENTIAL)
+                .cloned()
+                .ok_or_else(|| bad("no credential annotation"))?,
+            phase: annotations
+                .get(PHASE)
+                .and_then(|p| Phase::parse(p))
+                .ok_or_else(|| bad("bad phase annotation"))?,
+            password: SecretString::new(text(&data, "password").ok_or_else(|| bad("no password"))?),
+            username: text(&data, "username"),
+            previous_username: text(&data, "previousUsername"),
+            generation: annotations
+                .get(GENERATION_ANNOTATION)
+                .and_then(|g| g.parse().ok())
+                .ok_or_else(|| bad("bad generation annotation"))?,
+        }))
+    }
+
+    /// Creates or updates the companion Secret (owned by the target, so it goes with it).
+    pub async fn save_pending(&self, p: &Pending) -> Result<(), SecretTargetError> {
+        let owner = self.get().await?;
+        let mut data = BTreeMap::new();
+        data.insert(
+            "password".to_owned(),
+            ByteString(p.password.expose().as_bytes().to_vec()),
+        );
+        if let Some(u) = &p.username {
+            data.insert("username".to_owned(), ByteString(u.as_bytes().to_vec()));
+        }
+        if let Some(u) = &p.previous_username {
+            data.insert(
+                "previousUsername".to_owned(),
+                ByteString(u.as_bytes().to_vec()),
+            );
+        }
+        let annotations = BTreeMap::from([
+            (CREDENTIAL.to_owned(), p.credential.clone()),
+            (PHASE.to_owned(), p.phase.as_str().to_owned()),
+            (GENERATION_ANNOTATION.to_owned(), p.generation.to_string()),
+        ]);
+        for _ in 0..ATTEMPTS {
+            let existing = self.secrets.get(&self.pending_name()).await?;
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(self.pending_name()),
+                    namespace: Some(self.spec.namespace.clone()),
+                    annotations: Some(annotations.clone()),
+                    labels: Some(BTreeMap::from([(
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "credseal".to_owned(),
+                    )])),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Secret".into(),
+                        name: self.spec.name.clone(),
+                        uid: owner.metadata.uid.clone().unwrap_or_default(),
+                        ..OwnerReference::default()
+                    }]),
+                    resource_version: existing
+                        .as_ref()
+                        .and_then(|e| e.metadata.resource_version.clone()),
+                    ..ObjectMeta::default()
+                },
+                type_: Some("Opaque".into()),
+                data: Some(data.clone()),
+                ..Secret::default()
+            };
+            let result = match existing {
+                None => self.secrets.create(&secret).await.map(drop),
+                Some(_) => self.secrets.replace(&secret).await.map(drop),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SecretTargetError::Contended(self.what()))
+    }
+
+    /// Writes the new password (and username), bumps the generation and rotation time, with
+    /// the resourceVersion read: a concurrent writer makes it retry on fresh data, never lose
+    /// the other's change. A rerun finds the value set and changes nothing.
+    pub async fn commit(&self, p: &Pending, now: &Timestamp) -> Result<(), SecretTargetError> {
+        for _ in 0..ATTEMPTS {
+            let mut s = self.get().await?;
+            let data = s.data.get_or_insert_with(BTreeMap::new);
+            let same = text(data, &self.spec.key).as_deref() == Some(p.password.expose())
+                && match (&self.spec.username_key, &p.username) {
+                    (Some(k), Some(u)) => text(data, k).as_deref() == Some(u.as_str()),
+                    _ => true,
+                };
+            if same {
+                return Ok(());
+            }
+            data.insert(
+                self.spec.key.clone(),
+                ByteString(p.password.expose().as_bytes().to_vec()),
+            );
+            if let (Some(k), Some(u)) = (&self.spec.username_key, &p.username) {
+                data.insert(k.clone(), ByteString(u.as_bytes().to_vec()));
+            }
+            let annotations = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            annotations.insert(GENERATION_ANNOTATION.to_owned(), p.generation.to_string());
+            annotations.insert(ROTATED_AT_ANNOTATION.to_owned(), now.to_rfc3339());
+            s.metadata.managed_fields = None;
+            match self.secrets.replace(&s).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SecretTargetError::Contended(self.what()))
+    }
+
+    pub async fn clear_pending(&self) -> Result<(), SecretTargetError> {
+        Ok(self.secrets.delete(&self.pending_name()).await?)
+    }
+}

@@ -1,0 +1,289 @@
+//! Rotation with a Kubernetes Secret target and health-gated rollouts, through kube::Client
+//! against the in-process API server (whose simulated controllers finish rollouts unless told
+//! not to), with a real Redis server as the engine.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::kube_api::KubeApi;
+use crate::support::servers::Redis;
+use crate::support::{Cmd, Out, write};
+
+const NS: &str = "platform-services";
+const STAMP: &str = "credseal.dev/rotated.redis-credentials";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn unb64(v: &Value) -> String {
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn pod(env_secret: Option<&str>, volume: Option<Value>) -> Value {
+    let mut container = json!({"name": "app", "image": "app:1"});
+    if let Some(s) = env_secret {
+        container["env"] = json!([{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": s, "key": "password"}}}]);
+    }
+    let mut spec = json!({"containers": [container]});
+    if let Some(v) = volume {
+        spec["volumes"] = json!([v]);
+    }
+    json!({"metadata": {"labels": {"app": "x"}}, "spec": spec})
+}
+
+fn workload(kind: &str, name: &str, template: Value) -> Value {
+    let spec = match kind {
+        "CronJob" => {
+            json!({"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": template}}})
+        }
+        _ => {
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "template": template})
+        }
+    };
+    let api_version = if kind == "CronJob" {
+        "batch/v1"
+    } else {
+        "apps/v1"
+    };
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": NS}, "spec": spec})
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    api: KubeApi,
+    redis: Redis,
+    plan: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(&[("app", "old-redis-password")]);
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig(dir.path(), NS);
+    api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-credentials", "namespace": NS},
+               "data": {"username": b64("app"), "password": b64("old-redis-password")}}),
+    );
+    let secret_volume = json!({"name": "creds", "secret": {"secretName": "redis-credentials"}});
+    let projected = json!({"name": "creds", "projected": {"sources": [{"secret": {"name": "redis-credentials"}}]}});
+    api.put(
+        "statefulsets",
+        workload("StatefulSet", "redis", pod(Some("redis-credentials"), None)),
+    );
+    api.put(
+        "deployments",
+        workload(
+            "Deployment",
+            "backend",
+            pod(Some("redis-credentials"), None),
+        ),
+    );
+    api.put(
+        "daemonsets",
+        workload("DaemonSet", "agent", pod(None, Some(projected))),
+    );
+    api.put(
+        "cronjobs",
+        workload("CronJob", "backup", pod(None, Some(secret_volume))),
+    );
+    api.put(
+        "deployments",
+        workload("Deployment", "unrelated", pod(Some("other-secret"), None)),
+    );
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        format!(
+            "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: cache\n    engine: redis\n    strategy: dual\n    role: app\n    target:\n      secret: {{namespace: {NS}, name: redis-credentials, key: password, usernameKey: username}}\n    admin:\n      url: {}\n      password: {{env: REDIS_ADMIN_PASSWORD}}\n    rollout:\n      timeout: 3s\n      also:\n        - {{kind: StatefulSet, namespace: {NS}, name: redis}}\n",
+            redis.url()
+        ),
+    );
+    Setup {
+        dir,
+        api,
+        redis,
+        plan,
+        kubeconfig,
+    }
+}
+
+impl Setup {
+    fn rotate(&self, extra: &[&str]) -> Out {
+        Cmd::credseal()
+            .cwd(self.dir.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+            .args(["rotate", "--plan"])
+            .arg(&self.plan)
+            .args(extra)
+            .run()
+    }
+
+    fn password(&self) -> String {
+        unb64(&self.api.get("secrets", NS, "redis-credentials").unwrap()["data"]["password"])
+    }
+
+    fn stamp(&self, resource: &str, name: &str) -> Value {
+        let o = self.api.get(resource, NS, name).unwrap();
+        let t = if resource == "cronjobs" {
+            &o["spec"]["jobTemplate"]["spec"]["template"]
+        } else {
+            &o["spec"]["template"]
+        };
+        t["metadata"]["annotations"][STAMP].clone()
+    }
+
+    fn patched(&self) -> Vec<String> {
+        self.api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .map(|r| {
+                r.path
+                    .rsplit('/')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn rotates_the_secret_and_rolls_database_tier_then_consumers() {
+    let s = setup();
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    let new = s.password();
+    assert_ne!(new, "old-redis-password");
+    out.never_shows(&new);
+    assert!(s.redis.can_login("app", &new));
+    assert!(
+        !s.redis.can_login("app", "old-redis-password"),
+        "retired after the roll"
+    );
+    let secret = s.api.get("secrets", NS, "redis-credentials").unwrap();
+    assert_eq!(
+        secret["metadata"]["annotations"]["credseal.dev/generation"],
+        "1"
+    );
+    assert!(
+        s.api
+            .get("secrets", NS, "redis-credentials-credseal-pending")
+            .is_none(),
+        "pending cleared"
+    );
+    // The database tier first, then the consumers found by reference, each stamped once.
+    assert_eq!(
+        s.patched(),
+        [
+            "statefulsets/redis",
+            "deployments/backend",
+            "daemonsets/agent",
+            "cronjobs/backup"
+        ]
+    );
+    for (r, n) in [
+        ("statefulsets", "redis"),
+        ("deployments", "backend"),
+        ("daemonsets", "agent"),
+        ("cronjobs", "backup"),
+    ] {
+        assert_eq!(s.stamp(r, n), "1", "{r}/{n}");
+    }
+    assert!(
+        s.stamp("deployments", "unrelated").is_null(),
+        "unrelated workloads are left alone"
+    );
+    // Commits are updates guarded by resourceVersion; events were recorded.
+    let reqs = s.api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.method == "PUT" && r.path.ends_with("/secrets/redis-credentials"))
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/events"))
+    );
+    assert!(
+        out.stderr.contains("step=commit outcome=ok generation=1"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_stuck_rollout_stops_the_line_and_a_rerun_finishes() {
+    let s = setup();
+    s.api.stick("deployments", NS, "backend");
+    let out = s.rotate(&[]).code(220);
+    assert!(
+        out.stderr.contains("Deployment/platform-services/backend"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("StatefulSet/platform-services/redis"),
+        "names what was rolled: {}",
+        out.stderr
+    );
+    assert_eq!(
+        s.patched(),
+        ["statefulsets/redis", "deployments/backend"],
+        "nothing further touched"
+    );
+    let new = s.password();
+    // dual: both passwords still work, so the consumers not yet restarted keep working.
+    assert!(s.redis.can_login("app", &new));
+    assert!(s.redis.can_login("app", "old-redis-password"));
+    let pending = s
+        .api
+        .get("secrets", NS, "redis-credentials-credseal-pending")
+        .unwrap();
+    assert_eq!(
+        pending["metadata"]["annotations"]["credseal.dev/phase"],
+        "committed"
+    );
+    assert_eq!(
+        pending["metadata"]["ownerReferences"][0]["name"],
+        "redis-credentials"
+    );
+    // The workload recovers; the rerun resumes the roll and retires the old password.
+    s.api.unstick("deployments", NS, "backend");
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    assert_eq!(
+        s.password(),
+        new,
+        "the same rotation finished, no new password"
+    );
+    assert!(!s.redis.can_login("app", "old-redis-password"));
+    assert_eq!(s.stamp("cronjobs", "backup"), "1");
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let s = setup();
+    let out = s.rotate(&["--dry-run"]).ok();
+    assert_eq!(out.text(), "cache: would rotate (dry run)\n");
+    let writes: Vec<_> = s
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(s.password(), "old-redis-password");
+    assert!(s.redis.can_login("app", "old-redis-password"));
+}
