@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # materialize: time from start to the first complete render of 50 Secrets (--once), and the
-# sidecar's idle RSS. Needs hyperfine (apt-get install hyperfine).
+# sidecar's idle RSS, measured on the static build the container image ships (crt-static,
+# non-PIE, size-optimised, panic=abort). Needs hyperfine (apt-get install hyperfine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/credseal
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_PANIC=abort CARGO_TARGET_DIR=target/static \
+  cargo build --release -q --target x86_64-unknown-linux-gnu
+bin=$PWD/target/static/x86_64-unknown-linux-gnu/release/credseal
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 pid=
@@ -31,3 +34,4 @@ hyperfine -N --warmup 3 --runs 30 "$bin ${args[*]} --once"
 pid=$!
 sleep 3
 echo "sidecar idle RSS after first render: $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status) (50 Secrets, watching)"
+grep -E '^(Rss|Pss_Anon|Pss_File)' /proc/$pid/smaps_rollup
