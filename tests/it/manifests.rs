@@ -150,7 +150,7 @@ fn base_renders_restricted_pods_and_named_rbac() {
         "no plaintext Secret objects"
     );
     let pods = pod_specs(&objects);
-    assert_eq!(pods.len(), 3, "backend, backup, deploy hook");
+    assert_eq!(pods.len(), 4, "backend, backup, deploy hook, rotator");
     for (name, spec) in &pods {
         for c in spec
             .init_containers
@@ -165,17 +165,16 @@ fn base_renders_restricted_pods_and_named_rbac() {
                 .iter()
                 .flatten()
                 .any(|m| m.name == "cluster-key");
-            assert_eq!(
-                mounts_key,
-                c.name == "credseal",
-                "{name}/{}: cluster key mount",
+            assert!(
+                !mounts_key || c.name == "credseal",
+                "{name}/{}: only credseal mounts the cluster key",
                 c.name
             );
         }
     }
     // The sidecar and the init container need no API access.
     for (name, spec) in &pods {
-        if name != "credseal-apply" {
+        if name != "credseal-apply" && name != "credseal-rotate" {
             assert_eq!(spec.automount_service_account_token, Some(false), "{name}");
         }
     }
@@ -218,7 +217,10 @@ fn base_renders_restricted_pods_and_named_rbac() {
 #[test]
 fn encrypted_credentials_render_with_the_example_key() {
     let objects = render("manifests/base");
-    let cm: ConfigMap = of_kind(&objects, "ConfigMap").pop().unwrap();
+    let cm: ConfigMap = of_kind::<ConfigMap>(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("credseal-secrets"))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
     std::fs::create_dir(&source).unwrap();
@@ -258,4 +260,30 @@ fn encrypted_credentials_render_with_the_example_key() {
             .starts_with("postgresql://app_user:")
     );
     assert!(out.join("redis-credentials/password").exists());
+}
+
+#[test]
+fn rotation_cronjob_and_plan() {
+    let objects = render("manifests/base");
+    let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("credseal-rotate"))
+        .unwrap();
+    assert_eq!(
+        cron.spec.as_ref().unwrap().concurrency_policy.as_deref(),
+        Some("Forbid")
+    );
+    let cm: ConfigMap = of_kind::<ConfigMap>(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| {
+            c.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("credseal-rotation-plan"))
+        })
+        .unwrap();
+    let plan = cm.data.unwrap()["rotation-plan.yaml"].clone();
+    let plan =
+        credseal::rotate::plan::Plan::parse(plan.as_bytes()).expect("the example plan is valid");
+    assert_eq!(plan.credentials.len(), 2);
 }
