@@ -10,8 +10,7 @@ use kube::api::ObjectMeta;
 
 use crate::k8s::K8sError;
 use crate::k8s::secrets::Secrets;
-use crate::manifest::{self, ManifestError, SecretValues};
-use crate::sops::file::{EncryptedFile, SopsError};
+use crate::manifest::{self, ScopeError, SecretValues};
 use crate::sops::keys::Keyring;
 use crate::sops::store::Format;
 
@@ -21,26 +20,9 @@ pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// A file that does not decrypt, is not a Secret, or is bound to another namespace.
     #[error("{file}: {source}")]
-    Decrypt { file: PathBuf, source: SopsError },
-    #[error("{file}: {source}")]
-    Manifest {
-        file: PathBuf,
-        source: ManifestError,
-    },
-    #[error(
-        "{file}: Secret {secret:?} belongs to namespace {found:?}, the target is {expected:?}; refused"
-    )]
-    WrongNamespace {
-        file: PathBuf,
-        secret: String,
-        found: String,
-        expected: String,
-    },
-    #[error(
-        "{file}: mac_only_encrypted files do not authenticate metadata.namespace; re-encrypt without it"
-    )]
-    NamespaceNotAuthenticated { file: PathBuf },
+    Scope { file: PathBuf, source: ScopeError },
     #[error("{file}: annotation {GENERATION_ANNOTATION} is not a number")]
     BadGeneration { file: PathBuf },
     /// The live Secret was rotated after the file was encrypted.
@@ -74,29 +56,14 @@ pub fn decrypt_file(
     ring: &Keyring,
     namespace: &str,
 ) -> Result<Vec<Item>, ApplyError> {
-    let err = |source| ApplyError::Decrypt {
-        file: file.clone(),
-        source,
-    };
-    let enc = EncryptedFile::parse(bytes, Format::from_path(&file)).map_err(err)?;
-    if enc.metadata.mac_only_encrypted {
-        return Err(ApplyError::NamespaceNotAuthenticated { file });
-    }
-    let opened = enc.open(ring, false).map_err(err)?;
-    let mut items = Vec::new();
-    for (i, doc) in opened.tree.documents.iter().enumerate() {
-        let values = manifest::secret_values(doc, i).map_err(|source| ApplyError::Manifest {
+    let found = manifest::open_scoped(bytes, Format::from_path(&file), ring, namespace).map_err(
+        |source| ApplyError::Scope {
             file: file.clone(),
             source,
-        })?;
-        if values.namespace != namespace {
-            return Err(ApplyError::WrongNamespace {
-                file,
-                secret: values.name,
-                found: values.namespace,
-                expected: namespace.to_owned(),
-            });
-        }
+        },
+    )?;
+    let mut items = Vec::new();
+    for values in found {
         let generation = match values
             .annotations
             .iter()

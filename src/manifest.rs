@@ -5,6 +5,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::secret::SecretBytes;
+use crate::sops::file::{EncryptedFile, SopsError};
+use crate::sops::keys::Keyring;
+use crate::sops::store::Format;
 use crate::sops::tree::{Map, Node, Tree};
 
 /// What credseal encrypts in a Secret when no rule or flag says otherwise: the values only, so
@@ -127,6 +130,56 @@ pub fn secret_values(doc: &Map, index: usize) -> Result<SecretValues, ManifestEr
         namespace,
         values,
     })
+}
+
+/// Why an encrypted Secret file may not be used in a namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error("{0}")]
+    Decrypt(#[from] SopsError),
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// Bound to another namespace: copying an encrypted Secret elsewhere does not make it
+    /// decrypt there.
+    #[error("Secret {secret:?} belongs to namespace {found:?}, not {expected:?}; refused")]
+    WrongNamespace {
+        secret: String,
+        found: String,
+        expected: String,
+    },
+    /// With `mac_only_encrypted` the clear metadata (and so the namespace) is not authenticated.
+    #[error(
+        "mac_only_encrypted files do not authenticate metadata.namespace; re-encrypt without it"
+    )]
+    NamespaceNotAuthenticated,
+}
+
+/// Decrypts a file of Secret documents (MAC verified) and returns them, each bound by its
+/// authenticated `metadata.namespace` to `namespace`: the check `materialize` and `apply` share.
+pub fn open_scoped(
+    bytes: &[u8],
+    format: Format,
+    ring: &Keyring,
+    namespace: &str,
+) -> Result<Vec<SecretValues>, ScopeError> {
+    let file = EncryptedFile::parse(bytes, format)?;
+    if file.metadata.mac_only_encrypted {
+        return Err(ScopeError::NamespaceNotAuthenticated);
+    }
+    let opened = file.open(ring, false)?;
+    let mut out = Vec::new();
+    for (i, doc) in opened.tree.documents.iter().enumerate() {
+        let values = secret_values(doc, i)?;
+        if values.namespace != namespace {
+            return Err(ScopeError::WrongNamespace {
+                secret: values.name,
+                found: values.namespace,
+                expected: namespace.to_owned(),
+            });
+        }
+        out.push(values);
+    }
+    Ok(out)
 }
 
 /// The API server's rule for Secret keys (also safe as file names: no `/`, not `.`/`..`).

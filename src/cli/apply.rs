@@ -10,6 +10,7 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
 use crate::cli::{keyring, sops_failure};
 use crate::fsx;
+use crate::manifest::ScopeError;
 use crate::materialize::inputs::visible_files;
 use crate::sops::file::EncryptedFile;
 use crate::sops::store::Format;
@@ -36,7 +37,10 @@ pub struct Args {
 
 fn failure(e: ApplyError) -> Failure {
     match e {
-        ApplyError::Decrypt { file, source } => sops_failure(&file.display().to_string(), source),
+        ApplyError::Scope {
+            file,
+            source: ScopeError::Decrypt(source),
+        } => sops_failure(&file.display().to_string(), source),
         ApplyError::Kube(k) => kube_failure(k),
         ApplyError::Downgrade { .. } => Failure::new(Code::Downgrade, e),
         other => Failure::new(Code::Generic, other),

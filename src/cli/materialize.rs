@@ -10,6 +10,7 @@ use clap::Args as ClapArgs;
 
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::sops_failure;
+use crate::manifest::ScopeError;
 use crate::materialize::inputs::InputError;
 use crate::materialize::projection::FileMode;
 use crate::materialize::template::Template;
@@ -55,7 +56,11 @@ pub struct Args {
 }
 
 fn failure(e: MaterializeError) -> Failure {
-    if let MaterializeError::Decrypt { file, source } = e {
+    if let MaterializeError::Scope {
+        file,
+        source: ScopeError::Decrypt(source),
+    } = e
+    {
         return sops_failure(&file.display().to_string(), source);
     }
     let code = match &e {

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fsx::FsError;
-use crate::manifest::{self, ManifestError, SecretValues};
-use crate::sops::file::{EncryptedFile, SopsError};
+use crate::manifest::{self, ScopeError, SecretValues};
 use crate::sops::store::Format;
 use crate::sops::tree::Timestamp;
 
@@ -25,29 +24,9 @@ use self::template::{Template, TemplateError};
 pub enum MaterializeError {
     #[error("{0}")]
     Input(#[from] InputError),
+    /// A file that does not decrypt, is not a Secret, or is bound to another namespace.
     #[error("{file}: {source}")]
-    Decrypt { file: PathBuf, source: SopsError },
-    #[error("{file}: {source}")]
-    Manifest {
-        file: PathBuf,
-        source: ManifestError,
-    },
-    /// A document bound to another namespace: copying an encrypted Secret elsewhere does not
-    /// make it decrypt there.
-    #[error(
-        "{file}: Secret {secret:?} belongs to namespace {found:?}, this pod runs in {expected:?}; refused"
-    )]
-    WrongNamespace {
-        file: PathBuf,
-        secret: String,
-        found: String,
-        expected: String,
-    },
-    /// With `mac_only_encrypted` the clear metadata (and so the namespace) is not authenticated.
-    #[error(
-        "{file}: mac_only_encrypted files do not authenticate metadata.namespace; re-encrypt without it"
-    )]
-    NamespaceNotAuthenticated { file: PathBuf },
+    Scope { file: PathBuf, source: ScopeError },
     #[error("Secret {0:?} is defined twice in the source directory")]
     Duplicate(String),
     #[error("template {0:?} has the same name as a Secret")]
@@ -58,16 +37,6 @@ pub enum MaterializeError {
     NoFiles(PathBuf),
     #[error("{0}")]
     Fs(#[from] FsError),
-}
-
-impl MaterializeError {
-    /// The format-core error behind a decryption failure, for exit-code mapping.
-    pub fn sops(&self) -> Option<&SopsError> {
-        match self {
-            MaterializeError::Decrypt { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -95,30 +64,13 @@ pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
     }
     let mut secrets: Vec<SecretValues> = Vec::new();
     for path in &files {
-        let decrypt_err = |source| MaterializeError::Decrypt {
-            file: path.clone(),
-            source,
-        };
         let bytes = crate::fsx::read(path)?;
-        let file = EncryptedFile::parse(&bytes, Format::from_path(path)).map_err(decrypt_err)?;
-        if file.metadata.mac_only_encrypted {
-            return Err(MaterializeError::NamespaceNotAuthenticated { file: path.clone() });
-        }
-        let opened = file.open(&ring, false).map_err(decrypt_err)?;
-        for (i, doc) in opened.tree.documents.iter().enumerate() {
-            let values =
-                manifest::secret_values(doc, i).map_err(|source| MaterializeError::Manifest {
-                    file: path.clone(),
-                    source,
-                })?;
-            if values.namespace != opts.namespace {
-                return Err(MaterializeError::WrongNamespace {
-                    file: path.clone(),
-                    secret: values.name,
-                    found: values.namespace,
-                    expected: opts.namespace.clone(),
-                });
-            }
+        let found = manifest::open_scoped(&bytes, Format::from_path(path), &ring, &opts.namespace)
+            .map_err(|source| MaterializeError::Scope {
+                file: path.clone(),
+                source,
+            })?;
+        for values in found {
             if secrets.iter().any(|s| s.name == values.name) {
                 return Err(MaterializeError::Duplicate(values.name));
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sops::tree::{MapItem, Node, SeqItem};
+use crate::sops::tree::Node;
 use crate::sops::yaml;
 
 #[derive(Debug, thiserror::Error)]
@@ -199,36 +199,6 @@ fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duratio
     .transpose()
 }
 
-fn to_json(n: &Node) -> serde_json::Value {
-    use serde_json::Value;
-    match n {
-        Node::Null => Value::Null,
-        Node::Str(s) => Value::String(s.expose().to_owned()),
-        Node::Int(i) => Value::from(*i),
-        Node::Float(f) => Value::from(*f),
-        Node::Bool(b) => Value::Bool(*b),
-        Node::Time(t) => Value::String(t.to_rfc3339_nano()),
-        Node::Map(m) => Value::Object(
-            m.items
-                .iter()
-                .filter_map(|i| match i {
-                    MapItem::Pair(k, v) => Some((k.clone(), to_json(v))),
-                    MapItem::Comment(_) => None,
-                })
-                .collect(),
-        ),
-        Node::Seq(s) => Value::Array(
-            s.items
-                .iter()
-                .filter_map(|i| match i {
-                    SeqItem::Node(n) => Some(to_json(n)),
-                    SeqItem::Comment(_) => None,
-                })
-                .collect(),
-        ),
-    }
-}
-
 impl Plan {
     pub fn parse(text: &[u8]) -> Result<Plan, PlanError> {
         let tree = yaml::parse(text)?;
@@ -236,7 +206,7 @@ impl Plan {
             .documents
             .first()
             .ok_or_else(|| PlanError::Invalid("the plan is empty".into()))?;
-        let plan: Plan = serde_json::from_value(to_json(&Node::Map(doc.clone())))
+        let plan: Plan = serde_json::from_value(Node::Map(doc.clone()).to_json())
             .map_err(|e| PlanError::Invalid(e.to_string()))?;
         plan.validate()?;
         Ok(plan)

@@ -103,6 +103,26 @@ impl Node {
             _ => None,
         }
     }
+
+    /// The value as JSON data (comments dropped), for typed deserialisation of plans and
+    /// Kubernetes objects read with the YAML store. Exposes plaintext: for non-secret data.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Node::Null => Value::Null,
+            Node::Str(s) => Value::String(s.expose().to_owned()),
+            Node::Int(i) => Value::from(*i),
+            Node::Float(f) => Value::from(*f),
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Time(t) => Value::String(t.to_rfc3339_nano()),
+            Node::Map(m) => Value::Object(
+                m.pairs()
+                    .map(|(k, v)| (k.to_owned(), v.to_json()))
+                    .collect(),
+            ),
+            Node::Seq(s) => Value::Array(s.nodes().map(Node::to_json).collect()),
+        }
+    }
 }
 
 impl Map {

@@ -10,42 +10,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec};
 use k8s_openapi::api::rbac::v1::Role;
 use serde_json::Value;
 
-use credseal::sops::tree::{MapItem, Node, SeqItem};
+use credseal::sops::tree::Node;
 use credseal::sops::yaml;
 
 use crate::support::Cmd;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn to_json(n: &Node) -> Value {
-    match n {
-        Node::Null => Value::Null,
-        Node::Str(s) => Value::String(s.expose().to_owned()),
-        Node::Int(i) => Value::from(*i),
-        Node::Float(f) => Value::from(*f),
-        Node::Bool(b) => Value::Bool(*b),
-        Node::Time(t) => Value::String(t.to_rfc3339_nano()),
-        Node::Map(m) => Value::Object(
-            m.items
-                .iter()
-                .filter_map(|i| match i {
-                    MapItem::Pair(k, v) => Some((k.clone(), to_json(v))),
-                    MapItem::Comment(_) => None,
-                })
-                .collect(),
-        ),
-        Node::Seq(s) => Value::Array(
-            s.items
-                .iter()
-                .filter_map(|i| match i {
-                    SeqItem::Node(n) => Some(to_json(n)),
-                    SeqItem::Comment(_) => None,
-                })
-                .collect(),
-        ),
-    }
 }
 
 /// `kubectl kustomize DIR`, every object as JSON.
@@ -58,7 +29,7 @@ pub fn render(dir: &str) -> Vec<Value> {
     let tree = yaml::parse(&out.stdout).unwrap();
     tree.documents
         .iter()
-        .map(|d| to_json(&Node::Map(d.clone())))
+        .map(|d| Node::Map(d.clone()).to_json())
         .collect()
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use credseal::materialize::projection::{self, FileMode};
 use credseal::secret::SecretBytes;
 
+use crate::support::servers::free_port;
 use crate::support::{Cmd, new_key};
 
 const NASTY: &str = "p@ss:w/rd?#%&=+ é";
@@ -211,14 +212,6 @@ fn wrong_key_fails_the_init_container() {
     );
     env.materialize().arg("--once").run().code(128);
     let _ = &env.key;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
