@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod redis;
 pub mod secret_target;
 pub mod target;
+pub mod tls;
 
 use std::path::Path;
 
@@ -299,6 +300,24 @@ impl<'a> Runner<'a> {
             }
         }
 
+        let ca = cred.admin.ca.as_ref().map(|c| self.base_dir.join(&c.file));
+
+        let engine = match cred.engine {
+            Engine::Postgres => Engineer::Pg(Box::new(
+                Postgres::new(&cred.admin.url, ca.as_deref()).map_err(|source| {
+                    RotateError::Postgres {
+                        credential: cred.name.clone(),
+                        source,
+                    }
+                })?,
+            )),
+            Engine::Redis => Engineer::Redis(Redis::new(&cred.admin.url).map_err(|source| {
+                RotateError::Redis {
+                    credential: cred.name.clone(),
+                    source,
+                }
+            })?),
+        };
         if pending.is_none() {
             let due = match (cred.rotate_after, &current.rotated_at) {
                 (Some(after), Some(at)) => now_unix() - unix(at) >= after.as_secs() as i64,
@@ -312,6 +331,10 @@ impl<'a> Runner<'a> {
                 self.audit(cred, "check", "would-rotate");
                 return Ok(Outcome::WouldRotate);
             }
+            // Preflight: reach the engine as the admin before anything is written, so a wrong
+            // address, CA or password changes nothing.
+            let admin_now = self.admin_passwords(cred, &current, None)?;
+            self.preflight(cred, &engine, &admin_now).await?;
             // Stage: the new password is durable before anything else changes.
             let (username, previous_username) = match cred.strategy {
                 Strategy::Alternating => {
@@ -343,21 +366,6 @@ impl<'a> Runner<'a> {
             return Ok(Outcome::WouldRotate);
         }
         let mut p = pending.expect("staged above");
-
-        let engine = match cred.engine {
-            Engine::Postgres => Engineer::Pg(Box::new(Postgres::new(&cred.admin.url).map_err(
-                |source| RotateError::Postgres {
-                    credential: cred.name.clone(),
-                    source,
-                },
-            )?)),
-            Engine::Redis => Engineer::Redis(Redis::new(&cred.admin.url).map_err(|source| {
-                RotateError::Redis {
-                    credential: cred.name.clone(),
-                    source,
-                }
-            })?),
-        };
         let admin_pw = self.admin_passwords(cred, &current, Some(&p))?;
         let login_user = |p: &Pending| p.username.clone().unwrap_or_else(|| cred.role.clone());
 
@@ -523,6 +531,34 @@ impl<'a> Runner<'a> {
             (self.audit)(format!(
                 "credseal audit: event {reason} on {w} not recorded: {e}"
             ));
+        }
+    }
+
+    async fn preflight(
+        &mut self,
+        cred: &Credential,
+        engine: &Engineer,
+        admin_pw: &[SecretString],
+    ) -> Result<(), RotateError> {
+        let candidates: Vec<&SecretString> = admin_pw.iter().collect();
+        match engine {
+            Engineer::Pg(pg) => {
+                pg.admin(&candidates)
+                    .await
+                    .map(drop)
+                    .map_err(|source| RotateError::Postgres {
+                        credential: cred.name.clone(),
+                        source,
+                    })
+            }
+            Engineer::Redis(r) => {
+                r.admin(&candidates)
+                    .map(drop)
+                    .map_err(|source| RotateError::Redis {
+                        credential: cred.name.clone(),
+                        source,
+                    })
+            }
         }
     }
 

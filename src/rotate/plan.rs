@@ -119,6 +119,16 @@ pub struct Admin {
     pub url: String,
     #[serde(default)]
     pub password: Option<AdminPassword>,
+    /// The CA that signed the server's certificate; makes `verify-full` the default.
+    #[serde(default)]
+    pub ca: Option<CaRef>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaRef {
+    /// A PEM file (relative to the plan).
+    pub file: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -3,19 +3,17 @@
 
 use std::str::FromStr;
 
-use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::rotate::tls::{self, SslMode, TlsError};
 use crate::secret::SecretString;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error("admin URL: {0}")]
     Url(String),
-    #[error(
-        "sslmode=require: TLS connections to PostgreSQL are not supported yet; refusing to connect without TLS"
-    )]
-    TlsUnsupported,
+    #[error("admin URL: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot log in to {host} as {user}: {reason}")]
     Login {
         host: String,
@@ -41,14 +39,53 @@ pub fn quote_literal(s: &str) -> String {
 pub struct Postgres {
     base: Config,
     host: String,
+    tls: Option<rustls::ClientConfig>,
+    pub mode: SslMode,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query (tokio-postgres knows only some
+/// modes); the rest of the URL is left as it was.
+fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None, None);
+    };
+    let (mut mode, mut root) = (None, None);
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| match p.split_once('=') {
+            Some(("sslmode", v)) => {
+                mode = Some(v.to_owned());
+                false
+            }
+            Some(("sslrootcert", v)) => {
+                root = Some(v.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, mode, root)
 }
 
 impl Postgres {
-    pub fn new(url: &str) -> Result<Postgres, PgError> {
-        let base = Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))?;
-        if base.get_ssl_mode() == SslMode::Require {
-            return Err(PgError::TlsUnsupported);
-        }
+    /// `ca` is the plan's `admin.ca`; it makes `verify-full` the default.
+    pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, PgError> {
+        let (url, mode, root) = split_tls_params(url);
+        let ca_path = root
+            .map(std::path::PathBuf::from)
+            .or_else(|| ca.map(std::path::Path::to_owned));
+        let mode = match (mode, &ca_path) {
+            (Some(m), _) => SslMode::parse(&m)?,
+            (None, Some(_)) => SslMode::VerifyFull,
+            (None, None) => SslMode::Disable,
+        };
+        let tls = tls::client_config(mode, ca_path.as_deref())?;
+        let base = Config::from_str(&url).map_err(|e| PgError::Url(e.to_string()))?;
         let host = match base.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -58,7 +95,12 @@ impl Postgres {
             "{host}:{}",
             base.get_ports().first().copied().unwrap_or(5432)
         );
-        Ok(Postgres { base, host })
+        Ok(Postgres {
+            base,
+            host,
+            tls,
+            mode,
+        })
     }
 
     pub fn admin_user(&self) -> String {
@@ -68,18 +110,37 @@ impl Postgres {
     async fn connect(&self, user: &str, password: &SecretString) -> Result<Client, PgError> {
         let mut config = self.base.clone();
         config.user(user).password(password.expose().as_bytes());
-        let (client, conn) = config.connect(NoTls).await.map_err(|e| PgError::Login {
+        let login_err = |e: tokio_postgres::Error| PgError::Login {
             host: self.host.clone(),
             user: user.to_owned(),
             reason: e
                 .as_db_error()
                 .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string()),
-        })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(client)
+                .unwrap_or_else(|| match std::error::Error::source(&e) {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                }),
+        };
+        match &self.tls {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, conn) = config.connect(NoTls).await.map_err(login_err)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(client)
+            }
+            Some(tls) => {
+                // Require: without TLS the connection fails instead of going on in clear.
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
+                let (client, conn) = config.connect(connector).await.map_err(login_err)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(client)
+            }
+        }
     }
 
     /// Logs in as the admin with the first password that works.
@@ -181,8 +242,28 @@ mod tests {
         assert_eq!(quote_ident("app\"user"), "\"app\"\"user\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert!(matches!(
-            Postgres::new("postgresql://u@h/db?sslmode=require"),
-            Err(PgError::TlsUnsupported)
+            Postgres::new("postgresql://u@h/db?sslmode=prefer", None),
+            Err(PgError::Tls(_))
         ));
+        let pg = Postgres::new(
+            "postgresql://u@h/db?sslmode=require&connect_timeout=5",
+            None,
+        )
+        .unwrap();
+        assert_eq!(pg.mode, SslMode::Require);
+        assert_eq!(
+            Postgres::new("postgresql://u@h/db", None).unwrap().mode,
+            SslMode::Disable
+        );
+        assert_eq!(
+            split_tls_params(
+                "postgresql://h/db?sslmode=verify-full&sslrootcert=/ca.pem&application_name=x"
+            ),
+            (
+                "postgresql://h/db?application_name=x".to_owned(),
+                Some("verify-full".to_owned()),
+                Some("/ca.pem".to_owned())
+            )
+        );
     }
 }

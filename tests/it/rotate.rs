@@ -392,3 +392,73 @@ fn postgres_in_place_failed_logins_are_reported() {
     eprintln!("in-place: {failures} failed logins out of {attempts} during 3 rotations");
     assert!(attempts > 5);
 }
+
+/// PostgreSQL that accepts only TLS (`hostssl`): rotation over `verify-full` with the plan's CA
+/// works; a wrong CA fails with the host and the reason and changes nothing; no sslmode makes
+/// credseal talk to it in clear.
+#[test]
+fn postgres_over_verify_full_tls() {
+    let pg = Postgres::start_tls();
+    pg.create_role("app_user", "old-app-password");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let ca = pg.ca.clone().unwrap();
+    std::fs::copy(&ca, s.dir.path().join("ca.pem")).unwrap();
+    let plan_with = |url_extra: &str, ca_file: &str| {
+        let body = pg_plan(&pg, "in-place", "")
+            .replace(&pg.url(), &format!("{}{url_extra}", pg.url()))
+            .replace(
+                "      password: {env: PG_ADMIN_PASSWORD}\n",
+                &format!("      password: {{env: PG_ADMIN_PASSWORD}}\n{ca_file}"),
+            );
+        s.plan(&body)
+    };
+    // A CA that did not sign the server's certificate.
+    crate::support::servers::make_certs(s.dir.path(), "other");
+    let wrong = plan_with("", "      ca: {file: other-ca.pem}\n");
+    let before = std::fs::read(&target).unwrap();
+    let out = s.rotate(&wrong, None).code(220);
+    assert!(
+        out.stderr.contains("127.0.0.1") && out.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), before, "nothing changed");
+    assert!(
+        !s.dir
+            .path()
+            .join(".db.enc.yaml.credseal-pending.yaml")
+            .exists(),
+        "not even a pending record"
+    );
+    assert!(pg.can_login("app_user", "old-app-password"));
+    // No way to connect in clear: disable is refused by the server, prefer by credseal.
+    let out = s.rotate(&plan_with("?sslmode=disable", ""), None).code(220);
+    assert!(out.stderr.contains("127.0.0.1"), "{}", out.stderr);
+    let out = s.rotate(&plan_with("?sslmode=prefer", ""), None);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("falls back to plaintext"),
+        "{}",
+        out.stderr
+    );
+    // The right CA: verify-full by default.
+    let out = s
+        .rotate(&plan_with("", "      ca: {file: ca.pem}\n"), None)
+        .ok();
+    assert_eq!(out.text(), "app-db: rotated (generation 1)\n");
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert!(pg.can_login("app_user", &new));
+    assert!(!pg.can_login("app_user", "old-app-password"));
+    // sslrootcert in the URL works the same way.
+    let out = s
+        .rotate(
+            &plan_with(
+                &format!("?sslmode=verify-full&sslrootcert={}", ca.display()),
+                "",
+            ),
+            None,
+        )
+        .ok();
+    assert_eq!(out.text(), "app-db: rotated (generation 2)\n");
+}

@@ -63,11 +63,97 @@ pub struct Postgres {
     pub dir: tempfile::TempDir,
     child: Child,
     pub superuser_password: String,
+    /// Set when the server only accepts TLS (`hostssl`): the CA that signed its certificate.
+    pub ca: Option<PathBuf>,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is required: apt-get install openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 / localhost signed by it.
+pub fn make_certs(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-ca.key"),
+            "-out",
+            &format!("{name}-ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}-test-ca"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{name}-ca.pem"),
+            "-CAkey",
+            &format!("{name}-ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
 }
 
 impl Postgres {
     /// initdb with scram-sha-256 for every connection, `log_statement = all` into `server.log`.
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server that accepts only TLS connections (`hostssl` in pg_hba.conf, `ssl = on`).
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("credseal-pg-")
             .tempdir()
@@ -95,6 +181,36 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut ca = None;
+        if tls {
+            make_certs(dir.path(), "pg");
+            std::fs::copy(dir.path().join("pg.crt"), data.join("server.crt")).unwrap();
+            std::fs::copy(dir.path().join("pg.key"), data.join("server.key")).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .unwrap();
+            let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+            conf.push_str(
+                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            );
+            std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+            if is_root() {
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .status()
+                    .unwrap();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            ca = Some(dir.path().join("pg-ca.pem"));
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         if is_root() {
@@ -128,6 +244,7 @@ impl Postgres {
             dir,
             child,
             superuser_password,
+            ca,
         };
         let end = Instant::now() + Duration::from_secs(30);
         while pg.psql("SELECT 1").is_err() {
@@ -160,6 +277,14 @@ impl Postgres {
                 sql,
             ])
             .env("PGPASSWORD", &self.superuser_password)
+            .env(
+                "PGSSLMODE",
+                if self.ca.is_some() {
+                    "require"
+                } else {
+                    "prefer"
+                },
+            )
             .output()
             .map_err(|e| format!("psql is required (apt-get install postgresql-client): {e}"))?;
         if out.status.success() {
@@ -187,6 +312,14 @@ impl Postgres {
             ])
             .env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "5")
+            .env(
+                "PGSSLMODE",
+                if self.ca.is_some() {
+                    "require"
+                } else {
+                    "prefer"
+                },
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
