@@ -311,12 +311,12 @@ impl<'a> Runner<'a> {
                     }
                 })?,
             )),
-            Engine::Redis => Engineer::Redis(Redis::new(&cred.admin.url).map_err(|source| {
-                RotateError::Redis {
+            Engine::Redis => Engineer::Redis(Redis::new(&cred.admin.url, ca.as_deref()).map_err(
+                |source| RotateError::Redis {
                     credential: cred.name.clone(),
                     source,
-                }
-            })?),
+                },
+            )?),
         };
         if pending.is_none() {
             let due = match (cred.rotate_after, &current.rotated_at) {

@@ -2,7 +2,9 @@
 //! in `ACL LIST` or the ACL file; `dual` keeps the old and the new password valid until the
 //! roll is done, then leaves only the new one.
 
-use redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use redis::{
+    Client, Connection, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, TlsCertificates,
+};
 use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
@@ -21,8 +23,8 @@ pub enum RedisError {
     Command { what: String, reason: String },
     #[error("ACL user {0:?} does not exist; create it first (credseal does not create users)")]
     NoUser(String),
-    #[error("rediss:// (TLS) is not supported yet")]
-    TlsUnsupported,
+    #[error("{path}: cannot read the CA certificate: {reason}")]
+    Ca { path: String, reason: String },
 }
 
 /// How a changed ACL was made to survive a restart.
@@ -55,15 +57,33 @@ pub struct Redis {
     addr: ConnectionAddr,
     db: i64,
     admin_user: String,
+    /// `rediss://`: the CA to verify the server with (system roots when none is given).
+    tls: Option<Option<Vec<u8>>>,
 }
 
 impl Redis {
-    pub fn new(url: &str) -> Result<Redis, RedisError> {
-        if url.starts_with("rediss://") {
-            return Err(RedisError::TlsUnsupported);
-        }
+    /// `rediss://` connects with TLS, verifying the server's name and chain against `ca` (or
+    /// the system roots); `redis://` with a CA given is refused rather than sent in clear.
+    pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Redis, RedisError> {
         let client = Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
         let info = client.get_connection_info();
+        let tls = match (&info.addr, ca) {
+            (ConnectionAddr::TcpTls { .. }, ca) => Some(
+                ca.map(|p| {
+                    std::fs::read(p).map_err(|e| RedisError::Ca {
+                        path: p.display().to_string(),
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?,
+            ),
+            (_, Some(_)) => {
+                return Err(RedisError::Url(
+                    "a CA is given but the URL is redis:// (plaintext); use rediss://".into(),
+                ));
+            }
+            _ => None,
+        };
         Ok(Redis {
             addr: info.addr.clone(),
             db: info.redis.db,
@@ -72,6 +92,7 @@ impl Redis {
                 .username
                 .clone()
                 .unwrap_or_else(|| "default".into()),
+            tls,
         })
     }
 
@@ -93,7 +114,17 @@ impl Redis {
                 ..RedisConnectionInfo::default()
             },
         };
-        let client = Client::open(info).map_err(|e| RedisError::Url(e.to_string()))?;
+        let client = match &self.tls {
+            None => Client::open(info),
+            Some(root_cert) => Client::build_with_tls(
+                info,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: root_cert.clone(),
+                },
+            ),
+        }
+        .map_err(|e| RedisError::Url(e.to_string()))?;
         let mut conn = client.get_connection().map_err(|e| RedisError::Login {
             addr: self.addr_text(),
             user: user.to_owned(),

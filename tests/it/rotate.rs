@@ -462,3 +462,29 @@ fn postgres_over_verify_full_tls() {
         .ok();
     assert_eq!(out.text(), "app-db: rotated (generation 2)\n");
 }
+
+/// Redis that accepts only TLS (`--port 0 --tls-port`): rotation over `rediss://` with the
+/// plan's CA verifies the server and works; a wrong CA changes nothing.
+#[test]
+fn redis_over_tls() {
+    let r = Redis::start_tls(&[("app", "old-redis-password")]);
+    let s = setup();
+    let target = s.target("app", "old-redis-password");
+    std::fs::copy(r.ca.as_ref().unwrap(), s.dir.path().join("ca.pem")).unwrap();
+    crate::support::servers::make_certs(s.dir.path(), "other");
+    let plan = |ca: &str| {
+        s.plan(&redis_plan(&r, "dual", "").replace(
+            "      password: {env: REDIS_ADMIN_PASSWORD}\n",
+            &format!("      password: {{env: REDIS_ADMIN_PASSWORD}}\n      ca: {{file: {ca}}}\n"),
+        ))
+    };
+    let before = std::fs::read(&target).unwrap();
+    let out = s.rotate(&plan("other-ca.pem"), None).code(220);
+    assert!(out.stderr.contains("127.0.0.1"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&target).unwrap(), before, "nothing changed");
+    let out = s.rotate(&plan("ca.pem"), None).ok();
+    assert_eq!(out.text(), "app-cache: rotated (generation 1)\n");
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert!(r.can_login("app", &new));
+    assert!(!r.can_login("app", "old-redis-password"));
+}

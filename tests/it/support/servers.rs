@@ -355,6 +355,8 @@ pub struct Redis {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
+    /// Set for a TLS-only server: the CA that signed its certificate.
+    pub ca: Option<PathBuf>,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -367,6 +369,15 @@ fn sha256_hex(s: &str) -> String {
 impl Redis {
     /// redis-server with an ACL file: `default` (admin) and the given users, all hashed.
     pub fn start(users: &[(&str, &str)]) -> Redis {
+        Redis::start_with(users, false)
+    }
+
+    /// `--port 0 --tls-port P`: TLS only.
+    pub fn start_tls(users: &[(&str, &str)]) -> Redis {
+        Redis::start_with(users, true)
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: bool) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("credseal-redis-")
             .tempdir()
@@ -384,17 +395,32 @@ impl Redis {
             .into_iter()
             .find(|p| Path::new(p).is_file())
             .expect("redis-server is required: apt-get install redis-server");
-        let child = Command::new(bin)
-            .args([
+        let mut cmd = Command::new(bin);
+        let mut ca = None;
+        if tls {
+            make_certs(dir.path(), "redis");
+            let p = |f: &str| dir.path().join(f).display().to_string();
+            cmd.args([
                 "--port",
+                "0",
+                "--tls-port",
                 &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
+                "--tls-auth-clients",
                 "no",
             ])
+            .args([
+                "--tls-cert-file",
+                &p("redis.crt"),
+                "--tls-key-file",
+                &p("redis.key"),
+            ])
+            .args(["--tls-ca-cert-file", &p("redis-ca.pem")]);
+            ca = Some(dir.path().join("redis-ca.pem"));
+        } else {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
             .arg("--aclfile")
@@ -404,14 +430,43 @@ impl Redis {
             .spawn()
             .unwrap();
         wait_for_port(port, "redis-server");
-        Redis { port, dir, child }
+        Redis {
+            port,
+            dir,
+            child,
+            ca,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://default@127.0.0.1:{}/0", self.port)
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://default@127.0.0.1:{}/0", self.port)
     }
 
     pub fn can_login(&self, user: &str, password: &str) -> bool {
+        if let Some(ca) = &self.ca {
+            // The real client over TLS.
+            let out = Command::new("redis-cli")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "--tls",
+                    "--cacert",
+                ])
+                .arg(ca)
+                .args([
+                    "--user",
+                    user,
+                    "--pass",
+                    password,
+                    "--no-auth-warning",
+                    "PING",
+                ])
+                .output();
+            return out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG");
+        }
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
