@@ -62,6 +62,13 @@ pub enum RotateError {
         credential: String,
         source: K8sError,
     },
+    #[error(
+        "credential {credential}: the operator did not apply the new password within {timeout_secs}s; the Secret holds the previous password again and nothing was rolled"
+    )]
+    OperatorTimeout {
+        credential: String,
+        timeout_secs: u64,
+    },
     #[error("credential {credential}: a Kubernetes target or rollout needs a cluster connection")]
     NoCluster { credential: String },
     /// A rollout did not become healthy in time: the line stops here.
@@ -333,8 +340,23 @@ impl<'a> Runner<'a> {
             }
             // Preflight: reach the engine as the admin before anything is written, so a wrong
             // address, CA or password changes nothing.
-            let admin_now = self.admin_passwords(cred, &current, None)?;
-            self.preflight(cred, &engine, &admin_now).await?;
+            if cred.strategy == Strategy::Operator {
+                let user = current
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| cred.role.clone());
+                if let Engineer::Pg(pg) = &engine {
+                    pg.login(&user, &current.password).await.map_err(|source| {
+                        RotateError::Postgres {
+                            credential: cred.name.clone(),
+                            source,
+                        }
+                    })?;
+                }
+            } else {
+                let admin_now = self.admin_passwords(cred, &current, None)?;
+                self.preflight(cred, &engine, &admin_now).await?;
+            }
             // Stage: the new password is durable before anything else changes.
             let (username, previous_username) = match cred.strategy {
                 Strategy::Alternating => {
@@ -355,6 +377,8 @@ impl<'a> Runner<'a> {
                 password: password::generate(&cred.password),
                 username,
                 previous_username,
+                previous_password: (cred.strategy == Strategy::Operator)
+                    .then(|| current.password.clone()),
                 generation: current.generation + 1,
             };
             target.save_pending(name, &p).await?;
@@ -368,6 +392,10 @@ impl<'a> Runner<'a> {
         let mut p = pending.expect("staged above");
         let admin_pw = self.admin_passwords(cred, &current, Some(&p))?;
         let login_user = |p: &Pending| p.username.clone().unwrap_or_else(|| cred.role.clone());
+
+        if p.phase == Phase::Staged && cred.strategy == Strategy::Operator {
+            self.operator_apply(cred, &engine, &target, &mut p).await?;
+        }
 
         if p.phase == Phase::Staged {
             self.apply(cred, &engine, &admin_pw, &p).await?;
@@ -534,6 +562,74 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Operator strategy: the operator, not credseal, sets the password in the database. The
+    /// new password goes only to the Secret the operator watches; credseal waits until a login
+    /// with it works. If the operator never applies it, the Secret gets the old password back
+    /// and the line stops: nothing was rolled, the old password still works.
+    async fn operator_apply(
+        &mut self,
+        cred: &Credential,
+        engine: &Engineer,
+        target: &AnyTarget<'_>,
+        p: &mut Pending,
+    ) -> Result<(), RotateError> {
+        let name = cred.name.as_str();
+        let Engineer::Pg(pg) = engine else {
+            unreachable!("validated: postgres")
+        };
+        target.commit(name, p).await?;
+        self.audit(
+            cred,
+            "apply",
+            "ok (written to the Secret the operator applies)",
+        );
+        fail::fail_point!("rotate::after-apply");
+        let user = p.username.clone().unwrap_or_else(|| cred.role.clone());
+        let timeout = cred
+            .operator_timeout
+            .unwrap_or(std::time::Duration::from_secs(300));
+        let end = std::time::Instant::now() + timeout;
+        while !pg.can_login(&user, &p.password).await {
+            if std::time::Instant::now() >= end {
+                self.audit(
+                    cred,
+                    "verify",
+                    "failed (operator did not apply the password)",
+                );
+                if let Some(old) = &p.previous_password {
+                    let restore = Pending {
+                        credential: p.credential.clone(),
+                        phase: Phase::Staged,
+                        password: old.clone(),
+                        username: p.previous_username.clone(),
+                        previous_username: None,
+                        previous_password: None,
+                        generation: p.generation.saturating_sub(1),
+                    };
+                    target.commit(name, &restore).await?;
+                    self.audit(
+                        cred,
+                        "undo",
+                        "ok (the Secret holds the previous password again)",
+                    );
+                }
+                target.clear_pending(name).await?;
+                return Err(RotateError::OperatorTimeout {
+                    credential: cred.name.clone(),
+                    timeout_secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        self.audit(cred, "verify", "ok (the operator applied it)");
+        fail::fail_point!("rotate::after-verify");
+        p.phase = Phase::Committed;
+        target.save_pending(name, p).await?;
+        self.audit(cred, "commit", &format!("ok generation={}", p.generation));
+        fail::fail_point!("rotate::after-commit");
+        Ok(())
+    }
+
     async fn preflight(
         &mut self,
         cred: &Credential,
@@ -607,6 +703,7 @@ impl<'a> Runner<'a> {
                 Ok(())
             }
             (Engineer::Pg(_), Strategy::Dual) => unreachable!("validated"),
+            (Engineer::Pg(_), Strategy::Operator) => unreachable!("operator_apply handles it"),
         }
     }
 

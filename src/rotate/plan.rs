@@ -40,6 +40,9 @@ pub enum Strategy {
     Alternating,
     /// Redis: the ACL user holds both passwords until the roll is done.
     Dual,
+    /// PostgreSQL run by an operator (CloudNativePG): credseal writes the new password to the
+    /// Secret the operator watches and waits until the operator has applied it.
+    Operator,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -57,6 +60,9 @@ pub struct Credential {
     /// Skip a credential rotated less than this long ago (e.g. `20h`); default: every run.
     #[serde(default, deserialize_with = "duration_opt")]
     pub rotate_after: Option<Duration>,
+    /// Operator: how long to wait for the operator to apply the password (default `5m`).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub operator_timeout: Option<Duration>,
     /// Alternating: how long the retired role keeps logging in (default `1h`).
     #[serde(default, deserialize_with = "duration_opt")]
     pub grace: Option<Duration>,
@@ -247,6 +253,13 @@ impl Plan {
                     ));
                 }
                 _ => {}
+            }
+            if c.strategy == Strategy::Operator
+                && (c.engine != Engine::Postgres || c.target.secret.is_none())
+            {
+                return bad(format!(
+                    "{at}: strategy operator is for PostgreSQL run by an operator, with the operator's Secret as target.secret"
+                ));
             }
             let username_key = match (&c.target.file, &c.target.secret) {
                 (Some(f), None) => f.username_key.is_some(),

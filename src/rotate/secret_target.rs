@@ -119,6 +119,7 @@ impl SecretTarget {
             password: SecretString::new(text(&data, "password").ok_or_else(|| bad("no password"))?),
             username: text(&data, "username"),
             previous_username: text(&data, "previousUsername"),
+            previous_password: text(&data, "previousPassword").map(SecretString::new),
             generation: annotations
                 .get(GENERATION_ANNOTATION)
                 .and_then(|g| g.parse().ok())
@@ -136,6 +137,12 @@ impl SecretTarget {
         );
         if let Some(u) = &p.username {
             data.insert("username".to_owned(), ByteString(u.as_bytes().to_vec()));
+        }
+        if let Some(old) = &p.previous_password {
+            data.insert(
+                "previousPassword".to_owned(),
+                ByteString(old.expose().as_bytes().to_vec()),
+            );
         }
         if let Some(u) = &p.previous_username {
             data.insert(

@@ -73,6 +73,8 @@ pub struct Pending {
     pub username: Option<String>,
     /// The username being replaced (alternating: the role to retire).
     pub previous_username: Option<String>,
+    /// Operator strategy: the password to restore if the operator never applies the new one.
+    pub previous_password: Option<SecretString>,
     pub generation: u64,
 }
 
@@ -261,6 +263,7 @@ impl<'a> FileTarget<'a> {
             password: SecretString::new(text("password").ok_or_else(|| bad("no password"))?),
             username: text("username"),
             previous_username: text("previousUsername"),
+            previous_password: text("previousPassword").map(SecretString::new),
             generation: text("generation")
                 .and_then(|g| g.parse().ok())
                 .ok_or_else(|| bad("bad generation"))?,
@@ -289,10 +292,14 @@ impl<'a> FileTarget<'a> {
             doc.insert("previousUsername", Node::str(u.clone()));
         }
         doc.insert("password", Node::Str(p.password.clone()));
+        if let Some(old) = &p.previous_password {
+            doc.insert("previousPassword", Node::Str(old.clone()));
+        }
         let settings = EncryptSettings {
             recipients,
             // The state stays readable for operators; only the password is encrypted.
-            selector: Selector::from_key("encrypted_regex", "^password$").expect("valid regex"),
+            selector: Selector::from_key("encrypted_regex", "^(password|previousPassword)$")
+                .expect("valid regex"),
             mac_only_encrypted: false,
         };
         let out = file::encrypt(

@@ -12,5 +12,6 @@ mod materialize;
 mod properties;
 mod rotate;
 mod rotate_k8s;
+mod rotate_operator;
 mod support;
 mod yaml_store;
