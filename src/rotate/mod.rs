@@ -9,6 +9,7 @@ pub mod password;
 pub mod plan;
 pub mod postgres;
 pub mod redis;
+pub mod redis_topology;
 pub mod secret_target;
 pub mod target;
 pub mod tls;
@@ -25,6 +26,7 @@ use crate::sops::tree::{Node, Timestamp};
 use self::plan::{Credential, Engine, Strategy};
 use self::postgres::{PgError, Postgres};
 use self::redis::{Redis, RedisError};
+use self::redis_topology::Topology as RedisTopology;
 use self::secret_target::{SecretTarget, SecretTargetError};
 use self::target::{Current, FileTarget, Pending, Phase, TargetError};
 use crate::k8s::K8sError;
@@ -408,7 +410,12 @@ impl<'a> Runner<'a> {
                     .login(&user, &p.password)
                     .await
                     .map_err(|e| e.to_string()),
-                Engineer::Redis(r) => r.login(&user, &p.password).map_err(|e| e.to_string()),
+                Engineer::Redis(r) => {
+                    let candidates: Vec<&SecretString> = admin_pw.iter().collect();
+                    RedisTopology::resolve(r, &cred.topology)
+                        .and_then(|t| t.verify(&user, &p.password, &candidates))
+                        .map_err(|e| e.to_string())
+                }
             };
             if let Err(reason) = verified {
                 self.audit(cred, "verify", "failed");
@@ -692,14 +699,18 @@ impl<'a> Runner<'a> {
                     .map_err(pg_err)
             }
             (Engineer::Redis(r), strategy) => {
-                let mut admin = r.admin(&candidates).map_err(redis_err)?;
-                match strategy {
-                    Strategy::Dual => r.add_password(&mut admin, &cred.role, &p.password),
-                    _ => r.only_password(&mut admin, &cred.role, &p.password),
+                let topo = RedisTopology::resolve(r, &cred.topology).map_err(redis_err)?;
+                let notes = topo
+                    .apply(
+                        &cred.role,
+                        &p.password,
+                        strategy == Strategy::Dual,
+                        &candidates,
+                    )
+                    .map_err(redis_err)?;
+                for n in notes {
+                    self.audit(cred, "persist", &n);
                 }
-                .map_err(redis_err)?;
-                let persisted = r.persist(&mut admin);
-                self.audit(cred, "persist", persisted.as_str());
                 Ok(())
             }
             (Engineer::Pg(_), Strategy::Dual) => unreachable!("validated"),
@@ -718,20 +729,18 @@ impl<'a> Runner<'a> {
         candidates.push(&p.password);
         match (engine, cred.strategy) {
             (Engineer::Redis(r), Strategy::Dual) => {
-                let mut admin = r.admin(&candidates).map_err(|source| RotateError::Redis {
+                let redis_err = |source| RotateError::Redis {
                     credential: cred.name.clone(),
                     source,
-                })?;
-                r.only_password(&mut admin, &cred.role, &p.password)
-                    .map_err(|source| RotateError::Redis {
-                        credential: cred.name.clone(),
-                        source,
-                    })?;
-                let persisted = r.persist(&mut admin);
+                };
+                let topo = RedisTopology::resolve(r, &cred.topology).map_err(redis_err)?;
+                let notes = topo
+                    .retire(&cred.role, &p.password, &candidates)
+                    .map_err(redis_err)?;
                 self.audit(
                     cred,
                     "retire",
-                    &format!("ok old password removed; {}", persisted.as_str()),
+                    &format!("ok old password removed; {}", notes.join("; ")),
                 );
             }
             (Engineer::Pg(pg), Strategy::Alternating) => {

@@ -68,6 +68,27 @@ pub struct Credential {
     pub grace: Option<Duration>,
     #[serde(default)]
     pub rollout: Rollout,
+    /// Redis: which nodes hold the user (ACL changes are not replicated).
+    #[serde(default)]
+    pub topology: Topology,
+}
+
+/// Redis nodes: one server, a master (the admin URL) with replicas, or a Sentinel-managed set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Topology {
+    #[default]
+    Standalone,
+    Replication {
+        /// `host:port` of each replica (e.g. the StatefulSet pods' DNS names).
+        replicas: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Sentinel {
+        /// `host:port` of each Sentinel.
+        sentinels: Vec<String>,
+        master_name: String,
+    },
 }
 
 /// How consumers are restarted after a commit.

@@ -96,8 +96,61 @@ impl Redis {
         })
     }
 
-    fn addr_text(&self) -> String {
+    pub fn addr_text(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// A copy (the topology holds its own handles).
+    pub fn at_same(&self) -> Redis {
+        Redis {
+            addr: self.addr.clone(),
+            db: self.db,
+            admin_user: self.admin_user.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// The same settings (user, TLS, db) for another node.
+    pub fn at(&self, host: &str, port: u16) -> Redis {
+        let addr = match &self.addr {
+            ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: None,
+            },
+            _ => ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        Redis {
+            addr,
+            db: self.db,
+            admin_user: self.admin_user.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// A connection without authentication (Sentinels without `requirepass`).
+    pub fn connect_plain(&self) -> Result<Connection, RedisError> {
+        let info = ConnectionInfo {
+            addr: self.addr.clone(),
+            redis: RedisConnectionInfo::default(),
+        };
+        let client = match &self.tls {
+            None => Client::open(info),
+            Some(root_cert) => Client::build_with_tls(
+                info,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: root_cert.clone(),
+                },
+            ),
+        }
+        .map_err(|e| RedisError::Url(e.to_string()))?;
+        client.get_connection().map_err(|e| RedisError::Login {
+            addr: self.addr_text(),
+            user: "(sentinel)".into(),
+            reason: e.to_string(),
+        })
     }
 
     pub fn admin_user(&self) -> &str {

@@ -295,7 +295,8 @@ fn redis_dual_rotation_has_zero_failed_logins() {
         let out = s.rotate(&plan, None).ok();
         assert!(
             out.stderr
-                .contains("step=retire outcome=ok old password removed; ACL SAVE"),
+                .contains("step=retire outcome=ok old password removed;")
+                && out.stderr.contains(": ACL SAVE"),
             "{}",
             out.stderr
         );
@@ -487,4 +488,81 @@ fn redis_over_tls() {
     let (_, new) = current(&target, &keyring(&s.key));
     assert!(r.can_login("app", &new));
     assert!(!r.can_login("app", "old-redis-password"));
+}
+
+/// A master, a replica and three Sentinels: the `default` user (also the replication and
+/// Sentinel user) is rotated on every node, `masterauth` and Sentinel's `auth-pass` follow,
+/// the link stays up, Sentinel still sees a healthy master, a client never fails to log in,
+/// and a restart of every node keeps the new password.
+#[test]
+fn redis_replication_and_sentinel() {
+    use crate::support::servers::{RedisSet, redis_cli};
+    let mut set = RedisSet::start("old-set-password");
+    let s = setup();
+    let target = s.target("default", "old-set-password");
+    let sentinels: Vec<String> = set
+        .sentinels
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let plan = s.plan(&format!(
+        "  - name: cache\n    engine: redis\n    strategy: dual\n    role: default\n    target:\n      file:\n        path: db.enc.yaml\n        key: '[\"stringData\"][\"password\"]'\n    admin:\n      url: redis://default@127.0.0.1:{}/0\n      password: {{target: true}}\n    topology:\n      kind: sentinel\n      masterName: mymaster\n      sentinels: [{}]\n",
+        set.master,
+        sentinels.join(", ")
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let master = set.master;
+    let client = hammer(
+        target.clone(),
+        keyring(&s.key),
+        stop.clone(),
+        move |_u, p| redis_cli(master, Some(p), &["PING"]).trim() == "PONG",
+    );
+    let out = s.rotate(&plan, None).ok();
+    stop.store(true, Ordering::Relaxed);
+    let (attempts, failures) = client.join().unwrap();
+    assert_eq!(failures, 0, "no failed login in {attempts}");
+    assert!(
+        out.stderr.contains("masterauth updated, CONFIG REWRITE"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.matches("sentinel auth-pass updated").count(),
+        3,
+        "{}",
+        out.stderr
+    );
+    let (_, new) = current(&target, &keyring(&s.key));
+    for port in [set.master, set.replica] {
+        assert!(set.can_login(port, &new), "new password on {port}");
+        assert!(
+            !set.can_login(port, "old-set-password"),
+            "old password gone on {port}"
+        );
+    }
+    assert!(
+        redis_cli(set.replica, Some(&new), &["INFO", "replication"])
+            .contains("master_link_status:up")
+    );
+    for sp in &set.sentinels {
+        let master = redis_cli(*sp, None, &["SENTINEL", "MASTER", "mymaster"]);
+        assert!(
+            master.lines().any(|l| l.trim() == "master"),
+            "sentinel {sp} flags: {master}"
+        );
+    }
+    // Every node restarts with the new password (ACL SAVE, CONFIG REWRITE, Sentinel's rewrite).
+    set.restart();
+    set.wait_ready(&new);
+    for port in [set.master, set.replica] {
+        assert!(
+            set.can_login(port, &new),
+            "after restart, new password on {port}"
+        );
+        assert!(
+            !set.can_login(port, "old-set-password"),
+            "after restart, old password on {port}"
+        );
+    }
 }

@@ -495,3 +495,164 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// `redis-cli` against a node (as `default` with `password`, if given).
+pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    let mut c = Command::new("redis-cli");
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--no-auth-warning",
+    ]);
+    if let Some(p) = password {
+        c.args(["-a", p]);
+    }
+    let out = c
+        .args(args)
+        .output()
+        .expect("redis-cli is required: apt-get install redis-tools");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A master, one replica and three Sentinels (Debian's redis-server, `--sentinel`), each from
+/// a config file so `ACL SAVE`, `CONFIG REWRITE` and Sentinel's own rewrites persist, and all
+/// restartable.
+pub struct RedisSet {
+    pub dir: tempfile::TempDir,
+    pub master: u16,
+    pub replica: u16,
+    pub sentinels: Vec<u16>,
+    children: Vec<Child>,
+}
+
+impl RedisSet {
+    pub fn start(default_password: &str) -> RedisSet {
+        let dir = tempfile::Builder::new()
+            .prefix("credseal-redisset-")
+            .tempdir()
+            .unwrap();
+        let (master, replica) = (free_port(), free_port());
+        let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let d = |n: &str| {
+            let p = dir.path().join(n);
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        };
+        let acl = format!(
+            "user default on #{} ~* &* +@all\n",
+            sha256_hex(default_password)
+        );
+        for (name, port, extra) in [
+            ("master", master, String::new()),
+            (
+                "replica",
+                replica,
+                format!("replicaof 127.0.0.1 {master}\nmasterauth {default_password}\n"),
+            ),
+        ] {
+            let nd = d(name);
+            std::fs::write(nd.join("users.acl"), &acl).unwrap();
+            std::fs::write(
+                nd.join("redis.conf"),
+                format!("port {port}\nbind 127.0.0.1\ndir {}\naclfile {}\nsave \"\"\nappendonly no\n{extra}", nd.display(), nd.join("users.acl").display()),
+            )
+            .unwrap();
+        }
+        for (i, port) in sentinels.iter().enumerate() {
+            let nd = d(&format!("sentinel{i}"));
+            std::fs::write(
+                nd.join("sentinel.conf"),
+                format!("port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 2\nsentinel auth-pass mymaster {default_password}\nsentinel down-after-milliseconds mymaster 3000\n", nd.display()),
+            )
+            .unwrap();
+        }
+        let mut set = RedisSet {
+            dir,
+            master,
+            replica,
+            sentinels,
+            children: Vec::new(),
+        };
+        set.launch();
+        set.wait_ready(default_password);
+        set
+    }
+
+    fn launch(&mut self) {
+        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("redis-server is required: apt-get install redis-server");
+        let dir = self.dir.path().to_owned();
+        let spawn = |conf: PathBuf, sentinel: bool| {
+            let mut c = Command::new(bin);
+            c.arg(conf);
+            if sentinel {
+                c.arg("--sentinel");
+            }
+            c.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        self.children
+            .push(spawn(dir.join("master/redis.conf"), false));
+        self.children
+            .push(spawn(dir.join("replica/redis.conf"), false));
+        for i in 0..self.sentinels.len() {
+            self.children
+                .push(spawn(dir.join(format!("sentinel{i}/sentinel.conf")), true));
+        }
+        for p in [self.master, self.replica]
+            .iter()
+            .chain(self.sentinels.iter())
+        {
+            wait_for_port(*p, "redis");
+        }
+    }
+
+    /// The replica's link is up and every Sentinel knows the replica.
+    pub fn wait_ready(&self, password: &str) {
+        let end = Instant::now() + Duration::from_secs(40);
+        loop {
+            let link = redis_cli(self.replica, Some(password), &["INFO", "replication"])
+                .contains("master_link_status:up");
+            let known = self.sentinels.iter().all(|s| {
+                redis_cli(*s, None, &["SENTINEL", "REPLICAS", "mymaster"])
+                    .contains(&self.replica.to_string())
+            });
+            if link && known {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "redis set not ready (link up: {link}, sentinels know the replica: {known})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+        self.children.clear();
+        self.launch();
+    }
+
+    pub fn can_login(&self, port: u16, password: &str) -> bool {
+        redis_cli(port, Some(password), &["PING"]).trim() == "PONG"
+    }
+}
+
+impl Drop for RedisSet {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Redis beyond one server: ACL changes are not replicated, so every node of a replication set
+//! gets the change; replicas that authenticate to the master with the rotated user get the new
+//! `masterauth`; Sentinels that monitor with it get the new `auth-pass`. Links and Sentinel's
+//! view of the master are checked before the old password goes.
+
+use std::time::{Duration, Instant};
+
+use redis::Connection;
+
+use crate::rotate::plan::Topology as Spec;
+use crate::rotate::redis::{Persisted, Redis, RedisError};
+use crate::secret::SecretString;
+
+/// The nodes to change, found from the plan.
+pub struct Topology {
+    pub master: Redis,
+    pub replicas: Vec<Redis>,
+    pub sentinels: Vec<Redis>,
+    pub master_name: Option<String>,
+}
+
+fn parse_addr(a: &str) -> Result<(String, u16), RedisError> {
+    let (h, p) = a
+        .rsplit_once(':')
+        .ok_or_else(|| RedisError::Url(format!("{a:?}: expected host:port")))?;
+    let port = p
+        .parse()
+        .map_err(|_| RedisError::Url(format!("{a:?}: bad port")))?;
+    Ok((h.trim_matches(['[', ']']).to_owned(), port))
+}
+
+fn cmd_err(what: &str) -> impl Fn(redis::RedisError) -> RedisError + '_ {
+    move |e| RedisError::Command {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+impl Topology {
+    pub fn resolve(base: &Redis, spec: &Spec) -> Result<Topology, RedisError> {
+        match spec {
+            Spec::Standalone => Ok(Topology {
+                master: base.at_same(),
+                replicas: vec![],
+                sentinels: vec![],
+                master_name: None,
+            }),
+            Spec::Replication { replicas } => Ok(Topology {
+                master: base.at_same(),
+                replicas: replicas
+                    .iter()
+                    .map(|a| parse_addr(a).map(|(h, p)| base.at(&h, p)))
+                    .collect::<Result<_, _>>()?,
+                sentinels: vec![],
+                master_name: None,
+            }),
+            Spec::Sentinel {
+                sentinels,
+                master_name,
+            } => {
+                let sentinels: Vec<Redis> = sentinels
+                    .iter()
+                    .map(|a| parse_addr(a).map(|(h, p)| base.at(&h, p)))
+                    .collect::<Result<_, _>>()?;
+                // Ask the first Sentinel that answers where the master and replicas are.
+                let mut last = None;
+                for s in &sentinels {
+                    match s.connect_plain() {
+                        Ok(mut c) => {
+                            let (host, port): (String, String) = redis::cmd("SENTINEL")
+                                .arg("GET-MASTER-ADDR-BY-NAME")
+                                .arg(master_name)
+                                .query(&mut c)
+                                .map_err(cmd_err("SENTINEL GET-MASTER-ADDR-BY-NAME"))?;
+                            let master = base.at(&host, port.parse().unwrap_or(6379));
+                            let raw: Vec<Vec<String>> = redis::cmd("SENTINEL")
+                                .arg("REPLICAS")
+                                .arg(master_name)
+                                .query(&mut c)
+                                .map_err(cmd_err("SENTINEL REPLICAS"))?;
+                            let replicas = raw
+                                .iter()
+                                .filter_map(|fields| {
+                                    let get = |k: &str| {
+                                        fields
+                                            .iter()
+                                            .position(|f| f == k)
+                                            .and_then(|i| fields.get(i + 1))
+                                    };
+                                    Some(base.at(get("ip")?, get("port")?.parse().ok()?))
+                                })
+                                .collect();
+                            return Ok(Topology {
+                                master,
+                                replicas,
+                                sentinels,
+                                master_name: Some(master_name.clone()),
+                            });
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| RedisError::Url("no sentinels listed".into())))
+            }
+        }
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Redis> {
+        std::iter::once(&self.master).chain(self.replicas.iter())
+    }
+
+    /// The user a replica authenticates to its master with (`masteruser`, else `default`).
+    fn replication_user(conn: &mut Connection) -> Result<String, RedisError> {
+        let v: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("masteruser")
+            .query(conn)
+            .map_err(cmd_err("CONFIG GET masteruser"))?;
+        Ok(v.get(1)
+            .filter(|u| !u.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "default".into()))
+    }
+
+    /// Adds (dual) or sets (in-place) the password on every node, then points replication and
+    /// Sentinel at it where they use this user. Returns one audit note per node.
+    pub fn apply(
+        &self,
+        user: &str,
+        password: &SecretString,
+        dual: bool,
+        admin: &[&SecretString],
+    ) -> Result<Vec<String>, RedisError> {
+        let mut notes = Vec::new();
+        for node in self.nodes() {
+            let mut c = node.admin(admin)?;
+            if dual {
+                node.add_password(&mut c, user, password)?;
+            } else {
+                node.only_password(&mut c, user, password)?;
+            }
+            notes.push(format!(
+                "{}: {}",
+                node.addr_text(),
+                node.persist(&mut c).as_str()
+            ));
+        }
+        // The admin may be the rotated user: the new password works everywhere by now.
+        let admin_now: Vec<&SecretString> = admin
+            .iter()
+            .copied()
+            .chain(std::iter::once(password))
+            .collect();
+        for replica in &self.replicas {
+            let mut c = replica.admin(&admin_now)?;
+            if Self::replication_user(&mut c)? == user {
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("masterauth")
+                    .arg(password.expose())
+                    .query::<()>(&mut c)
+                    .map_err(cmd_err("CONFIG SET masterauth"))?;
+                let how = match redis::cmd("CONFIG").arg("REWRITE").query::<()>(&mut c) {
+                    Ok(()) => Persisted::ConfigRewrite.as_str(),
+                    Err(_) => Persisted::NotPersisted.as_str(),
+                };
+                notes.push(format!(
+                    "{}: masterauth updated, {how}",
+                    replica.addr_text()
+                ));
+            }
+        }
+        if let Some(name) = &self.master_name {
+            for s in &self.sentinels {
+                let mut c = s.connect_plain()?;
+                let info: Vec<String> = redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(name)
+                    .query(&mut c)
+                    .map_err(cmd_err("SENTINEL MASTER"))?;
+                let auth_user = info
+                    .iter()
+                    .position(|f| f == "auth-user")
+                    .and_then(|i| info.get(i + 1))
+                    .cloned();
+                if auth_user.as_deref().unwrap_or("default") == user {
+                    redis::cmd("SENTINEL")
+                        .arg("SET")
+                        .arg(name)
+                        .arg("auth-pass")
+                        .arg(password.expose())
+                        .query::<()>(&mut c)
+                        .map_err(cmd_err("SENTINEL SET auth-pass"))?;
+                    notes.push(format!(
+                        "{}: sentinel auth-pass updated (sentinel rewrites its config)",
+                        s.addr_text()
+                    ));
+                }
+            }
+        }
+        Ok(notes)
+    }
+
+    /// The new password logs in on every node, every replica's link to the master is up, and
+    /// every Sentinel sees the master as healthy.
+    pub fn verify(
+        &self,
+        user: &str,
+        password: &SecretString,
+        admin: &[&SecretString],
+    ) -> Result<(), RedisError> {
+        for node in self.nodes() {
+            node.login(user, password)?;
+        }
+        let admin_now: Vec<&SecretString> = admin
+            .iter()
+            .copied()
+            .chain(std::iter::once(password))
+            .collect();
+        let end = Instant::now() + Duration::from_secs(20);
+        for replica in &self.replicas {
+            loop {
+                let mut c = replica.admin(&admin_now)?;
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut c)
+                    .map_err(cmd_err("INFO replication"))?;
+                if info.lines().any(|l| l.trim() == "master_link_status:up") {
+                    break;
+                }
+                if Instant::now() >= end {
+                    return Err(RedisError::Command {
+                        what: format!("replication link of {}", replica.addr_text()),
+                        reason: "master_link_status is not up".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        if let Some(name) = &self.master_name {
+            for s in &self.sentinels {
+                let mut c = s.connect_plain()?;
+                let info: Vec<String> = redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(name)
+                    .query(&mut c)
+                    .map_err(cmd_err("SENTINEL MASTER"))?;
+                let flags = info
+                    .iter()
+                    .position(|f| f == "flags")
+                    .and_then(|i| info.get(i + 1))
+                    .cloned()
+                    .unwrap_or_default();
+                if flags.contains("down") {
+                    return Err(RedisError::Command {
+                        what: format!("sentinel {}", s.addr_text()),
+                        reason: format!("sees the master as {flags}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the new password as the only one on every node.
+    pub fn retire(
+        &self,
+        user: &str,
+        password: &SecretString,
+        admin: &[&SecretString],
+    ) -> Result<Vec<String>, RedisError> {
+        let admin_now: Vec<&SecretString> = admin
+            .iter()
+            .copied()
+            .chain(std::iter::once(password))
+            .collect();
+        let mut notes = Vec::new();
+        for node in self.nodes() {
+            let mut c = node.admin(&admin_now)?;
+            node.only_password(&mut c, user, password)?;
+            notes.push(format!(
+                "{}: {}",
+                node.addr_text(),
+                node.persist(&mut c).as_str()
+            ));
+        }
+        Ok(notes)
+    }
+}
