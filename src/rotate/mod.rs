@@ -25,7 +25,7 @@ use crate::sops::tree::{Node, Timestamp};
 
 use self::plan::{Credential, Engine, Strategy};
 use self::postgres::{PgError, Postgres};
-use self::redis::{Redis, RedisError};
+use self::redis::{ClientCert, Redis, RedisError};
 use self::redis_topology::Topology as RedisTopology;
 use self::secret_target::{SecretTarget, SecretTargetError};
 use self::target::{Current, FileTarget, Pending, Phase, TargetError};
@@ -310,6 +310,10 @@ impl<'a> Runner<'a> {
         }
 
         let ca = cred.admin.ca.as_ref().map(|c| self.base_dir.join(&c.file));
+        let client_cert = match (&cred.admin.client_cert, &cred.admin.client_key) {
+            (Some(c), Some(k)) => Some((self.base_dir.join(&c.file), self.base_dir.join(&k.file))),
+            _ => None,
+        };
 
         let engine = match cred.engine {
             Engine::Postgres => Engineer::Pg(Box::new(
@@ -320,12 +324,19 @@ impl<'a> Runner<'a> {
                     }
                 })?,
             )),
-            Engine::Redis => Engineer::Redis(Redis::new(&cred.admin.url, ca.as_deref()).map_err(
-                |source| RotateError::Redis {
+            Engine::Redis => Engineer::Redis(
+                Redis::new(
+                    &cred.admin.url,
+                    ca.as_deref(),
+                    client_cert
+                        .as_ref()
+                        .map(|(c, k)| ClientCert { cert: c, key: k }),
+                )
+                .map_err(|source| RotateError::Redis {
                     credential: cred.name.clone(),
                     source,
-                },
-            )?),
+                })?,
+            ),
         };
         if pending.is_none() {
             let due = match (cred.rotate_after, &current.rotated_at) {

@@ -148,12 +148,17 @@ pub struct Admin {
     pub password: Option<AdminPassword>,
     /// The CA that signed the server's certificate; makes `verify-full` the default.
     #[serde(default)]
-    pub ca: Option<CaRef>,
+    pub ca: Option<PemFile>,
+    /// Redis over TLS with `tls-auth-clients yes`: the client certificate and its key.
+    #[serde(default)]
+    pub client_cert: Option<PemFile>,
+    #[serde(default)]
+    pub client_key: Option<PemFile>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CaRef {
+pub struct PemFile {
     /// A PEM file (relative to the plan).
     pub file: String,
 }

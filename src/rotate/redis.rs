@@ -3,7 +3,8 @@
 //! roll is done, then leaves only the new one.
 
 use redis::{
-    Client, Connection, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, TlsCertificates,
+    Client, ClientTlsConfig, Connection, ConnectionAddr, ConnectionInfo, RedisConnectionInfo,
+    TlsCertificates,
 };
 use sha2::{Digest, Sha256};
 
@@ -59,12 +60,24 @@ pub struct Redis {
     admin_user: String,
     /// `rediss://`: the CA to verify the server with (system roots when none is given).
     tls: Option<Option<Vec<u8>>>,
+    /// A client certificate and key (PEM) for servers that require one.
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Where the client certificate and key are, for servers with `tls-auth-clients yes`.
+pub struct ClientCert<'a> {
+    pub cert: &'a std::path::Path,
+    pub key: &'a std::path::Path,
 }
 
 impl Redis {
     /// `rediss://` connects with TLS, verifying the server's name and chain against `ca` (or
     /// the system roots); `redis://` with a CA given is refused rather than sent in clear.
-    pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Redis, RedisError> {
+    pub fn new(
+        url: &str,
+        ca: Option<&std::path::Path>,
+        client_cert: Option<ClientCert<'_>>,
+    ) -> Result<Redis, RedisError> {
         let client = Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
         let info = client.get_connection_info();
         let tls = match (&info.addr, ca) {
@@ -93,6 +106,17 @@ impl Redis {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             tls,
+            client: client_cert
+                .map(|c| {
+                    let read = |p: &std::path::Path| {
+                        std::fs::read(p).map_err(|e| RedisError::Ca {
+                            path: p.display().to_string(),
+                            reason: e.to_string(),
+                        })
+                    };
+                    Ok::<_, RedisError>((read(c.cert)?, read(c.key)?))
+                })
+                .transpose()?,
         })
     }
 
@@ -107,6 +131,7 @@ impl Redis {
             db: self.db,
             admin_user: self.admin_user.clone(),
             tls: self.tls.clone(),
+            client: self.client.clone(),
         }
     }
 
@@ -126,6 +151,7 @@ impl Redis {
             db: self.db,
             admin_user: self.admin_user.clone(),
             tls: self.tls.clone(),
+            client: self.client.clone(),
         }
     }
 
@@ -140,7 +166,10 @@ impl Redis {
             Some(root_cert) => Client::build_with_tls(
                 info,
                 TlsCertificates {
-                    client_tls: None,
+                    client_tls: self.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
                     root_cert: root_cert.clone(),
                 },
             ),
@@ -172,7 +201,10 @@ impl Redis {
             Some(root_cert) => Client::build_with_tls(
                 info,
                 TlsCertificates {
-                    client_tls: None,
+                    client_tls: self.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
                     root_cert: root_cert.clone(),
                 },
             ),

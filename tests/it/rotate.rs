@@ -566,3 +566,29 @@ fn redis_replication_and_sentinel() {
         );
     }
 }
+
+/// A Redis that requires client certificates: the plan's `clientCert`/`clientKey` are used.
+#[test]
+fn redis_with_client_certificates() {
+    let r = Redis::start_mtls(&[("app", "old-redis-password")]);
+    let s = setup();
+    let target = s.target("app", "old-redis-password");
+    for f in ["redis-ca.pem", "redis-client.crt", "redis-client.key"] {
+        std::fs::copy(r.dir.path().join(f), s.dir.path().join(f)).unwrap();
+    }
+    let with = |extra: &str| {
+        s.plan(&redis_plan(&r, "dual", "").replace(
+            "      password: {env: REDIS_ADMIN_PASSWORD}\n",
+            &format!("      password: {{env: REDIS_ADMIN_PASSWORD}}\n      ca: {{file: redis-ca.pem}}\n{extra}"),
+        ))
+    };
+    // Without the certificate the server refuses the handshake; nothing changes.
+    let out = s.rotate(&with(""), None).code(220);
+    assert!(out.stderr.contains("127.0.0.1"), "{}", out.stderr);
+    let out = s
+        .rotate(&with("      clientCert: {file: redis-client.crt}\n      clientKey: {file: redis-client.key}\n"), None)
+        .ok();
+    assert_eq!(out.text(), "app-cache: rotated (generation 1)\n");
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert_ne!(new, "old-redis-password");
+}

@@ -369,15 +369,21 @@ fn sha256_hex(s: &str) -> String {
 impl Redis {
     /// redis-server with an ACL file: `default` (admin) and the given users, all hashed.
     pub fn start(users: &[(&str, &str)]) -> Redis {
-        Redis::start_with(users, false)
+        Redis::start_with(users, false, false)
     }
 
     /// `--port 0 --tls-port P`: TLS only.
     pub fn start_tls(users: &[(&str, &str)]) -> Redis {
-        Redis::start_with(users, true)
+        Redis::start_with(users, true, false)
     }
 
-    fn start_with(users: &[(&str, &str)], tls: bool) -> Redis {
+    /// TLS only, and clients must present a certificate signed by the server's CA
+    /// (`redis-client.crt`/`.key` in the server's dir).
+    pub fn start_mtls(users: &[(&str, &str)]) -> Redis {
+        Redis::start_with(users, true, true)
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: bool, mtls: bool) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("credseal-redis-")
             .tempdir()
@@ -400,13 +406,57 @@ impl Redis {
         if tls {
             make_certs(dir.path(), "redis");
             let p = |f: &str| dir.path().join(f).display().to_string();
+            if mtls {
+                openssl(
+                    dir.path(),
+                    &[
+                        "req",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-keyout",
+                        "redis-client.key",
+                        "-out",
+                        "redis-client.csr",
+                        "-subj",
+                        "/CN=credseal-rotator",
+                    ],
+                );
+                // An extension makes it an X.509 v3 certificate, which rustls requires.
+                std::fs::write(
+                    dir.path().join("client.ext"),
+                    "extendedKeyUsage=clientAuth\n",
+                )
+                .unwrap();
+                openssl(
+                    dir.path(),
+                    &[
+                        "x509",
+                        "-req",
+                        "-in",
+                        "redis-client.csr",
+                        "-CA",
+                        "redis-ca.pem",
+                        "-CAkey",
+                        "redis-ca.key",
+                        "-CAcreateserial",
+                        "-out",
+                        "redis-client.crt",
+                        "-days",
+                        "2",
+                        "-extfile",
+                        "client.ext",
+                    ],
+                );
+            }
+            let auth = if mtls { "yes" } else { "no" };
             cmd.args([
                 "--port",
                 "0",
                 "--tls-port",
                 &port.to_string(),
                 "--tls-auth-clients",
-                "no",
+                auth,
             ])
             .args([
                 "--tls-cert-file",
