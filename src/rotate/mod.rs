@@ -213,7 +213,7 @@ fn unix(t: &Timestamp) -> i64 {
 
 enum Engineer {
     Pg(Box<Postgres>),
-    Redis(Redis),
+    Redis(Box<Redis>),
 }
 
 impl<'a> Runner<'a> {
@@ -324,7 +324,7 @@ impl<'a> Runner<'a> {
                     }
                 })?,
             )),
-            Engine::Redis => Engineer::Redis(
+            Engine::Redis => Engineer::Redis(Box::new(
                 Redis::new(
                     &cred.admin.url,
                     ca.as_deref(),
@@ -336,7 +336,7 @@ impl<'a> Runner<'a> {
                     credential: cred.name.clone(),
                     source,
                 })?,
-            ),
+            )),
         };
         if pending.is_none() {
             let due = match (cred.rotate_after, &current.rotated_at) {
