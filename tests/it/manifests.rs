@@ -260,3 +260,28 @@ fn rotation_cronjob_and_plan() {
         credseal::rotate::plan::Plan::parse(plan.as_bytes()).expect("the example plan is valid");
     assert_eq!(plan.credentials.len(), 2);
 }
+
+/// The examples for other platforms render, and their plans are valid.
+#[test]
+fn platform_examples_render_with_valid_plans() {
+    for dir in [
+        "manifests/examples/cnpg",
+        "manifests/examples/managed-postgres",
+    ] {
+        let objects = render(dir);
+        let plans: Vec<ConfigMap> = of_kind(&objects, "ConfigMap");
+        assert!(!plans.is_empty(), "{dir}");
+        for cm in plans {
+            for (name, text) in cm.data.unwrap_or_default() {
+                credseal::rotate::plan::Plan::parse(text.as_bytes())
+                    .unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
+            }
+        }
+    }
+    let cnpg = render("manifests/examples/cnpg");
+    let cluster = cnpg.iter().find(|o| o["kind"] == "Cluster").unwrap();
+    assert_eq!(
+        cluster["spec"]["managed"]["roles"][0]["passwordSecret"]["name"],
+        "app-role"
+    );
+}
