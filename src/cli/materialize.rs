@@ -22,11 +22,15 @@ const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// Directory of SOPS-encrypted Secret manifests (typically a mounted ConfigMap).
-    #[arg(long, value_name = "DIR")]
-    pub source: PathBuf,
+    #[arg(long, value_name = "DIR", requires = "keys")]
+    pub source: Option<PathBuf>,
     /// Directory of age identities: *.agekey files (Flux's sops-age layout) or keys.txt.
-    #[arg(long, value_name = "DIR")]
-    pub keys: PathBuf,
+    #[arg(long, value_name = "DIR", requires = "source")]
+    pub keys: Option<PathBuf>,
+    /// A Secret volume mounted by the kubelet, as NAME=DIR: its values render like those of
+    /// the SOPS files (and follow the Secret when it changes, e.g. after a rotation).
+    #[arg(long = "secret", value_name = "NAME=DIR")]
+    pub secrets: Vec<String>,
     /// Output directory (an emptyDir with medium: Memory); values land in OUT/<secret>/<key>.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -106,9 +110,29 @@ pub fn run(args: Args) -> CliResult {
             "--interval must be a positive number of seconds",
         ));
     }
+    let secret_dirs = args
+        .secrets
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((name, dir)) if crate::manifest::valid_key(name) && !dir.is_empty() => {
+                Ok((name.to_owned(), PathBuf::from(dir)))
+            }
+            _ => Err(Failure::msg(
+                Code::ConflictingParameters,
+                format!("--secret {a:?}: expected NAME=DIR"),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.source.is_none() && secret_dirs.is_empty() {
+        return Err(Failure::msg(
+            Code::ConflictingParameters,
+            "nothing to render: give --source with --keys, or --secret NAME=DIR",
+        ));
+    }
     let opts = Options {
         source: args.source,
         keys: args.keys,
+        secret_dirs,
         out: args.out,
         namespace,
         templates,

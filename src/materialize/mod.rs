@@ -35,14 +35,20 @@ pub enum MaterializeError {
     Template(#[from] TemplateError),
     #[error("{0}: no SOPS files (*.yaml, *.yml, *.json) to render")]
     NoFiles(PathBuf),
+    #[error("nothing to render: give --source with --keys, or --secret NAME=DIR")]
+    NoInputs,
     #[error("{0}")]
     Fs(#[from] FsError),
 }
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub source: PathBuf,
-    pub keys: PathBuf,
+    /// SOPS-encrypted Secret manifests (with `keys`), if any.
+    pub source: Option<PathBuf>,
+    pub keys: Option<PathBuf>,
+    /// Plain Secret volumes mounted by the kubelet, by Secret name (values read as they are;
+    /// the kubelet refreshes them when the Secret changes, e.g. after a rotation).
+    pub secret_dirs: Vec<(String, PathBuf)>,
     pub out: PathBuf,
     /// The pod's namespace: every rendered Secret must be bound to it.
     pub namespace: String,
@@ -54,28 +60,63 @@ pub struct Options {
 
 /// Decrypts and checks every source file; returns the files to project and the Secrets count.
 pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
-    let ring = inputs::load_keyring(&opts.keys)?;
-    let files: Vec<PathBuf> = inputs::visible_files(&opts.source)?
-        .into_iter()
-        .filter(|p| matches!(Format::from_path(p), Format::Yaml | Format::Json))
-        .collect();
-    if files.is_empty() {
-        return Err(MaterializeError::NoFiles(opts.source.clone()));
-    }
     let mut secrets: Vec<SecretValues> = Vec::new();
-    for path in &files {
-        let bytes = crate::fsx::read(path)?;
-        let found = manifest::open_scoped(&bytes, Format::from_path(path), &ring, &opts.namespace)
-            .map_err(|source| MaterializeError::Scope {
-                file: path.clone(),
-                source,
-            })?;
-        for values in found {
-            if secrets.iter().any(|s| s.name == values.name) {
-                return Err(MaterializeError::Duplicate(values.name));
-            }
-            secrets.push(values);
+    let mut found_any = false;
+    if let (Some(source), Some(keys)) = (&opts.source, &opts.keys) {
+        let ring = inputs::load_keyring(keys)?;
+        let files: Vec<PathBuf> = inputs::visible_files(source)?
+            .into_iter()
+            .filter(|p| matches!(Format::from_path(p), Format::Yaml | Format::Json))
+            .collect();
+        if files.is_empty() {
+            return Err(MaterializeError::NoFiles(source.clone()));
         }
+        found_any = true;
+        for path in &files {
+            let bytes = crate::fsx::read(path)?;
+            let found =
+                manifest::open_scoped(&bytes, Format::from_path(path), &ring, &opts.namespace)
+                    .map_err(|source| MaterializeError::Scope {
+                        file: path.clone(),
+                        source,
+                    })?;
+            for values in found {
+                if secrets.iter().any(|s| s.name == values.name) {
+                    return Err(MaterializeError::Duplicate(values.name));
+                }
+                secrets.push(values);
+            }
+        }
+    }
+    for (name, dir) in &opts.secret_dirs {
+        found_any = true;
+        if secrets.iter().any(|s| &s.name == name) {
+            return Err(MaterializeError::Duplicate(name.clone()));
+        }
+        let mut values = Vec::new();
+        for file in inputs::visible_files(dir)? {
+            let key = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if manifest::valid_key(&key) {
+                values.push((
+                    key,
+                    crate::secret::SecretBytes::new(crate::fsx::read(&file)?),
+                ));
+            }
+        }
+        secrets.push(SecretValues {
+            name: name.clone(),
+            namespace: opts.namespace.clone(),
+            secret_type: None,
+            labels: Vec::new(),
+            annotations: Vec::new(),
+            values,
+        });
+    }
+    if !found_any {
+        return Err(MaterializeError::NoInputs);
     }
     let mut payload: Payload = Vec::new();
     for s in &secrets {
@@ -125,7 +166,13 @@ pub fn watch(
     stop: &AtomicBool,
     log: &mut dyn FnMut(String),
 ) {
-    let dirs = [opts.source.as_path(), opts.keys.as_path()];
+    let dirs: Vec<&Path> = opts
+        .source
+        .iter()
+        .chain(opts.keys.iter())
+        .chain(opts.secret_dirs.iter().map(|(_, d)| d))
+        .map(PathBuf::as_path)
+        .collect();
     let mut last: Option<[u8; 32]> = None;
     while !stop.load(Ordering::Relaxed) {
         let fp = inputs::fingerprint(&dirs);

@@ -393,3 +393,56 @@ fn readers_never_see_a_mix_during_1000_updates() {
         "v1000"
     );
 }
+
+/// Secret volumes as sources: values render with templates, and a change of the Secret (the
+/// kubelet swaps the volume's `..data` after a rotation) is rendered again by the sidecar.
+#[test]
+fn secret_volumes_render_and_follow_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("pg-secret");
+    kubelet_update(
+        &vol,
+        &[
+            ("username", b"app_user".to_vec()),
+            ("password", b"first/pw@x".to_vec()),
+        ],
+    );
+    let out = dir.path().join("out");
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credseal"));
+    cmd.args(["materialize", "--namespace", "platform-services", "--interval", "0.1"])
+        .arg("--secret")
+        .arg(format!("postgres-credentials={}", vol.display()))
+        .arg("--out")
+        .arg(&out)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--template", "DATABASE_URL=postgresql://{{postgres-credentials/username}}:{{postgres-credentials/password}}@postgres:5432/saas_platform"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let sidecar = Sidecar(cmd.spawn().unwrap());
+    let url = out.join("DATABASE_URL");
+    eventually("first render", || {
+        std::fs::read_to_string(&url).is_ok_and(|u| u.contains("first%2Fpw%40x"))
+    });
+    assert_eq!(
+        std::fs::read_to_string(out.join("postgres-credentials/username")).unwrap(),
+        "app_user"
+    );
+    kubelet_update(
+        &vol,
+        &[
+            ("username", b"app_user".to_vec()),
+            ("password", b"second-pw".to_vec()),
+        ],
+    );
+    eventually("re-render", || {
+        std::fs::read_to_string(&url).is_ok_and(|u| u.contains(":second-pw@"))
+    });
+    drop(sidecar);
+    // Nothing to render is an error, not an empty volume.
+    Cmd::credseal()
+        .args(["materialize", "--once", "--namespace", "x", "--out"])
+        .arg(dir.path().join("o2"))
+        .run()
+        .code(8);
+}
