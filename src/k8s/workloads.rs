@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::json;
 
 use crate::k8s::error::K8sError;
@@ -105,8 +105,15 @@ pub fn consumers(
     cronjobs: &[CronJob],
 ) -> Vec<Workload> {
     let mut out = Vec::new();
-    let mut add = |kind, name: &Option<String>, spec: Option<&PodSpec>| {
-        if spec.is_some_and(|s| references_secret(s, secret)) {
+    let mut add = |kind, meta: &ObjectMeta, spec: Option<&PodSpec>| {
+        let name = &meta.name;
+        // A workload can opt out (a database that reads the Secret only on first boot).
+        let opted_out = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROLL_ANNOTATION))
+            .is_some_and(|v| v == "never");
+        if !opted_out && spec.is_some_and(|s| references_secret(s, secret)) {
             out.push(Workload {
                 kind,
                 namespace: namespace.to_owned(),
@@ -117,21 +124,21 @@ pub fn consumers(
     for s in statefulsets {
         add(
             Kind::StatefulSet,
-            &s.metadata.name,
+            &s.metadata,
             s.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
         );
     }
     for d in deployments {
         add(
             Kind::Deployment,
-            &d.metadata.name,
+            &d.metadata,
             d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
         );
     }
     for d in daemonsets {
         add(
             Kind::DaemonSet,
-            &d.metadata.name,
+            &d.metadata,
             d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
         );
     }
@@ -141,11 +148,14 @@ pub fn consumers(
             .as_ref()
             .and_then(|s| s.job_template.spec.as_ref())
             .and_then(|j| j.template.spec.as_ref());
-        add(Kind::CronJob, &c.metadata.name, spec);
+        add(Kind::CronJob, &c.metadata, spec);
     }
     out.sort();
     out
 }
+
+/// `credseal.dev/roll: never` on a workload keeps rotation from restarting it.
+pub const ROLL_ANNOTATION: &str = "credseal.dev/roll";
 
 /// The pod-template annotation that restarts a workload for one credential. Its value is the
 /// rotation generation: it changes exactly when the credential does, reveals nothing about the

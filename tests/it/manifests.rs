@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::Role;
 use serde_json::Value;
 
@@ -43,6 +44,12 @@ fn of_kind<T: serde::de::DeserializeOwned>(objects: &[Value], kind: &str) -> Vec
 
 fn pod_specs(objects: &[Value]) -> Vec<(String, PodSpec)> {
     let mut out = Vec::new();
+    for s in of_kind::<StatefulSet>(objects, "StatefulSet") {
+        out.push((
+            s.metadata.name.unwrap(),
+            s.spec.unwrap().template.spec.unwrap(),
+        ));
+    }
     for d in of_kind::<Deployment>(objects, "Deployment") {
         out.push((
             d.metadata.name.unwrap(),
@@ -121,7 +128,11 @@ fn base_renders_restricted_pods_and_named_rbac() {
         "no plaintext Secret objects"
     );
     let pods = pod_specs(&objects);
-    assert_eq!(pods.len(), 4, "backend, backup, deploy hook, rotator");
+    assert_eq!(
+        pods.len(),
+        6,
+        "postgres, redis, backend, backup, deploy hook, rotator"
+    );
     for (name, spec) in &pods {
         for c in spec
             .init_containers
@@ -284,4 +295,147 @@ fn platform_examples_render_with_valid_plans() {
         cluster["spec"]["managed"]["roles"][0]["passwordSecret"]["name"],
         "app-role"
     );
+}
+
+/// Every Secret a pod reads is made by the deploy hook (a document in the encrypted files) or
+/// is the cluster key (`credseal cluster-key init`); none is a plaintext manifest.
+#[test]
+fn every_referenced_secret_is_produced_by_credseal() {
+    let objects = render("manifests/base");
+    let cm: ConfigMap = of_kind::<ConfigMap>(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("credseal-secrets"))
+        .unwrap();
+    let mut produced: Vec<String> = vec!["sops-age".into()];
+    for text in cm.data.unwrap().values() {
+        for doc in yaml::parse(text.as_bytes()).unwrap().documents {
+            let meta = doc.get("metadata").and_then(Node::as_map).unwrap();
+            produced.push(meta.get("name").and_then(Node::as_str).unwrap().to_owned());
+        }
+    }
+    for (pod, spec) in pod_specs(&objects) {
+        let mut names = Vec::new();
+        for v in spec.volumes.iter().flatten() {
+            if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+                names.push(s);
+            }
+        }
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            for e in c.env.iter().flatten() {
+                if let Some(r) = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                {
+                    names.push(r.name.clone());
+                }
+            }
+        }
+        for n in names {
+            assert!(
+                produced.contains(&n),
+                "{pod} reads Secret {n}, which nothing produces"
+            );
+        }
+    }
+}
+
+/// The databases accept connections only from the named clients, whose pods carry those labels.
+#[test]
+fn network_policies_admit_only_named_clients() {
+    let objects = render("manifests/base");
+    let policies: Vec<NetworkPolicy> = of_kind(&objects, "NetworkPolicy");
+    for (db, port, clients) in [
+        (
+            "postgres",
+            5432,
+            vec!["backend", "postgres-backup", "credseal-rotate"],
+        ),
+        ("redis", 6379, vec!["backend", "credseal-rotate"]),
+    ] {
+        let p = policies
+            .iter()
+            .find(|p| {
+                p.spec
+                    .as_ref()
+                    .unwrap()
+                    .pod_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.as_ref())
+                    .and_then(|l| l.get("app.kubernetes.io/name"))
+                    .map(String::as_str)
+                    == Some(db)
+            })
+            .unwrap_or_else(|| panic!("no policy selects {db}"));
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Ingress".to_owned()][..])
+        );
+        let rules = spec.ingress.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        let from: Vec<String> = rules[0]
+            .from
+            .iter()
+            .flatten()
+            .map(|peer| {
+                assert!(
+                    peer.namespace_selector.is_none() && peer.ip_block.is_none(),
+                    "{db}: only pods of this namespace"
+                );
+                peer.pod_selector
+                    .as_ref()
+                    .unwrap()
+                    .match_labels
+                    .as_ref()
+                    .unwrap()["app.kubernetes.io/name"]
+                    .clone()
+            })
+            .collect();
+        assert_eq!(from, clients, "{db}");
+        let ports: Vec<_> = rules[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.port.clone())
+            .collect();
+        assert_eq!(
+            ports,
+            vec![Some(
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port)
+            )]
+        );
+    }
+    // The named clients exist as pod labels.
+    let text = serde_json::to_string(&objects).unwrap();
+    for client in ["backend", "postgres-backup", "credseal-rotate"] {
+        assert!(
+            text.contains(&format!("\"app.kubernetes.io/name\":\"{client}\"")),
+            "{client}"
+        );
+    }
+}
+
+/// Rotation's consumer discovery over these manifests: the PostgreSQL credential's consumers are
+/// the backend and the backup job (the database itself opted out of restarts).
+#[test]
+fn rotation_finds_the_consumers_of_the_postgres_credential() {
+    let objects = render("manifests/base");
+    let found = credseal::k8s::workloads::consumers(
+        "platform-services",
+        "postgres-credentials",
+        &of_kind::<StatefulSet>(&objects, "StatefulSet"),
+        &of_kind::<Deployment>(&objects, "Deployment"),
+        &of_kind::<DaemonSet>(&objects, "DaemonSet"),
+        &of_kind::<CronJob>(&objects, "CronJob"),
+    );
+    let names: Vec<String> = found
+        .iter()
+        .map(|w| format!("{}/{}", w.kind.as_str(), w.name))
+        .collect();
+    assert_eq!(names, ["Deployment/backend", "CronJob/postgres-backup"]);
 }
