@@ -122,7 +122,52 @@ fn assert_restricted(pod: &str, spec: &PodSpec, c: &Container) {
 
 #[test]
 fn base_renders_restricted_pods_and_named_rbac() {
-    let objects = render("manifests/base");
+    for dir in [
+        "manifests/base",
+        "manifests/overlays/dev",
+        "manifests/overlays/prod",
+    ] {
+        restricted_and_named(dir);
+    }
+    // prod sizes the database as the reference platform does.
+    let prod = render("manifests/overlays/prod");
+    let pg: StatefulSet = of_kind::<StatefulSet>(&prod, "StatefulSet")
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some("postgres"))
+        .unwrap();
+    let r = pg.spec.unwrap().template.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
+    let q = |m: &Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+             k: &str| { m.as_ref().unwrap()[k].0.clone() };
+    assert_eq!(
+        (q(&r.requests, "memory"), q(&r.requests, "cpu")),
+        ("512Mi".into(), "500m".into())
+    );
+    assert_eq!(
+        (q(&r.limits, "memory"), q(&r.limits, "cpu")),
+        ("2Gi".into(), "2".into())
+    );
+    let claim = &pg_claim(&prod);
+    assert_eq!(claim, "5Gi");
+}
+
+fn pg_claim(objects: &[Value]) -> String {
+    let pg = objects
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "postgres")
+        .unwrap();
+    pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn restricted_and_named(dir: &str) {
+    let objects = render(dir);
     assert!(
         !objects.iter().any(|o| o["kind"] == "Secret"),
         "no plaintext Secret objects"
