@@ -155,13 +155,9 @@ impl Redis {
         }
     }
 
-    /// A connection without authentication (Sentinels without `requirepass`).
-    pub fn connect_plain(&self) -> Result<Connection, RedisError> {
-        let info = ConnectionInfo {
-            addr: self.addr.clone(),
-            redis: RedisConnectionInfo::default(),
-        };
-        let client = match &self.tls {
+    /// A client for `info`, with TLS (CA, client certificate) when the URL is `rediss://`.
+    fn client_for(&self, info: ConnectionInfo) -> Result<Client, RedisError> {
+        match &self.tls {
             None => Client::open(info),
             Some(root_cert) => Client::build_with_tls(
                 info,
@@ -174,7 +170,16 @@ impl Redis {
                 },
             ),
         }
-        .map_err(|e| RedisError::Url(e.to_string()))?;
+        .map_err(|e| RedisError::Url(e.to_string()))
+    }
+
+    /// A connection without authentication (Sentinels without `requirepass`).
+    pub fn connect_plain(&self) -> Result<Connection, RedisError> {
+        let info = ConnectionInfo {
+            addr: self.addr.clone(),
+            redis: RedisConnectionInfo::default(),
+        };
+        let client = self.client_for(info)?;
         client.get_connection().map_err(|e| RedisError::Login {
             addr: self.addr_text(),
             user: "(sentinel)".into(),
@@ -196,20 +201,7 @@ impl Redis {
                 ..RedisConnectionInfo::default()
             },
         };
-        let client = match &self.tls {
-            None => Client::open(info),
-            Some(root_cert) => Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: self.client.as_ref().map(|(cert, key)| ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }),
-                    root_cert: root_cert.clone(),
-                },
-            ),
-        }
-        .map_err(|e| RedisError::Url(e.to_string()))?;
+        let client = self.client_for(info)?;
         let mut conn = client.get_connection().map_err(|e| RedisError::Login {
             addr: self.addr_text(),
             user: user.to_owned(),

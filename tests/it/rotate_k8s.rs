@@ -2,28 +2,14 @@
 //! against the in-process API server (whose simulated controllers finish rollouts unless told
 //! not to), with a real Redis server as the engine.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::support::kube_api::KubeApi;
 use crate::support::servers::Redis;
-use crate::support::{Cmd, Out, write};
+use crate::support::{Cmd, Out, b64, unb64, write};
 
 const NS: &str = "platform-services";
 const STAMP: &str = "credseal.dev/rotated.redis-credentials";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn unb64(v: &Value) -> String {
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 fn pod(env_secret: Option<&str>, volume: Option<Value>) -> Value {
     let mut container = json!({"name": "app", "image": "app:1"});

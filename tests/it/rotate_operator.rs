@@ -6,27 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::kube_api::KubeApi;
 use crate::support::servers::Postgres;
-use crate::support::{Cmd, Out, write};
+use crate::support::{Cmd, Out, b64, unb64, write};
 
 const NS: &str = "databases";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn unb64(v: &Value) -> String {
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 /// A GET that lands in the fake API's request log: a marker between other requests.
 fn mark(port: u16, what: &str) {

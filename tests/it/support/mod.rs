@@ -185,3 +185,19 @@ pub fn keyring_file(dir: &Path, keys: &[&Path]) -> PathBuf {
         .collect();
     write(dir, "keyring.txt", text)
 }
+
+pub fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A base64 JSON string value (a Secret's `data` entry) as text.
+pub fn unb64(v: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
