@@ -273,3 +273,55 @@ fn dry_run_writes_nothing() {
     assert_eq!(s.password(), "old-redis-password");
     assert!(s.redis.can_login("app", "old-redis-password"));
 }
+
+/// A crash right after each step with a Secret target, then a rerun: the Secret's password logs
+/// in, the companion pending Secret is gone, and a further rerun changes nothing.
+#[test]
+fn crash_after_every_step_then_rerun() {
+    for step in ["stage", "apply", "verify", "commit", "roll"] {
+        let s = setup();
+        let plan = std::fs::read_to_string(&s.plan)
+            .unwrap()
+            .replace("    rollout:\n", "    rotateAfter: 1h\n    rollout:\n");
+        std::fs::write(&s.plan, plan).unwrap();
+        let out = Cmd::credseal()
+            .cwd(s.dir.path())
+            .env("KUBECONFIG", &s.kubeconfig)
+            .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+            .env("FAILPOINTS", format!("rotate::after-{step}=panic"))
+            .args(["rotate", "--plan"])
+            .arg(&s.plan)
+            .run();
+        assert_ne!(out.code, 0, "{step}: stopped by the failpoint");
+        assert!(
+            s.api
+                .get("secrets", NS, "redis-credentials-credseal-pending")
+                .is_some(),
+            "{step}: pending kept"
+        );
+        let out = s.rotate(&[]).ok();
+        assert_eq!(out.text(), "cache: rotated (generation 1)\n", "{step}");
+        let password = s.password();
+        assert!(
+            s.redis.can_login("app", &password),
+            "{step}: the Secret's password logs in"
+        );
+        assert!(
+            !s.redis.can_login("app", "old-redis-password"),
+            "{step}: old one retired"
+        );
+        assert!(
+            s.api
+                .get("secrets", NS, "redis-credentials-credseal-pending")
+                .is_none(),
+            "{step}"
+        );
+        let before = s.api.get("secrets", NS, "redis-credentials").unwrap();
+        assert_eq!(s.rotate(&[]).ok().text(), "cache: not due\n", "{step}");
+        assert_eq!(
+            s.api.get("secrets", NS, "redis-credentials").unwrap(),
+            before,
+            "{step}: nothing changed"
+        );
+    }
+}
