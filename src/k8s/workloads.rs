@@ -287,7 +287,10 @@ impl Workloads {
                         .and_then(|u| u.type_.as_deref())
                         == Some("OnDelete");
                     let st = s.status.clone().unwrap_or_default();
-                    if on_delete && st.observed_generation >= s.metadata.generation {
+                    if on_delete
+                        && st.observed_generation >= s.metadata.generation
+                        && st.ready_replicas.unwrap_or(0) >= want
+                    {
                         // OnDelete: the controller waits for us to delete pods, highest ordinal first.
                         self.delete_outdated_pod(&s, &st.update_revision, &mut deleted_pods)
                             .await?;
@@ -342,7 +345,15 @@ impl Workloads {
             })
             .collect();
         // Highest ordinal first, one at a time, and only once the previous one is back.
-        outdated.sort_by_key(|p| std::cmp::Reverse(p.metadata.name.clone()));
+        // Ordinals compare as numbers: redis-10 goes before redis-9.
+        outdated.sort_by_key(|p| {
+            let name = p.metadata.name.as_deref().unwrap_or_default();
+            let ordinal = name
+                .rsplit_once('-')
+                .and_then(|(_, o)| o.parse::<u64>().ok())
+                .unwrap_or(0);
+            std::cmp::Reverse(ordinal)
+        });
         if let Some(p) = outdated.first() {
             let pname = p.metadata.name.clone().unwrap_or_default();
             if !deleted.contains(&pname) {

@@ -325,3 +325,52 @@ fn crash_after_every_step_then_rerun() {
         );
     }
 }
+
+#[test]
+fn an_on_delete_statefulset_has_its_pods_deleted_highest_ordinal_first() {
+    let s = setup();
+    let mut set = workload("StatefulSet", "redis", pod(Some("redis-credentials"), None));
+    set["spec"]["replicas"] = json!(11);
+    set["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+    s.api.put("statefulsets", set);
+    for i in 0..11 {
+        s.api.put(
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": format!("redis-{i}"), "namespace": NS,
+                                "labels": {"app": "x", "controller-revision-hash": "rev-1"}},
+                   "spec": {"containers": [{"name": "redis", "image": "redis:7"}]}}),
+        );
+    }
+    // A pod of another workload matches no selector of the set and is left alone.
+    s.api.put(
+        "pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "other-0", "namespace": NS, "labels": {"app": "other"}},
+               "spec": {"containers": [{"name": "c", "image": "c:1"}]}}),
+    );
+    let plan = std::fs::read_to_string(&s.plan).unwrap();
+    std::fs::write(&s.plan, plan.replace("timeout: 3s", "timeout: 20s")).unwrap();
+
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    assert_eq!(s.stamp("statefulsets", "redis"), "1");
+    let deleted: Vec<String> = s
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE" && r.path.contains("/pods/"))
+        .map(|r| r.path.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = (0..11).rev().map(|i| format!("redis-{i}")).collect();
+    assert_eq!(deleted, want, "one at a time, by ordinal, never twice");
+    let set = s.api.get("statefulsets", NS, "redis").unwrap();
+    assert_eq!(
+        set["status"]["currentRevision"],
+        set["status"]["updateRevision"]
+    );
+    assert!(s.api.get("pods", NS, "other-0").is_some());
+    let new = s.password();
+    assert!(s.redis.can_login("app", &new));
+    assert!(!s.redis.can_login("app", "old-redis-password"));
+}

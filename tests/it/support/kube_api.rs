@@ -144,6 +144,63 @@ fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
     )
 }
 
+fn is_on_delete(resource: &str, obj: &Value) -> bool {
+    resource == "statefulsets" && obj["spec"]["updateStrategy"]["type"] == "OnDelete"
+}
+
+/// The StatefulSet controller of an `OnDelete` set: a deleted pod comes back at the update
+/// revision, and the set's status counts how many pods run it.
+fn recreate_statefulset_pod(st: &mut State, ns: &str, mut pod: Value) {
+    let owner = st
+        .objects
+        .iter()
+        .filter(|((r, n, _), o)| {
+            r == "statefulsets"
+                && n == ns
+                && is_on_delete(r, o)
+                && o["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .is_some_and(|m| m.iter().all(|(k, v)| pod["metadata"]["labels"][k] == *v))
+        })
+        .map(|((_, _, name), o)| (name.clone(), o.clone()))
+        .next();
+    if let Some((name, mut set)) = owner {
+        let rev = set["status"]["updateRevision"].clone();
+        pod["metadata"]["labels"]["controller-revision-hash"] = rev.clone();
+        st.rv += 1;
+        pod["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        st.objects
+            .insert(("pods".into(), ns.into(), pod_name), pod.clone());
+        let updated = st
+            .objects
+            .iter()
+            .filter(|((r, n, _), p)| {
+                r == "pods" && n == ns && p["metadata"]["labels"]["controller-revision-hash"] == rev
+            })
+            .count() as i64;
+        set["status"]["updatedReplicas"] = json!(updated);
+        if updated >= set["spec"]["replicas"].as_i64().unwrap_or(1) {
+            set["status"]["currentRevision"] = rev.clone();
+        }
+        st.rv += 1;
+        set["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        st.objects
+            .insert(("statefulsets".into(), ns.into(), name), set);
+    }
+}
+
+/// Equality-based label selectors (`a=b,c=d`), the only form our client sends.
+fn matches_selector(selector: Option<&String>, obj: &Value) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| match term.split_once('=') {
+        Some((k, v)) => obj["metadata"]["labels"][k] == v.trim_start_matches('='),
+        None => false,
+    })
+}
+
 fn is_workload(resource: &str) -> bool {
     matches!(
         resource,
@@ -288,10 +345,35 @@ fn split_query(target: &str) -> (String, BTreeMap<String, String>) {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_owned(), v.replace("%2F", "/").replace("%3A", ":"))
+            (k.to_owned(), percent_decode(v))
         })
         .collect();
     (path.to_owned(), query)
+}
+
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(c) => {
+                        out.push(c);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// (group-version prefix, resource, kind) of everything the server serves.
@@ -416,7 +498,9 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             let items: Vec<Value> = st
                 .objects
                 .iter()
-                .filter(|((r, n, _), _)| r == resource && n == ns)
+                .filter(|((r, n, _), o)| {
+                    r == resource && n == ns && matches_selector(req.query.get("labelSelector"), o)
+                })
                 .map(|(_, v)| v.clone())
                 .collect();
             (
@@ -495,6 +579,9 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
                 if !dry_run {
                     st.objects.remove(&key(n));
                     st.managed.remove(&key(n));
+                    if resource == "pods" {
+                        recreate_statefulset_pod(&mut st, ns, o.clone());
+                    }
                 }
                 (200, o)
             }
@@ -681,7 +768,12 @@ fn patch(
             if is_workload(resource) && obj["spec"] != before_spec {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 obj["metadata"]["generation"] = json!(g);
-                if !st.stuck.contains(&key) {
+                if is_on_delete(resource, &obj) {
+                    // The controller records the new revision and waits for pods to be deleted.
+                    obj["status"]["observedGeneration"] = json!(g);
+                    obj["status"]["updateRevision"] = json!(format!("rev-{g}"));
+                    obj["status"]["updatedReplicas"] = json!(0);
+                } else if !st.stuck.contains(&key) {
                     settle(resource, &mut obj);
                 }
             }
