@@ -4,6 +4,7 @@
 //! `cli` the only layer that touches argv, the environment and stdout.
 
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod cluster_key;
 pub mod fsx;

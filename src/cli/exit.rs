@@ -36,10 +36,12 @@ pub enum Code {
     Downgrade = 213,
     /// A rotation step failed; the pending record keeps the new password, rerun to finish.
     RotationFailed = 220,
+    /// `check` found a plaintext Secret, a clear value, wrong recipients, a bad file or MAC.
+    CheckFindings = 230,
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 24] = [
+    pub const TABLE: [(Code, &'static str); 25] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -126,6 +128,10 @@ impl Code {
         (
             Code::RotationFailed,
             "a rotation step failed; nothing is lost, rerun to finish or undo it",
+        ),
+        (
+            Code::CheckFindings,
+            "check found problems (plaintext Secret, clear value, recipients, structure, MAC)",
         ),
     ];
 

@@ -2,6 +2,7 @@
 //! directory, and writes to stdout/stderr. Each subcommand is one file with `Args` + `run()`.
 
 pub mod apply;
+pub mod check;
 pub mod cluster_key;
 pub mod config;
 pub mod decrypt;
@@ -69,6 +70,8 @@ pub enum Command {
     ClusterKey(cluster_key::Args),
     /// Rotate PostgreSQL and Redis passwords by a plan, crash-safely.
     Rotate(rotate::Args),
+    /// Refuse plaintext Secrets and stale or broken SOPS files (pre-commit and CI).
+    Check(check::Args),
 }
 
 /// Runs a parsed command line.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Apply(a) => apply::run(a, &env),
         Command::ClusterKey(a) => cluster_key::run(a, &env),
         Command::Rotate(a) => rotate::run(a, &env),
+        Command::Check(a) => check::run(a, &env),
     }
 }
 

@@ -104,7 +104,8 @@ pub fn load_plain(input: &[u8], format: Format) -> Result<Tree, StoreError> {
     Ok(tree)
 }
 
-fn parse(input: &[u8], format: Format) -> Result<Tree, StoreError> {
+/// Parses any file of the format, encrypted or not, metadata left in place.
+pub fn parse(input: &[u8], format: Format) -> Result<Tree, StoreError> {
     Ok(match format {
         Format::Yaml => {
             let tree = yaml::parse(input)?;

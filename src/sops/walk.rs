@@ -139,18 +139,32 @@ pub fn plaintext_mac(tree: &Tree, rules: &WalkRules<'_>) -> String {
     if rules.mac_only_encrypted {
         hasher.update(mac_only_encrypted_init());
     }
-    let mut path = Vec::new();
-    let mut comments = Vec::new();
-    for doc in &tree.documents {
-        mac_map(doc, rules, &mut hasher, &mut path, &mut comments);
-    }
+    for_each_leaf(tree, &mut |path, comments, leaf| {
+        if !rules.mac_only_encrypted || rules.selector.should_encrypt(path, comments, false) {
+            if let Some((bytes, _)) = value::to_bytes(leaf) {
+                hasher.update(bytes.expose());
+            }
+        }
+    });
     upper_hex(&hasher.finalize())
 }
 
-fn mac_map(
+/// Called with a leaf's key path, the active comments of each level, and the leaf.
+pub type LeafVisitor<'a> = dyn FnMut(&[String], &[Vec<String>], &Node) + 'a;
+
+/// Visits every scalar leaf in document order with its key path (no list indices, as the
+/// AAD and selectors see it) and the active comments of every enclosing level.
+pub fn for_each_leaf(tree: &Tree, f: &mut LeafVisitor<'_>) {
+    let mut path = Vec::new();
+    let mut comments = Vec::new();
+    for doc in &tree.documents {
+        leaves_of_map(doc, f, &mut path, &mut comments);
+    }
+}
+
+fn leaves_of_map(
     m: &Map,
-    rules: &WalkRules<'_>,
-    h: &mut Sha512,
+    f: &mut LeafVisitor<'_>,
     path: &mut Vec<String>,
     comments: &mut Vec<Vec<String>>,
 ) {
@@ -163,7 +177,7 @@ fn mac_map(
                 .push(c.text.expose().to_owned()),
             MapItem::Pair(k, v) => {
                 path.push(k.clone());
-                mac_node(v, rules, h, path, comments);
+                leaves_of_node(v, f, path, comments);
                 path.pop();
                 comments.last_mut().expect("pushed").clear();
             }
@@ -172,15 +186,14 @@ fn mac_map(
     comments.pop();
 }
 
-fn mac_node(
+fn leaves_of_node(
     n: &Node,
-    rules: &WalkRules<'_>,
-    h: &mut Sha512,
+    f: &mut LeafVisitor<'_>,
     path: &mut Vec<String>,
     comments: &mut Vec<Vec<String>>,
 ) {
     match n {
-        Node::Map(m) => mac_map(m, rules, h, path, comments),
+        Node::Map(m) => leaves_of_map(m, f, path, comments),
         Node::Seq(s) => {
             comments.push(Vec::new());
             for item in &s.items {
@@ -190,20 +203,14 @@ fn mac_node(
                         .expect("pushed")
                         .push(c.text.expose().to_owned()),
                     SeqItem::Node(n) => {
-                        mac_node(n, rules, h, path, comments);
+                        leaves_of_node(n, f, path, comments);
                         comments.last_mut().expect("pushed").clear();
                     }
                 }
             }
             comments.pop();
         }
-        leaf => {
-            if !rules.mac_only_encrypted || rules.selector.should_encrypt(path, comments, false) {
-                if let Some((bytes, _)) = value::to_bytes(leaf) {
-                    h.update(bytes.expose());
-                }
-            }
-        }
+        leaf => f(path, comments, leaf),
     }
 }
 

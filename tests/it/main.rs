@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link on a 2-core machine).
 
+mod check;
 mod edit_set;
 mod errors;
 mod fixtures;

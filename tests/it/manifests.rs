@@ -292,6 +292,22 @@ fn encrypted_credentials_render_with_the_example_key() {
 }
 
 #[test]
+fn the_manifests_pass_the_repository_check() {
+    let out = Cmd::credseal()
+        .cwd(repo())
+        .key(repo().join("keys-example/age.agekey"))
+        .args(["check", "manifests"])
+        .run()
+        .ok();
+    assert!(
+        out.stderr
+            .contains("3 encrypted (3 MAC-verified), 0 finding(s)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn rotation_cronjob_and_plan() {
     let objects = render("manifests/base");
     let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")

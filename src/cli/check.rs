@@ -1,0 +1,205 @@
+//! `credseal check`: the pre-commit and CI guard over files in the work tree or in git's index.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::check::{self, Expect, FileReport, Finding};
+use crate::cli::config;
+use crate::cli::env::Env;
+use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::keyring;
+use crate::fsx;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files or directories to check (default: the current directory). With --staged, limits
+    /// the staged files checked to these paths.
+    pub paths: Vec<PathBuf>,
+    /// Check what git would commit (the index), not the work tree.
+    #[arg(long)]
+    pub staged: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// The .sops.yaml whose rules say which recipients each file must have.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args, env: &Env) -> CliResult {
+    let loaded = config::find(args.config.as_deref(), env.config.as_deref())?;
+    // MAC verification is a bonus: with no usable identity every other check still runs.
+    let ring = keyring::load(env, None).ok();
+    let files = if args.staged {
+        staged(&args.paths)?
+    } else {
+        let roots = if args.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            args.paths.clone()
+        };
+        let mut files = Vec::new();
+        for root in &roots {
+            walk(root, &mut files)?;
+        }
+        files
+    };
+
+    let mut findings: Vec<Finding> = Vec::new();
+    let (mut checked, mut encrypted, mut verified) = (0usize, 0usize, 0usize);
+    for file in &files {
+        let name = file.strip_prefix(".").unwrap_or(file).display().to_string();
+        if check::format_of(&name).is_none() {
+            continue;
+        }
+        let bytes = if args.staged {
+            git_show_index(file)?
+        } else {
+            fsx::read(file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?
+        };
+        let recipients: Option<Vec<String>> = loaded.as_ref().and_then(|l| {
+            let rule = l.config.rule_for(&l.rule_path(file)).ok()?;
+            Some(
+                rule.key_groups
+                    .iter()
+                    .flatten()
+                    .map(|r| r.as_str().to_owned())
+                    .collect(),
+            )
+        });
+        let report: FileReport = check::check_file(
+            &name,
+            &bytes,
+            &Expect {
+                recipients: recipients.as_deref(),
+                keyring: ring.as_ref(),
+            },
+        );
+        if report.skipped {
+            continue;
+        }
+        checked += 1;
+        encrypted += usize::from(report.encrypted);
+        verified += usize::from(report.mac_verified);
+        findings.extend(report.findings);
+    }
+
+    match args.format {
+        OutputFormat::Json => {
+            let doc = serde_json::json!({
+                "checked": checked,
+                "encrypted": encrypted,
+                "macVerified": verified,
+                "findings": findings,
+            });
+            println!("{doc:#}");
+        }
+        OutputFormat::Text => {
+            for f in &findings {
+                let at = if f.location.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.location)
+                };
+                let check = serde_json::to_value(f.check).unwrap_or_default();
+                println!(
+                    "{}{at}: {}: {}",
+                    f.file,
+                    check.as_str().unwrap_or(""),
+                    f.message
+                );
+            }
+            eprintln!(
+                "credseal check: {checked} file(s) checked, {encrypted} encrypted ({verified} MAC-verified), {} finding(s)",
+                findings.len()
+            );
+        }
+    }
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::msg(
+            Code::CheckFindings,
+            format!("{} finding(s)", findings.len()),
+        ))
+    }
+}
+
+/// Regular files below `root`, sorted, not following symlinked directories, skipping `.git`.
+fn walk(root: &Path, out: &mut Vec<PathBuf>) -> CliResult {
+    let meta = std::fs::symlink_metadata(root).map_err(|e| {
+        Failure::new(Code::CouldNotReadInput, e).context(format!("{}", root.display()))
+    })?;
+    if !meta.is_dir() {
+        out.push(root.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| {
+            Failure::new(Code::CouldNotReadInput, e).context(format!("{}", root.display()))
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.file_name().is_some_and(|n| n == ".git") {
+            continue;
+        }
+        let ft = std::fs::symlink_metadata(&path).map(|m| m.file_type());
+        match ft {
+            Ok(t) if t.is_dir() => walk(&path, out)?,
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn git(args: &[&str]) -> CliResult<Vec<u8>> {
+    let out = Command::new("git")
+        .args(args)
+        .output()
+        .map_err(|e| Failure::new(Code::Generic, e).context("--staged needs git on PATH"))?;
+    if !out.status.success() {
+        return Err(Failure::msg(
+            Code::Generic,
+            format!(
+                "git {}: {}",
+                args.first().copied().unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// Files added, copied, modified or renamed in the index, relative to the current directory.
+fn staged(limit: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
+    let mut args = vec![
+        "diff",
+        "--cached",
+        "--name-only",
+        "--relative",
+        "-z",
+        "--diff-filter=ACMR",
+        "--",
+    ];
+    let limit: Vec<String> = limit.iter().map(|p| p.display().to_string()).collect();
+    args.extend(limit.iter().map(String::as_str));
+    let out = git(&args)?;
+    Ok(out
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+        .collect())
+}
+
+fn git_show_index(file: &Path) -> CliResult<Vec<u8>> {
+    // `:./path` is the index entry relative to the current directory.
+    git(&["show", &format!(":./{}", file.display())])
+}

@@ -1,0 +1,246 @@
+//! `credseal check` in temporary git repositories, as a pre-commit hook and a CI step would run it.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{Cmd, Out, new_key, write};
+
+const VALUE: &str = "hunter2-correct-horse-battery";
+
+fn secret_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: shop\ntype: Opaque\nstringData:\n  username: app\n  password: {VALUE}\n"
+    )
+}
+
+struct Repo {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    recipient: String,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join(".keys");
+        std::fs::create_dir(&keys).unwrap();
+        let (key, recipient) = new_key(&keys, "team");
+        write(
+            dir.path(),
+            ".sops.yaml",
+            format!(
+                "creation_rules:\n  - path_regex: \\.(yaml|json)$\n    encrypted_regex: ^(data|stringData|password)$\n    age: {recipient}\n"
+            ),
+        );
+        let repo = Repo {
+            dir,
+            key,
+            recipient,
+        };
+        repo.git(&["init", "-q"]);
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn git(&self, args: &[&str]) {
+        Cmd::tool("git")
+            .cwd(self.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .run()
+            .ok();
+    }
+
+    fn encrypt(&self, name: &str, plain: &str, extra: &[&str]) {
+        let p = write(self.path(), name, plain);
+        Cmd::credseal()
+            .cwd(self.path())
+            .args(["encrypt", "-i"])
+            .args(extra)
+            .arg(&p)
+            .run()
+            .ok();
+    }
+
+    fn check(&self, args: &[&str]) -> Out {
+        Cmd::credseal()
+            .cwd(self.path())
+            .arg("check")
+            .args(args)
+            .run()
+    }
+}
+
+#[test]
+fn a_staged_plaintext_secret_fails_and_its_value_is_never_shown() {
+    let repo = Repo::new();
+    write(repo.path(), "db.yaml", secret_yaml("db"));
+    repo.git(&["add", "db.yaml"]);
+    let out = repo.check(&["--staged"]).code(230);
+    out.never_shows(VALUE);
+    assert!(
+        out.text()
+            .starts_with("db.yaml: document 1: plaintext-secret: Secret shop/db has 2 stringData value(s) in plain text (username, password)"),
+        "{}",
+        out.text()
+    );
+
+    // --staged reads the index: encrypting the work-tree copy without staging changes nothing.
+    repo.encrypt("db.yaml", &secret_yaml("db"), &[]);
+    repo.check(&["--staged"]).code(230).never_shows(VALUE);
+    repo.check(&[]).ok();
+    repo.git(&["add", "db.yaml"]);
+    repo.check(&["--staged"]).ok();
+
+    // A plaintext file in the work tree that is not staged is not what the hook judges.
+    write(repo.path(), "loose.yaml", secret_yaml("loose"));
+    repo.check(&["--staged"]).ok();
+    repo.check(&[]).code(230).never_shows(VALUE);
+}
+
+#[test]
+fn a_clean_repo_passes_and_macs_are_verified_with_an_identity() {
+    let repo = Repo::new();
+    repo.encrypt("db.yaml", &secret_yaml("db"), &[]);
+    write(
+        repo.path(),
+        "app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {mode: fast}\n",
+    );
+    write(repo.path(), "notes.txt", format!("password: {VALUE}\n"));
+    write(repo.path(), "chart.yaml", "{{ if .Values.x }}\nkey: [\n");
+    repo.git(&["add", "."]);
+    repo.git(&["commit", "-qm", "init"]);
+    let out = repo.check(&[]).ok();
+    assert_eq!(out.text(), "");
+    assert!(
+        out.stderr
+            .contains("3 file(s) checked, 1 encrypted (0 MAC-verified), 0 finding(s)"),
+        "{}",
+        out.stderr
+    );
+    let out = Cmd::credseal()
+        .cwd(repo.path())
+        .key(&repo.key)
+        .arg("check")
+        .run()
+        .ok();
+    assert!(
+        out.stderr.contains("1 encrypted (1 MAC-verified)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_stale_recipient_is_named() {
+    let repo = Repo::new();
+    let (_, departed) = new_key(repo.path(), "departed");
+    repo.encrypt(
+        "db.yaml",
+        &secret_yaml("db"),
+        &["--age", &format!("{},{departed}", repo.recipient)],
+    );
+    let out = repo.check(&[]).code(230);
+    assert_eq!(
+        out.text(),
+        format!(
+            "db.yaml: recipients: recipient {departed} is not in the .sops.yaml rule (stale); run `credseal updatekeys`\n"
+        )
+    );
+    Cmd::credseal()
+        .cwd(repo.path())
+        .key(&repo.key)
+        .args(["updatekeys", "-y", "db.yaml"])
+        .run()
+        .ok();
+    repo.check(&[]).ok();
+}
+
+#[test]
+fn a_hand_edited_clear_value_and_a_broken_value_are_found() {
+    let repo = Repo::new();
+    repo.encrypt(
+        "app.yaml",
+        "db:\n  host: db.internal\n  password: initial-password-value\n",
+        &[],
+    );
+    let path = repo.path().join("app.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let enc_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("password: ENC["))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &path,
+        text.replace(&enc_line, &format!("    password: {VALUE}")),
+    )
+    .unwrap();
+    let out = repo.check(&[]).code(230);
+    out.never_shows(VALUE);
+    assert!(
+        out.text().starts_with(
+            "app.yaml: [\"db\"][\"password\"]: clear-value: value in clear where the file's own rules require it encrypted"
+        ),
+        "{}",
+        out.text()
+    );
+
+    let broken = enc_line.replace("ENC[AES256_GCM,data:", "ENC[AES256_GCM,data:!!");
+    std::fs::write(&path, text.replace(&enc_line, &broken)).unwrap();
+    let out = repo.check(&[]).code(230);
+    assert!(
+        out.text()
+            .starts_with("app.yaml: [\"db\"][\"password\"]: structure: malformed ENC[...] value"),
+        "{}",
+        out.text()
+    );
+}
+
+#[test]
+fn secrets_inside_lists_and_later_documents_are_found() {
+    let repo = Repo::new();
+    write(
+        repo.path(),
+        "bundle.yaml",
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\napiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Secret\n    metadata: {{name: inner}}\n    data: {{password: {}}}\n",
+            crate::support::b64(VALUE)
+        ),
+    );
+    let out = repo.check(&[]).code(230);
+    out.never_shows(&crate::support::b64(VALUE));
+    assert_eq!(
+        out.text(),
+        "bundle.yaml: document 2, items[0]: plaintext-secret: Secret inner has 1 data value(s) in plain text (password); encrypt it with `credseal encrypt`\n"
+    );
+}
+
+#[test]
+fn json_output_parses_and_a_bad_mac_is_reported() {
+    let repo = Repo::new();
+    repo.encrypt("db.yaml", &secret_yaml("db"), &[]);
+    let path = repo.path().join("db.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // A changed lastmodified no longer matches the MAC's additional data.
+    let tampered = text.replacen("lastmodified: \"20", "lastmodified: \"19", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&path, tampered).unwrap();
+    repo.check(&[]).ok();
+    let out = Cmd::credseal()
+        .cwd(repo.path())
+        .key(&repo.key)
+        .args(["check", "--format", "json"])
+        .run()
+        .code(230);
+    out.never_shows(VALUE);
+    let doc: serde_json::Value = serde_json::from_str(&out.text()).unwrap();
+    assert_eq!(doc["checked"], 2, ".sops.yaml and db.yaml");
+    assert_eq!(doc["encrypted"], 1);
+    assert_eq!(doc["findings"][0]["file"], "db.yaml");
+    assert_eq!(doc["findings"][0]["check"], "mac");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
+}
