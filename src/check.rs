@@ -168,10 +168,6 @@ fn is_enc(s: &str) -> bool {
     s.starts_with("ENC[") && Encrypted::parse(s).is_ok()
 }
 
-fn key_path(path: &[String]) -> String {
-    path.iter().map(|k| format!("[{k:?}]")).collect()
-}
-
 /// Metadata, values, recipients and (with an identity) the MAC. Returns whether the MAC was
 /// verified.
 fn check_sops(bytes: &[u8], format: Format, expect: &Expect<'_>, found: &mut Findings<'_>) -> bool {
@@ -186,18 +182,23 @@ fn check_sops(bytes: &[u8], format: Format, expect: &Expect<'_>, found: &mut Fin
     let secret_reported = !found.list.is_empty();
     let mut clear = Vec::new();
     let mut malformed = Vec::new();
-    walk::for_each_leaf(&file.tree, &mut |path, comments, leaf| {
+    walk::for_each_leaf(&file.tree, &mut |leaf| {
         // sops leaves empty values empty: there is nothing to hide.
-        if is_empty(leaf) || !file.metadata.selector.should_encrypt(path, comments, false) {
+        if is_empty(leaf.node)
+            || !file
+                .metadata
+                .selector
+                .should_encrypt(leaf.keys, leaf.comments, false)
+        {
             return;
         }
-        match leaf.as_str() {
+        match leaf.node.as_str() {
             Some(s) if s.starts_with("ENC[") => {
                 if Encrypted::parse(s).is_err() {
-                    malformed.push(key_path(path));
+                    malformed.push(leaf.display_path());
                 }
             }
-            _ => clear.push(key_path(path)),
+            _ => clear.push(leaf.display_path()),
         }
     });
     let secret_data = |p: &str| p.starts_with("[\"data\"]") || p.starts_with("[\"stringData\"]");

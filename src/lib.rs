@@ -7,6 +7,7 @@ pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod cluster_key;
+pub mod diff;
 pub mod fsx;
 pub mod k8s;
 pub mod manifest;

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cluster_key;
 pub mod config;
 pub mod decrypt;
+pub mod diff;
 pub mod edit;
 pub mod encrypt;
 pub mod env;
@@ -72,6 +73,9 @@ pub enum Command {
     Rotate(rotate::Args),
     /// Refuse plaintext Secrets and stale or broken SOPS files (pre-commit and CI).
     Check(check::Args),
+    /// Show which keys changed between two encrypted files (values as keyed fingerprints);
+    /// `--textconv` serves git's diff driver.
+    Diff(diff::Args),
 }
 
 /// Runs a parsed command line.
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::ClusterKey(a) => cluster_key::run(a, &env),
         Command::Rotate(a) => rotate::run(a, &env),
         Command::Check(a) => check::run(a, &env),
+        Command::Diff(a) => diff::run(a, &env),
     }
 }
 

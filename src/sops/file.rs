@@ -5,7 +5,8 @@ use crate::sops::keys::{self, KeyError, Keyring, Recipient};
 use crate::sops::metadata::{self, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
 use crate::sops::rules::Selector;
 use crate::sops::store::{self, EmitOptions, Format, StoreError};
-use crate::sops::tree::{Timestamp, Tree};
+use crate::sops::tree::{Node, Timestamp, Tree};
+use crate::sops::value;
 use crate::sops::walk::{self, Entropy, IvStash, WalkError, WalkRules};
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +188,26 @@ impl EncryptedFile {
 }
 
 impl Opened {
+    /// A short keyed fingerprint of a leaf value (16 hex digits): equal values in files that
+    /// share this data key compare equal; without the key nothing about the value can be
+    /// learned or guessed. The HMAC key is derived from the data key, never the key itself.
+    pub fn fingerprint(&self, leaf: &Node) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        type HmacSha256 = Hmac<sha2::Sha256>;
+        let (bytes, ty) = value::to_bytes(leaf)?;
+        let mut derive =
+            HmacSha256::new_from_slice(self.key.expose()).expect("HMAC takes any key length");
+        derive.update(b"credseal value fingerprint v1");
+        let sub: zeroize::Zeroizing<[u8; 32]> =
+            zeroize::Zeroizing::new(derive.finalize().into_bytes().into());
+        let mut mac = HmacSha256::new_from_slice(&*sub).expect("HMAC takes any key length");
+        mac.update(ty.as_str().as_bytes());
+        mac.update(b"\0");
+        mac.update(bytes.expose());
+        let out = mac.finalize().into_bytes();
+        Some(out[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Encrypts the (possibly edited) tree again under the same data key, reusing the IVs of
     /// unchanged values, with a new `lastmodified` and MAC.
     pub fn seal(&self, ctx: &mut Context<'_>, opts: &EmitOptions) -> Result<Vec<u8>, SopsError> {

@@ -139,9 +139,13 @@ pub fn plaintext_mac(tree: &Tree, rules: &WalkRules<'_>) -> String {
     if rules.mac_only_encrypted {
         hasher.update(mac_only_encrypted_init());
     }
-    for_each_leaf(tree, &mut |path, comments, leaf| {
-        if !rules.mac_only_encrypted || rules.selector.should_encrypt(path, comments, false) {
-            if let Some((bytes, _)) = value::to_bytes(leaf) {
+    for_each_leaf(tree, &mut |leaf| {
+        if !rules.mac_only_encrypted
+            || rules
+                .selector
+                .should_encrypt(leaf.keys, leaf.comments, false)
+        {
+            if let Some((bytes, _)) = value::to_bytes(leaf.node) {
                 hasher.update(bytes.expose());
             }
         }
@@ -149,68 +153,99 @@ pub fn plaintext_mac(tree: &Tree, rules: &WalkRules<'_>) -> String {
     upper_hex(&hasher.finalize())
 }
 
-/// Called with a leaf's key path, the active comments of each level, and the leaf.
-pub type LeafVisitor<'a> = dyn FnMut(&[String], &[Vec<String>], &Node) + 'a;
+/// One scalar leaf as [`for_each_leaf`] sees it.
+pub struct Leaf<'a> {
+    /// Index of the document (YAML multi-document files).
+    pub document: usize,
+    /// Keys from the root, without list indices, as the AAD and selectors see them.
+    pub keys: &'a [String],
+    /// The active comment lines of every enclosing level.
+    pub comments: &'a [Vec<String>],
+    pub node: &'a Node,
+    segs: &'a [Seg],
+}
 
-/// Visits every scalar leaf in document order with its key path (no list indices, as the
-/// AAD and selectors see it) and the active comments of every enclosing level.
+impl Leaf<'_> {
+    /// The path in `--extract` syntax, list indices included.
+    pub fn display_path(&self) -> String {
+        display_path(self.segs)
+    }
+}
+
+pub type LeafVisitor<'a> = dyn FnMut(&Leaf<'_>) + 'a;
+
+/// Visits every scalar leaf in document order.
 pub fn for_each_leaf(tree: &Tree, f: &mut LeafVisitor<'_>) {
-    let mut path = Vec::new();
-    let mut comments = Vec::new();
-    for doc in &tree.documents {
-        leaves_of_map(doc, f, &mut path, &mut comments);
+    let mut at = Cursor::default();
+    for (i, doc) in tree.documents.iter().enumerate() {
+        at.document = i;
+        at.map(doc, f);
     }
 }
 
-fn leaves_of_map(
-    m: &Map,
-    f: &mut LeafVisitor<'_>,
-    path: &mut Vec<String>,
-    comments: &mut Vec<Vec<String>>,
-) {
-    comments.push(Vec::new());
-    for item in &m.items {
-        match item {
-            MapItem::Comment(c) => comments
-                .last_mut()
-                .expect("pushed")
-                .push(c.text.expose().to_owned()),
-            MapItem::Pair(k, v) => {
-                path.push(k.clone());
-                leaves_of_node(v, f, path, comments);
-                path.pop();
-                comments.last_mut().expect("pushed").clear();
-            }
-        }
-    }
-    comments.pop();
+#[derive(Default)]
+struct Cursor {
+    document: usize,
+    keys: Vec<String>,
+    segs: Vec<Seg>,
+    comments: Vec<Vec<String>>,
 }
 
-fn leaves_of_node(
-    n: &Node,
-    f: &mut LeafVisitor<'_>,
-    path: &mut Vec<String>,
-    comments: &mut Vec<Vec<String>>,
-) {
-    match n {
-        Node::Map(m) => leaves_of_map(m, f, path, comments),
-        Node::Seq(s) => {
-            comments.push(Vec::new());
-            for item in &s.items {
-                match item {
-                    SeqItem::Comment(c) => comments
-                        .last_mut()
-                        .expect("pushed")
-                        .push(c.text.expose().to_owned()),
-                    SeqItem::Node(n) => {
-                        leaves_of_node(n, f, path, comments);
-                        comments.last_mut().expect("pushed").clear();
-                    }
+impl Cursor {
+    fn map(&mut self, m: &Map, f: &mut LeafVisitor<'_>) {
+        self.comments.push(Vec::new());
+        for item in &m.items {
+            match item {
+                MapItem::Comment(c) => self
+                    .comments
+                    .last_mut()
+                    .expect("pushed")
+                    .push(c.text.expose().to_owned()),
+                MapItem::Pair(k, v) => {
+                    self.keys.push(k.clone());
+                    self.segs.push(Seg::Key(k.clone()));
+                    self.node(v, f);
+                    self.segs.pop();
+                    self.keys.pop();
+                    self.comments.last_mut().expect("pushed").clear();
                 }
             }
-            comments.pop();
         }
-        leaf => f(path, comments, leaf),
+        self.comments.pop();
+    }
+
+    fn node(&mut self, n: &Node, f: &mut LeafVisitor<'_>) {
+        match n {
+            Node::Map(m) => self.map(m, f),
+            Node::Seq(s) => {
+                self.comments.push(Vec::new());
+                let mut index = 0;
+                for item in &s.items {
+                    match item {
+                        SeqItem::Comment(c) => self
+                            .comments
+                            .last_mut()
+                            .expect("pushed")
+                            .push(c.text.expose().to_owned()),
+                        SeqItem::Node(n) => {
+                            self.segs.push(Seg::Index(index));
+                            self.node(n, f);
+                            self.segs.pop();
+                            index += 1;
+                            self.comments.last_mut().expect("pushed").clear();
+                        }
+                    }
+                }
+                self.comments.pop();
+            }
+            leaf => f(&Leaf {
+                document: self.document,
+                keys: &self.keys,
+                comments: &self.comments,
+                node: leaf,
+                segs: &self.segs,
+            }),
+        }
     }
 }
 
