@@ -12,6 +12,7 @@ pub mod fsx;
 pub mod k8s;
 pub mod manifest;
 pub mod materialize;
+pub mod merge;
 pub mod rotate;
 pub mod secret;
 pub mod sops;

@@ -38,10 +38,13 @@ pub enum Code {
     RotationFailed = 220,
     /// `check` found a plaintext Secret, a clear value, wrong recipients, a bad file or MAC.
     CheckFindings = 230,
+    /// `merge-driver`: both sides changed one key differently; ours is left as it was. Below
+    /// 129 because git takes higher codes from a merge driver for a crash, not a conflict.
+    MergeConflict = 31,
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 25] = [
+    pub const TABLE: [(Code, &'static str); 26] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -74,6 +77,10 @@ impl Code {
         (
             Code::ErrorDecryptingTree,
             "a value failed to decrypt: tampered, moved, truncated ENC[…], or in clear where it must be encrypted",
+        ),
+        (
+            Code::MergeConflict,
+            "merge-driver: a key changed differently on both sides; ours left untouched",
         ),
         (
             Code::MacMismatch,

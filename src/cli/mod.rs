@@ -16,6 +16,7 @@ pub mod keygen;
 pub mod keyring;
 pub mod kube;
 pub mod materialize;
+pub mod merge_driver;
 pub mod rekey;
 pub mod rotate;
 pub mod set;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Show which keys changed between two encrypted files (values as keyed fingerprints);
     /// `--textconv` serves git's diff driver.
     Diff(diff::Args),
+    /// git's merge driver for encrypted files: merges key by key, re-encrypts, fresh MAC.
+    #[command(name = "merge-driver")]
+    MergeDriver(merge_driver::Args),
 }
 
 /// Runs a parsed command line.
@@ -96,6 +100,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Rotate(a) => rotate::run(a, &env),
         Command::Check(a) => check::run(a, &env),
         Command::Diff(a) => diff::run(a, &env),
+        Command::MergeDriver(a) => merge_driver::run(a, &env),
     }
 }
 

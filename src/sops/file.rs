@@ -208,6 +208,14 @@ impl Opened {
         Some(out[..8].iter().map(|b| format!("{b:02x}")).collect())
     }
 
+    /// Lets values taken from `other` keep their exact ciphertext when it shares our data key
+    /// (a merge of two edits of one file); otherwise they are encrypted afresh.
+    pub fn adopt_ivs(&mut self, other: &Opened) {
+        if self.key == other.key {
+            self.stash.absorb(&other.stash);
+        }
+    }
+
     /// Encrypts the (possibly edited) tree again under the same data key, reusing the IVs of
     /// unchanged values, with a new `lastmodified` and MAC.
     pub fn seal(&self, ctx: &mut Context<'_>, opts: &EmitOptions) -> Result<Vec<u8>, SopsError> {

@@ -43,6 +43,13 @@ impl IvStash {
     fn lookup(&self, aad: &str, ty: ValueType, plain: &SecretBytes) -> Option<[u8; IV_LEN]> {
         self.seen.get(&(aad.to_owned(), ty, plain.clone())).copied()
     }
+
+    /// Adds the IVs of another file under the same data key; ours win where both have one.
+    pub fn absorb(&mut self, other: &IvStash) {
+        for (k, iv) in &other.seen {
+            self.seen.entry(k.clone()).or_insert(*iv);
+        }
+    }
 }
 
 /// What went wrong at one leaf. `path` is in `--extract` syntax; no value is ever included.

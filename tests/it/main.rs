@@ -11,6 +11,7 @@ mod interop_sops;
 mod kube;
 mod manifests;
 mod materialize;
+mod merge_driver;
 mod properties;
 mod rotate;
 mod rotate_k8s;
