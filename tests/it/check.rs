@@ -198,6 +198,19 @@ fn a_hand_edited_clear_value_and_a_broken_value_are_found() {
         "{}",
         out.text()
     );
+    let unknown = text.lines().map(|l| {
+        if l.trim_start().starts_with("version: ") {
+            "    version: banana".to_owned()
+        } else {
+            l.to_owned()
+        }
+    });
+    std::fs::write(&path, unknown.collect::<Vec<_>>().join("\n")).unwrap();
+    let out = repo.check(&[]).code(230);
+    assert_eq!(
+        out.text(),
+        "app.yaml: structure: sops metadata: version \"banana\" is not a semantic version (MAJOR.MINOR.PATCH)\n"
+    );
 }
 
 #[test]
