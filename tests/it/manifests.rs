@@ -339,6 +339,7 @@ fn platform_examples_render_with_valid_plans() {
     for dir in [
         "manifests/examples/cnpg",
         "manifests/examples/managed-postgres",
+        "manifests/examples/redis-sentinel",
     ] {
         let objects = render(dir);
         let plans: Vec<ConfigMap> = of_kind(&objects, "ConfigMap");
@@ -350,6 +351,35 @@ fn platform_examples_render_with_valid_plans() {
             }
         }
     }
+    // Redis with Sentinel: restricted pods, never rolled (rotation is live), one plan naming
+    // the Sentinels the StatefulSet creates.
+    let sentinel = render("manifests/examples/redis-sentinel");
+    let pods = pod_specs(&sentinel);
+    assert_eq!(pods.len(), 2);
+    for (name, spec) in &pods {
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            assert_restricted(name, spec, c);
+        }
+    }
+    for set in of_kind::<StatefulSet>(&sentinel, "StatefulSet") {
+        assert_eq!(
+            set.metadata.annotations.unwrap()["credseal.dev/roll"],
+            "never"
+        );
+    }
+    let plan: ConfigMap = of_kind::<ConfigMap>(&sentinel, "ConfigMap").remove(0);
+    let text = plan.data.unwrap()["rotation-plan.yaml"].clone();
+    for i in 0..3 {
+        assert!(text.contains(&format!(
+            "redis-sentinel-{i}.redis-sentinel-headless.platform-services.svc.cluster.local:26379"
+        )));
+    }
+
     let cnpg = render("manifests/examples/cnpg");
     let cluster = cnpg.iter().find(|o| o["kind"] == "Cluster").unwrap();
     assert_eq!(
@@ -499,4 +529,156 @@ fn rotation_finds_the_consumers_of_the_postgres_credential() {
         .map(|w| format!("{}/{}", w.kind.as_str(), w.name))
         .collect();
     assert_eq!(names, ["Deployment/backend", "CronJob/postgres-backup"]);
+}
+
+/// A server process killed when the test ends, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs an init container's script with its volumes mapped to temp dirs.
+fn run_init_script(script: &str, data: &Path, secrets: &Path, hostname: &str) {
+    let script = script
+        .replace("/run/secrets/redis", &secrets.display().to_string())
+        .replace("/data", &data.display().to_string());
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("HOSTNAME", hostname)
+        .env("NAMESPACE", "platform-services")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_sentinel_example_configures_real_redis_and_sentinel() {
+    use crate::support::servers::{free_port, redis_cli, wait_for_port};
+    let objects = render("manifests/examples/redis-sentinel");
+    let scripts: std::collections::BTreeMap<String, String> = pod_specs(&objects)
+        .into_iter()
+        .map(|(name, spec)| {
+            let init = &spec.init_containers.unwrap()[0];
+            (name, init.command.clone().unwrap()[2].clone())
+        })
+        .collect();
+    let server = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("redis-server is required: apt-get install redis-server");
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let password = "example-redis-password-4c1e";
+    std::fs::write(secrets.join("password"), password).unwrap();
+
+    let node = |host: &str| {
+        let data = tmp.path().join(host);
+        std::fs::create_dir(&data).unwrap();
+        run_init_script(&scripts["redis"], &data, &secrets, host);
+        std::fs::read_to_string(data.join("redis.conf")).unwrap()
+    };
+    let replica_conf = node("redis-1");
+    assert!(
+        replica_conf
+            .contains("replicaof redis-0.redis-headless.platform-services.svc.cluster.local 6379")
+    );
+    let master_conf = node("redis-0");
+    assert!(!master_conf.contains("replicaof"));
+    // Written once: a second boot keeps what Sentinel and credseal wrote since.
+    let data0 = tmp.path().join("redis-0");
+    std::fs::write(
+        data0.join("redis.conf"),
+        format!("{master_conf}# rewritten\n"),
+    )
+    .unwrap();
+    run_init_script(&scripts["redis"], &data0, &secrets, "redis-0");
+    assert!(
+        std::fs::read_to_string(data0.join("redis.conf"))
+            .unwrap()
+            .ends_with("# rewritten\n")
+    );
+
+    let port = free_port();
+    let _redis = Killed(
+        std::process::Command::new(server)
+            .arg(data0.join("redis.conf"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "redis-server");
+    assert_eq!(redis_cli(port, Some(password), &["PING"]).trim(), "PONG");
+    assert_ne!(redis_cli(port, Some("wrong"), &["PING"]).trim(), "PONG");
+    assert_eq!(
+        redis_cli(port, Some(password), &["CONFIG", "GET", "masterauth"]),
+        format!("masterauth\n{password}\n")
+    );
+    let acl = std::fs::read_to_string(data0.join("users.acl")).unwrap();
+    assert!(!acl.contains(password), "the ACL file holds a hash");
+
+    // The Sentinel config, pointed at this master (cluster DNS does not resolve here).
+    let sdata = tmp.path().join("sentinel-0");
+    std::fs::create_dir(&sdata).unwrap();
+    run_init_script(
+        &scripts["redis-sentinel"],
+        &sdata,
+        &secrets,
+        "redis-sentinel-0",
+    );
+    let conf = std::fs::read_to_string(sdata.join("sentinel.conf")).unwrap();
+    assert!(conf.contains(
+        "sentinel monitor mymaster redis-0.redis-headless.platform-services.svc.cluster.local 6379 2"
+    ));
+    let local = conf
+        .replace(
+            "redis-0.redis-headless.platform-services.svc.cluster.local 6379 2",
+            &format!("127.0.0.1 {port} 1"),
+        )
+        .lines()
+        .filter(|l| !l.contains("announce"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(sdata.join("sentinel.conf"), local).unwrap();
+    let sport = free_port();
+    let _sentinel = Killed(
+        std::process::Command::new(server)
+            .arg(sdata.join("sentinel.conf"))
+            .args([
+                "--sentinel",
+                "--port",
+                &sport.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(sport, "redis-sentinel");
+    // With the auth-pass from the Secret, Sentinel sees a healthy master.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let flags = redis_cli(sport, None, &["SENTINEL", "MASTER", "mymaster"]);
+        let healthy = flags
+            .lines()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[0] == "flags" && w[1] == "master")
+            && flags.contains("role-reported\nmaster");
+        if healthy {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{flags}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -16,7 +16,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub fn wait_for_port(port: u16, what: &str) {
     let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
