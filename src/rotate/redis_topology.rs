@@ -29,6 +29,24 @@ fn parse_addr(a: &str) -> Result<(String, u16), RedisError> {
     Ok((h.trim_matches(['[', ']']).to_owned(), port))
 }
 
+/// A Sentinel's view of a master, as the flat field/value list `SENTINEL MASTER` returns.
+fn sentinel_master(c: &mut redis::Connection, name: &str) -> Result<Vec<String>, RedisError> {
+    redis::cmd("SENTINEL")
+        .arg("MASTER")
+        .arg(name)
+        .query(c)
+        .map_err(cmd_err("SENTINEL MASTER"))
+}
+
+/// The value after `key` in a flat field/value reply.
+fn field<'a>(fields: &'a [String], key: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .position(|f| f == key)
+        .and_then(|i| fields.get(i + 1))
+        .map(String::as_str)
+}
+
 fn cmd_err(what: &str) -> impl Fn(redis::RedisError) -> RedisError + '_ {
     move |e| RedisError::Command {
         what: what.to_owned(),
@@ -81,12 +99,7 @@ impl Topology {
                             let replicas = raw
                                 .iter()
                                 .filter_map(|fields| {
-                                    let get = |k: &str| {
-                                        fields
-                                            .iter()
-                                            .position(|f| f == k)
-                                            .and_then(|i| fields.get(i + 1))
-                                    };
+                                    let get = |k: &str| field(fields, k);
                                     Some(base.at(get("ip")?, get("port")?.parse().ok()?))
                                 })
                                 .collect();
@@ -173,17 +186,8 @@ impl Topology {
         if let Some(name) = &self.master_name {
             for s in &self.sentinels {
                 let mut c = s.connect_plain()?;
-                let info: Vec<String> = redis::cmd("SENTINEL")
-                    .arg("MASTER")
-                    .arg(name)
-                    .query(&mut c)
-                    .map_err(cmd_err("SENTINEL MASTER"))?;
-                let auth_user = info
-                    .iter()
-                    .position(|f| f == "auth-user")
-                    .and_then(|i| info.get(i + 1))
-                    .cloned();
-                if auth_user.as_deref().unwrap_or("default") == user {
+                let info = sentinel_master(&mut c, name)?;
+                if field(&info, "auth-user").unwrap_or("default") == user {
                     redis::cmd("SENTINEL")
                         .arg("SET")
                         .arg(name)
@@ -240,17 +244,8 @@ impl Topology {
         if let Some(name) = &self.master_name {
             for s in &self.sentinels {
                 let mut c = s.connect_plain()?;
-                let info: Vec<String> = redis::cmd("SENTINEL")
-                    .arg("MASTER")
-                    .arg(name)
-                    .query(&mut c)
-                    .map_err(cmd_err("SENTINEL MASTER"))?;
-                let flags = info
-                    .iter()
-                    .position(|f| f == "flags")
-                    .and_then(|i| info.get(i + 1))
-                    .cloned()
-                    .unwrap_or_default();
+                let info = sentinel_master(&mut c, name)?;
+                let flags = field(&info, "flags").unwrap_or_default();
                 if flags.contains("down") {
                     return Err(RedisError::Command {
                         what: format!("sentinel {}", s.addr_text()),

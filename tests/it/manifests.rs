@@ -243,13 +243,18 @@ fn restricted_and_named(dir: &str) {
     }
 }
 
+/// The ConfigMap of encrypted Secret files the deploy hook and the sidecar read.
+fn encrypted_secrets(objects: &[Value]) -> ConfigMap {
+    of_kind::<ConfigMap>(objects, "ConfigMap")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("credseal-secrets"))
+        .unwrap()
+}
+
 #[test]
 fn encrypted_credentials_render_with_the_example_key() {
     let objects = render("manifests/base");
-    let cm: ConfigMap = of_kind::<ConfigMap>(&objects, "ConfigMap")
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some("credseal-secrets"))
-        .unwrap();
+    let cm = encrypted_secrets(&objects);
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
     std::fs::create_dir(&source).unwrap();
@@ -393,10 +398,7 @@ fn platform_examples_render_with_valid_plans() {
 #[test]
 fn every_referenced_secret_is_produced_by_credseal() {
     let objects = render("manifests/base");
-    let cm: ConfigMap = of_kind::<ConfigMap>(&objects, "ConfigMap")
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some("credseal-secrets"))
-        .unwrap();
+    let cm = encrypted_secrets(&objects);
     let mut produced: Vec<String> = vec!["sops-age".into()];
     for text in cm.data.unwrap().values() {
         for doc in yaml::parse(text.as_bytes()).unwrap().documents {
@@ -561,7 +563,7 @@ fn run_init_script(script: &str, data: &Path, secrets: &Path, hostname: &str) {
 
 #[test]
 fn the_sentinel_example_configures_real_redis_and_sentinel() {
-    use crate::support::servers::{free_port, redis_cli, wait_for_port};
+    use crate::support::servers::{free_port, redis_cli, redis_server, wait_for_port};
     let objects = render("manifests/examples/redis-sentinel");
     let scripts: std::collections::BTreeMap<String, String> = pod_specs(&objects)
         .into_iter()
@@ -570,10 +572,7 @@ fn the_sentinel_example_configures_real_redis_and_sentinel() {
             (name, init.command.clone().unwrap()[2].clone())
         })
         .collect();
-    let server = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("redis-server is required: apt-get install redis-server");
+    let server = redis_server();
     let tmp = tempfile::tempdir().unwrap();
     let secrets = tmp.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();

@@ -397,10 +397,7 @@ impl Redis {
         }
         std::fs::write(dir.path().join("users.acl"), acl).unwrap();
         let port = free_port();
-        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .expect("redis-server is required: apt-get install redis-server");
+        let bin = redis_server();
         let mut cmd = Command::new(bin);
         let mut ca = None;
         if tls {
@@ -546,6 +543,14 @@ impl Drop for Redis {
     }
 }
 
+/// Debian's redis-server binary (also run with `--sentinel`).
+pub fn redis_server() -> &'static str {
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("redis-server is required: apt-get install redis-server")
+}
+
 /// `redis-cli` against a node (as `default` with `password`, if given).
 pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
     let mut c = Command::new("redis-cli");
@@ -631,10 +636,7 @@ impl RedisSet {
     }
 
     fn launch(&mut self) {
-        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .expect("redis-server is required: apt-get install redis-server");
+        let bin = redis_server();
         let dir = self.dir.path().to_owned();
         let spawn = |conf: PathBuf, sentinel: bool| {
             let mut c = Command::new(bin);
