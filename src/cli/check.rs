@@ -32,7 +32,13 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
-    let loaded = config::find(args.config.as_deref(), env.config.as_deref())?;
+    let mut loaded = config::find(args.config.as_deref(), env.config.as_deref())?;
+    if args.staged && args.config.is_none() && env.config.is_none() {
+        // The rules being committed are the staged ones.
+        if let Some(l) = loaded.as_mut() {
+            staged_config(l)?;
+        }
+    }
     // MAC verification is a bonus: with no usable identity every other check still runs.
     let ring = keyring::load(env, None).ok();
     let files = if args.staged {
@@ -197,6 +203,27 @@ fn staged(limit: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
         .filter(|p| !p.is_empty())
         .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
         .collect())
+}
+
+/// Replaces a found `.sops.yaml` with its staged content when git tracks it.
+fn staged_config(loaded: &mut config::Loaded) -> CliResult {
+    let cwd = std::env::current_dir().map_err(|e| Failure::new(Code::Generic, e))?;
+    let Some(dir) = loaded.path.parent() else {
+        return Ok(());
+    };
+    let Ok(below) = cwd.strip_prefix(dir) else {
+        return Ok(());
+    };
+    let up = "../".repeat(below.components().count());
+    let spec = format!(":./{up}.sops.yaml");
+    let Ok(text) = git(&["show", &spec]) else {
+        return Ok(()); // not in the index: the work tree's is what would be committed
+    };
+    loaded.config = crate::sops::config::Config::parse(&text).map_err(|e| {
+        Failure::new(Code::ErrorReadingConfig, e)
+            .context(format!("{} (staged)", loaded.path.display()))
+    })?;
+    Ok(())
 }
 
 fn git_show_index(file: &Path) -> CliResult<Vec<u8>> {

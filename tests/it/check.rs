@@ -257,3 +257,49 @@ fn json_output_parses_and_a_bad_mac_is_reported() {
     assert_eq!(doc["findings"][0]["check"], "mac");
     assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn staged_checks_use_the_staged_sops_yaml() {
+    let repo = Repo::new();
+    repo.encrypt("db.yaml", &secret_yaml("db"), &[]);
+    repo.git(&["add", "."]);
+    let (_, other) = new_key(repo.path(), "other");
+    let rules = std::fs::read_to_string(repo.path().join(".sops.yaml")).unwrap();
+    write(
+        repo.path(),
+        ".sops.yaml",
+        rules.replace(&repo.recipient, &other),
+    );
+    repo.check(&["--staged"]).ok();
+    let out = repo.check(&[]).code(230);
+    assert!(
+        out.text().contains(&format!(
+            "recipient {other} required by .sops.yaml is missing"
+        )),
+        "{}",
+        out.text()
+    );
+    // From a subdirectory the staged rules are found the same way, above it.
+    std::fs::create_dir(repo.path().join("sub")).unwrap();
+    std::fs::copy(repo.path().join("db.yaml"), repo.path().join("sub/db.yaml")).unwrap();
+    repo.git(&["add", "sub/db.yaml"]);
+    let in_sub = |args: &[&str]| {
+        Cmd::credseal()
+            .cwd(repo.path().join("sub"))
+            .arg("check")
+            .args(args)
+            .run()
+    };
+    let out = in_sub(&["--staged"]).ok();
+    assert!(
+        out.stderr.contains("1 file(s) checked, 1 encrypted"),
+        "{}",
+        out.stderr
+    );
+    let out = in_sub(&[]).code(230);
+    assert!(
+        out.text().starts_with("db.yaml: recipients: "),
+        "{}",
+        out.text()
+    );
+}
