@@ -123,6 +123,25 @@ fn run_case(index: usize) {
             }
             other => panic!("unknown expectation {other}"),
         }
+        // `check` finds nothing wrong in a file sops wrote, and verifies its MAC.
+        if credseal::check::format_of(&case.file).is_some() {
+            let out = Cmd::credseal()
+                .arg("check")
+                .arg(dir.join(&case.file))
+                .key(dir.join(key))
+                .run();
+            if case.expect == "ok" {
+                let out = out.ok();
+                assert!(
+                    out.stderr
+                        .contains("1 encrypted (1 MAC-verified), 0 finding(s)"),
+                    "{}",
+                    out.stderr
+                );
+            } else {
+                assert!(out.code(230).text().contains(": mac: MAC"));
+            }
+        }
     }
 }
 
