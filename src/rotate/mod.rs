@@ -52,6 +52,8 @@ pub enum RotateError {
     Verify { credential: String, reason: String },
     #[error("credential {credential}: admin password: {reason}")]
     AdminPassword { credential: String, reason: String },
+    #[error("credential {credential}: admin TLS material: {reason}")]
+    Pem { credential: String, reason: String },
     #[error("credential {credential}: the pending record belongs to credential {other}")]
     ForeignPending { credential: String, other: String },
     #[error("credential {credential}: {source}")]
@@ -294,6 +296,47 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Where a plan's PEM is: its file, or a Secret key copied into `scratch` (0600).
+    async fn pem_path(
+        &self,
+        cred: &Credential,
+        pem: &plan::PemFile,
+        scratch: &std::path::Path,
+        what: &str,
+    ) -> Result<std::path::PathBuf, RotateError> {
+        let Some(r) = &pem.secret else {
+            return Ok(self.base_dir.join(pem.file.as_deref().unwrap_or_default()));
+        };
+        let client = self.kube.clone().ok_or_else(|| RotateError::NoCluster {
+            credential: cred.name.clone(),
+        })?;
+        let secret =
+            kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &r.namespace)
+                .get(&r.name)
+                .await
+                .map_err(|e| RotateError::Kube {
+                    credential: cred.name.clone(),
+                    source: crate::k8s::K8sError::from_kube(
+                        format!("get secret {}/{}", r.namespace, r.name),
+                        e,
+                    ),
+                })?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .ok_or_else(|| RotateError::Pem {
+                credential: cred.name.clone(),
+                reason: format!("secret {}/{} has no key {}", r.namespace, r.name, r.key),
+            })?;
+        let path = scratch.join(format!("{what}.pem"));
+        crate::fsx::write_atomic(&path, &bytes.0, 0o600).map_err(|e| RotateError::Pem {
+            credential: cred.name.clone(),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        Ok(path)
+    }
+
     /// Runs (or resumes) the rotation of one credential.
     pub async fn rotate(&mut self, cred: &Credential) -> Result<Outcome, RotateError> {
         let target = self.target(cred)?;
@@ -309,9 +352,24 @@ impl<'a> Runner<'a> {
             }
         }
 
-        let ca = cred.admin.ca.as_ref().map(|c| self.base_dir.join(&c.file));
+        // PEMs from Secrets go to a private directory that lives as long as this rotation.
+        let scratch = tempfile::Builder::new()
+            .prefix("credseal-pem-")
+            .tempdir()
+            .map_err(|e| RotateError::Pem {
+                credential: cred.name.clone(),
+                reason: format!("cannot create a temporary directory: {e}"),
+            })?;
+        let ca = match &cred.admin.ca {
+            Some(p) => Some(self.pem_path(cred, p, scratch.path(), "ca").await?),
+            None => None,
+        };
         let client_cert = match (&cred.admin.client_cert, &cred.admin.client_key) {
-            (Some(c), Some(k)) => Some((self.base_dir.join(&c.file), self.base_dir.join(&k.file))),
+            (Some(c), Some(k)) => Some((
+                self.pem_path(cred, c, scratch.path(), "client-cert")
+                    .await?,
+                self.pem_path(cred, k, scratch.path(), "client-key").await?,
+            )),
             _ => None,
         };
 

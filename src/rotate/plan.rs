@@ -160,7 +160,20 @@ pub struct Admin {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PemFile {
     /// A PEM file (relative to the plan).
-    pub file: String,
+    #[serde(default)]
+    pub file: Option<String>,
+    /// A key of a Secret holding the PEM (e.g. a cert-manager `ca.crt`).
+    #[serde(default)]
+    pub secret: Option<KeyRef>,
+}
+
+/// One key of one Secret.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRef {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -292,6 +305,18 @@ impl Plan {
                 (None, Some(s)) => s.username_key.is_some(),
                 _ => return bad(format!("{at}: target needs exactly one of file or secret")),
             };
+            for (what, pem) in [
+                ("admin.ca", &c.admin.ca),
+                ("admin.clientCert", &c.admin.client_cert),
+                ("admin.clientKey", &c.admin.client_key),
+            ] {
+                if pem
+                    .as_ref()
+                    .is_some_and(|p| p.file.is_some() == p.secret.is_some())
+                {
+                    return bad(format!("{at}: {what} needs exactly one of file or secret"));
+                }
+            }
             if c.strategy == Strategy::Alternating && !username_key {
                 return bad(format!(
                     "{at}: alternating needs the target's usernameKey (the username switches with the password)"

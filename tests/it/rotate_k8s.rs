@@ -374,3 +374,43 @@ fn an_on_delete_statefulset_has_its_pods_deleted_highest_ordinal_first() {
     assert!(s.redis.can_login("app", &new));
     assert!(!s.redis.can_login("app", "old-redis-password"));
 }
+
+#[test]
+fn the_admin_ca_can_come_from_a_secret() {
+    let s = setup();
+    let redis = Redis::start_tls(&[("app", "old-redis-password")]);
+    let pem = std::fs::read_to_string(redis.ca.as_ref().unwrap()).unwrap();
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-ca", "namespace": NS},
+               "data": {"ca.crt": b64(&pem)}}),
+    );
+    let plan = std::fs::read_to_string(&s.plan)
+        .unwrap()
+        .replace(&s.redis.url(), &redis.url())
+        .replace(
+            "      password: {env: REDIS_ADMIN_PASSWORD}\n",
+            &format!(
+                "      password: {{env: REDIS_ADMIN_PASSWORD}}\n      ca: {{secret: {{namespace: {NS}, name: redis-ca, key: ca.crt}}}}\n"
+            ),
+        );
+    assert!(plan.contains("rediss://") && plan.contains("name: redis-ca"));
+    std::fs::write(&s.plan, &plan).unwrap();
+
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    assert!(redis.can_login("app", &s.password()));
+    assert!(!redis.can_login("app", "old-redis-password"));
+
+    // A key the Secret does not have is named, and nothing changes.
+    std::fs::write(&s.plan, plan.replace("key: ca.crt", "key: tls.crt")).unwrap();
+    let before = s.password();
+    let out = s.rotate(&[]).code(220);
+    assert!(
+        out.stderr
+            .contains(&format!("secret {NS}/redis-ca has no key tls.crt")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.password(), before);
+}
