@@ -49,12 +49,27 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         } else {
             args.paths.clone()
         };
+        // In a git work tree, what git would see (tracked, or untracked and not ignored): a
+        // build directory is not the repository's content.
         let mut files = Vec::new();
         for root in &roots {
-            walk(root, &mut files)?;
+            if root.is_dir() {
+                match git_files(root) {
+                    Some(found) => files.extend(found),
+                    None => walk(root, &mut files)?,
+                }
+            } else {
+                // A file named on the command line is always checked.
+                walk(root, &mut files)?;
+            }
         }
         files
     };
+    let ignore = Ignore::load(Path::new(IGNORE_FILE))?;
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| !ignore.matches(f.strip_prefix(".").unwrap_or(f)))
+        .collect();
 
     let mut findings: Vec<Finding> = Vec::new();
     let (mut checked, mut encrypted, mut verified) = (0usize, 0usize, 0usize);
@@ -164,6 +179,79 @@ fn walk(root: &Path, out: &mut Vec<PathBuf>) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Paths `check` never judges (test fixtures, documented plaintext examples), one pattern per
+/// line relative to the current directory: `*` and `?` within a name, `**` across
+/// directories, a trailing `/` for everything below a directory, `#` for comments.
+pub const IGNORE_FILE: &str = ".credsealignore";
+
+struct Ignore(Vec<regex::Regex>);
+
+impl Ignore {
+    fn load(path: &Path) -> CliResult<Ignore> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ignore(Vec::new())),
+            Err(e) => {
+                return Err(
+                    Failure::new(Code::CouldNotReadInput, e).context(format!("{}", path.display()))
+                );
+            }
+        };
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.trim_start_matches("./");
+            let mut re = String::from("^");
+            let (body, dir) = match line.strip_suffix('/') {
+                Some(b) => (b, true),
+                None => (line, false),
+            };
+            let mut chars = body.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '*' if chars.peek() == Some(&'*') => {
+                        chars.next();
+                        re.push_str(".*");
+                    }
+                    '*' => re.push_str("[^/]*"),
+                    '?' => re.push_str("[^/]"),
+                    c => re.push_str(&regex::escape(&c.to_string())),
+                }
+            }
+            re.push_str(if dir { "/" } else { "$" });
+            out.push(regex::Regex::new(&re).map_err(|e| {
+                Failure::new(Code::CouldNotReadInput, e)
+                    .context(format!("{}: pattern {line:?}", path.display()))
+            })?);
+        }
+        Ok(Ignore(out))
+    }
+
+    fn matches(&self, file: &Path) -> bool {
+        let name = file.to_string_lossy();
+        self.0.iter().any(|re| re.is_match(&name))
+    }
+}
+
+/// Files git sees below `dir` (relative to the current directory), or `None` outside a work
+/// tree.
+fn git_files(dir: &Path) -> Option<Vec<PathBuf>> {
+    let dir = dir.display().to_string();
+    let out = git(&["ls-files", "-z", "-co", "--exclude-standard", "--", &dir]).ok()?;
+    let mut files: Vec<PathBuf> = out
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+        // Deleted but still tracked files are listed too; only what exists is checked.
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files.dedup();
+    Some(files)
 }
 
 fn git(args: &[&str]) -> CliResult<Vec<u8>> {

@@ -303,3 +303,21 @@ fn staged_checks_use_the_staged_sops_yaml() {
         out.text()
     );
 }
+
+#[test]
+fn git_ignored_and_credsealignore_paths_are_not_judged() {
+    let repo = Repo::new();
+    write(repo.path(), ".gitignore", "build/\n");
+    for dir in ["build", "fixtures", "app"] {
+        std::fs::create_dir(repo.path().join(dir)).unwrap();
+        write(&repo.path().join(dir), "s.yaml", secret_yaml(dir));
+    }
+    write(repo.path(), ".credsealignore", "# test data\nfixtures/\n");
+    let out = repo.check(&[]).code(230);
+    out.never_shows(VALUE);
+    let text = out.text();
+    let files: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(files, ["app/s.yaml"], "{text}");
+    // A file named on the command line is checked even where git ignores it.
+    repo.check(&["build/s.yaml"]).code(230).never_shows(VALUE);
+}

@@ -297,11 +297,11 @@ fn encrypted_credentials_render_with_the_example_key() {
 }
 
 #[test]
-fn the_manifests_pass_the_repository_check() {
+fn the_repository_passes_check_and_a_plaintext_secret_fails_it() {
     let out = Cmd::credseal()
         .cwd(repo())
         .key(repo().join("keys-example/age.agekey"))
-        .args(["check", "manifests"])
+        .arg("check")
         .run()
         .ok();
     assert!(
@@ -309,6 +309,33 @@ fn the_manifests_pass_the_repository_check() {
             .contains("3 encrypted (3 MAC-verified), 0 finding(s)"),
         "{}",
         out.stderr
+    );
+    // A copy of the platform with a plaintext Secret added beside the encrypted ones.
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-r", "manifests", ".sops.yaml"])
+        .arg(copy.path())
+        .current_dir(repo())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(
+        copy.path().join("manifests/base/secrets/leak.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: leak}\nstringData: {password: leaked-value-123}\n",
+    )
+    .unwrap();
+    let out = Cmd::credseal()
+        .cwd(copy.path())
+        .arg("check")
+        .run()
+        .code(230);
+    out.never_shows("leaked-value-123");
+    assert!(
+        out.text().starts_with(
+            "manifests/base/secrets/leak.yaml: document 1: plaintext-secret: Secret leak"
+        ),
+        "{}",
+        out.text()
     );
 }
 
