@@ -13,7 +13,9 @@ use crate::sops::shamir;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A line of an identity source is not an age identity. Names the line, never its content.
-    #[error("{source_name}, line {line}: not an age identity (expected an X25519 identity as age-keygen writes it)")]
+    #[error(
+        "{source_name}, line {line}: not an age identity (expected an X25519 identity as age-keygen writes it)"
+    )]
     BadIdentity { source_name: String, line: usize },
     /// Plugin, post-quantum and passphrase-protected identities need features credseal leaves out.
     #[error(

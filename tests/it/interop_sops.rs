@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{Cmd, fixtures, new_key};
+use crate::support::{Cmd, Out, fixtures, new_key};
 
 /// The corpus, each with the extra sops flags it is encrypted with.
 const CORPUS: &[(&str, &[&str])] = &[
@@ -29,35 +29,46 @@ fn copy_in(dir: &Path, name: &str) -> std::path::PathBuf {
     p
 }
 
+/// `tool encrypt --age RECIPIENT FLAGS… PLAIN`, the output saved as `dir/out`.
+fn encrypt_with(
+    tool: Cmd,
+    dir: &Path,
+    recipient: &str,
+    flags: &[&str],
+    plain: &Path,
+    out: &str,
+) -> std::path::PathBuf {
+    let enc = tool
+        .cwd(dir)
+        .args(["encrypt", "--age", recipient])
+        .args(flags)
+        .arg(plain)
+        .run()
+        .ok();
+    crate::support::write(dir, out, &enc.stdout)
+}
+
+/// `tool decrypt FILE` with `key`, which must succeed (sops verifies the MAC, exit 51 if not).
+fn decrypt_with(tool: Cmd, dir: &Path, key: &Path, file: &Path) -> Out {
+    tool.cwd(dir).key(key).arg("decrypt").arg(file).run().ok()
+}
+
 #[test]
 fn sops_writes_credseal_reads_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (key, recipient) = new_key(dir.path(), "k");
     for (name, flags) in CORPUS {
         let plain = copy_in(dir.path(), name);
-        let enc = Cmd::sops()
-            .cwd(dir.path())
-            .args(["encrypt", "--age", &recipient])
-            .args(*flags)
-            .arg(&plain)
-            .run()
-            .ok();
-        let enc_path = dir.path().join(format!("enc.{name}"));
-        std::fs::write(&enc_path, &enc.stdout).unwrap();
-        let ours = Cmd::credseal()
-            .cwd(dir.path())
-            .key(&key)
-            .arg("decrypt")
-            .arg(&enc_path)
-            .run()
-            .ok();
-        let theirs = Cmd::sops()
-            .cwd(dir.path())
-            .key(&key)
-            .arg("decrypt")
-            .arg(&enc_path)
-            .run()
-            .ok();
+        let enc_path = encrypt_with(
+            Cmd::sops(),
+            dir.path(),
+            &recipient,
+            flags,
+            &plain,
+            &format!("enc.{name}"),
+        );
+        let ours = decrypt_with(Cmd::credseal(), dir.path(), &key, &enc_path);
+        let theirs = decrypt_with(Cmd::sops(), dir.path(), &key, &enc_path);
         assert_eq!(
             ours.text(),
             theirs.text(),
@@ -72,30 +83,16 @@ fn credseal_writes_sops_reads_with_mac_verified() {
     let (key, recipient) = new_key(dir.path(), "k");
     for (name, flags) in CORPUS {
         let plain = copy_in(dir.path(), name);
-        let enc = Cmd::credseal()
-            .cwd(dir.path())
-            .args(["encrypt", "--age", &recipient])
-            .args(*flags)
-            .arg(&plain)
-            .run()
-            .ok();
-        let enc_path = dir.path().join(format!("enc.{name}"));
-        std::fs::write(&enc_path, &enc.stdout).unwrap();
-        // sops verifies the MAC on decrypt and exits 51 on a mismatch.
-        let theirs = Cmd::sops()
-            .cwd(dir.path())
-            .key(&key)
-            .arg("decrypt")
-            .arg(&enc_path)
-            .run()
-            .ok();
-        let ours = Cmd::credseal()
-            .cwd(dir.path())
-            .key(&key)
-            .arg("decrypt")
-            .arg(&enc_path)
-            .run()
-            .ok();
+        let enc_path = encrypt_with(
+            Cmd::credseal(),
+            dir.path(),
+            &recipient,
+            flags,
+            &plain,
+            &format!("enc.{name}"),
+        );
+        let theirs = decrypt_with(Cmd::sops(), dir.path(), &key, &enc_path);
+        let ours = decrypt_with(Cmd::credseal(), dir.path(), &key, &enc_path);
         assert_eq!(
             ours.text(),
             theirs.text(),
@@ -204,31 +201,20 @@ fn inline_comments_follow_the_3_13_rule() {
         "c.yaml",
         "password: hunter2 # rotated monthly\nuser: app\n",
     );
-    let enc = Cmd::credseal()
-        .cwd(dir.path())
-        .args(["encrypt", "--age", &recipient])
-        .arg(&plain)
-        .run()
-        .ok();
-    let enc_path = crate::support::write(dir.path(), "c.enc.yaml", &enc.stdout);
-    let ours = Cmd::credseal()
-        .cwd(dir.path())
-        .key(&key)
-        .arg("decrypt")
-        .arg(&enc_path)
-        .run()
-        .ok();
+    let enc_path = encrypt_with(
+        Cmd::credseal(),
+        dir.path(),
+        &recipient,
+        &[],
+        &plain,
+        "c.enc.yaml",
+    );
+    let ours = decrypt_with(Cmd::credseal(), dir.path(), &key, &enc_path);
     assert_eq!(
         ours.text(),
         "password: hunter2 # rotated monthly\nuser: app\n"
     );
-    let theirs = Cmd::sops()
-        .cwd(dir.path())
-        .key(&key)
-        .arg("decrypt")
-        .arg(&enc_path)
-        .run()
-        .ok();
+    let theirs = decrypt_with(Cmd::sops(), dir.path(), &key, &enc_path);
     assert_eq!(
         theirs.text(),
         "# rotated monthly\npassword: hunter2\nuser: app\n",
@@ -246,35 +232,25 @@ fn comment_after_nested_list_is_placed_as_sops_places_it() {
     let (key, recipient) = new_key(dir.path(), "k");
     let text = "db:\n    hosts:\n        - a\n        - b\n    # end of database\ncache: x\n";
     let plain = crate::support::write(dir.path(), "c.yaml", text);
-    let ours = Cmd::credseal()
-        .cwd(dir.path())
-        .args(["encrypt", "--age", &recipient])
-        .arg(&plain)
-        .run()
-        .ok();
-    let ours_path = crate::support::write(dir.path(), "ours.yaml", &ours.stdout);
-    let theirs = Cmd::sops()
-        .cwd(dir.path())
-        .args(["encrypt", "--age", &recipient])
-        .arg(&plain)
-        .run()
-        .ok();
-    let theirs_path = crate::support::write(dir.path(), "theirs.yaml", &theirs.stdout);
+    let ours_path = encrypt_with(
+        Cmd::credseal(),
+        dir.path(),
+        &recipient,
+        &[],
+        &plain,
+        "ours.yaml",
+    );
+    let theirs_path = encrypt_with(
+        Cmd::sops(),
+        dir.path(),
+        &recipient,
+        &[],
+        &plain,
+        "theirs.yaml",
+    );
     for file in [&ours_path, &theirs_path] {
-        let a = Cmd::credseal()
-            .cwd(dir.path())
-            .key(&key)
-            .arg("decrypt")
-            .arg(file)
-            .run()
-            .ok();
-        let b = Cmd::sops()
-            .cwd(dir.path())
-            .key(&key)
-            .arg("decrypt")
-            .arg(file)
-            .run()
-            .ok();
+        let a = decrypt_with(Cmd::credseal(), dir.path(), &key, file);
+        let b = decrypt_with(Cmd::sops(), dir.path(), &key, file);
         assert_eq!(a.text(), b.text());
         assert!(
             a.text().contains("\n        # end of database\n"),
