@@ -4,27 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::support::{Cmd, fixtures, new_key, write};
+use crate::support::{Cmd, write};
 
-struct Setup {
-    dir: tempfile::TempDir,
-    key: PathBuf,
-    enc: PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let (key, recipient) = new_key(dir.path(), "k");
-    let enc = dir.path().join("secret.enc.yaml");
-    Cmd::credseal()
-        .cwd(dir.path())
-        .args(["encrypt", "--age", &recipient, "--output"])
-        .arg(&enc)
-        .arg(fixtures().join("corpus/secret.yaml"))
-        .run()
-        .ok();
-    Setup { dir, key, enc }
-}
+use crate::support::{Sealed as Setup, sealed_secret as setup};
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = write(dir, name, format!("#!/bin/sh\nset -e\n{body}\n"));

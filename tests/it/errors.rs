@@ -3,30 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{Cmd, Out, fixtures, new_key, write};
+use crate::support::{Cmd, Out, new_key, write};
 
 const PASSWORD: &str = "p@ss:w/rd?#%";
 
-struct Setup {
-    dir: tempfile::TempDir,
-    key: PathBuf,
-    enc: PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let (key, recipient) = new_key(dir.path(), "k");
-    let plain = fixtures().join("corpus/secret.yaml");
-    let enc = dir.path().join("secret.enc.yaml");
-    Cmd::credseal()
-        .cwd(dir.path())
-        .args(["encrypt", "--age", &recipient, "--output"])
-        .arg(&enc)
-        .arg(&plain)
-        .run()
-        .ok();
-    Setup { dir, key, enc }
-}
+use crate::support::{Sealed as Setup, sealed_secret as setup};
 
 fn decrypt(s: &Setup, file: &Path) -> Out {
     Cmd::credseal()

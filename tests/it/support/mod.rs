@@ -201,3 +201,24 @@ pub fn unb64(v: &serde_json::Value) -> String {
     )
     .unwrap()
 }
+
+/// A temp dir holding a fresh key and the corpus Secret encrypted to it (`secret.enc.yaml`).
+pub struct Sealed {
+    pub dir: tempfile::TempDir,
+    pub key: PathBuf,
+    pub enc: PathBuf,
+}
+
+pub fn sealed_secret() -> Sealed {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, recipient) = new_key(dir.path(), "k");
+    let enc = dir.path().join("secret.enc.yaml");
+    Cmd::credseal()
+        .cwd(dir.path())
+        .args(["encrypt", "--age", &recipient, "--output"])
+        .arg(&enc)
+        .arg(fixtures().join("corpus/secret.yaml"))
+        .run()
+        .ok();
+    Sealed { dir, key, enc }
+}
