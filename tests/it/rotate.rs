@@ -256,25 +256,64 @@ fn crash_after_every_step_then_rerun() {
 }
 
 /// A client that reconnects every few milliseconds with whatever the target holds.
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    attempts: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
 fn hammer(
     target: PathBuf,
     ring: Keyring,
-    stop: Arc<AtomicBool>,
     login: impl Fn(&str, &str) -> bool + Send + 'static,
-) -> std::thread::JoinHandle<(u64, u64)> {
-    let failures = Arc::new(AtomicU64::new(0));
-    std::thread::spawn(move || {
-        let mut attempts = 0;
-        while !stop.load(Ordering::Relaxed) {
+) -> Hammer {
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let (stop2, attempts2) = (stop.clone(), attempts.clone());
+    let thread = std::thread::spawn(move || {
+        let mut failures = 0;
+        while !stop2.load(Ordering::Relaxed) {
             let (user, password) = current(&target, &ring);
             if !login(&user, &password) {
-                failures.fetch_add(1, Ordering::Relaxed);
+                failures += 1;
             }
-            attempts += 1;
+            attempts2.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(std::time::Duration::from_millis(3));
         }
-        (attempts, failures.load(Ordering::Relaxed))
-    })
+        failures
+    });
+    let h = Hammer {
+        stop,
+        attempts,
+        thread,
+    };
+    // Logging in before anything changes, however slow the machine.
+    h.wait_for(6);
+    h
+}
+
+impl Hammer {
+    /// Blocks until the client has made `more` further logins.
+    fn wait_for(&self, more: u64) {
+        let want = self.attempts.load(Ordering::Relaxed) + more;
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.attempts.load(Ordering::Relaxed) < want {
+            assert!(
+                std::time::Instant::now() < end,
+                "the client stopped logging in"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Lets the client log in a few more times with the final state, then stops it:
+    /// (attempts, failures).
+    fn finish(self) -> (u64, u64) {
+        self.wait_for(6);
+        self.stop.store(true, Ordering::Relaxed);
+        let failures = self.thread.join().unwrap();
+        (self.attempts.load(Ordering::Relaxed), failures)
+    }
 }
 
 #[test]
@@ -283,14 +322,10 @@ fn redis_dual_rotation_has_zero_failed_logins() {
     let s = setup();
     let target = s.target("app", "old-redis-password");
     let plan = s.plan(&redis_plan(&r, "dual", ""));
-    let stop = Arc::new(AtomicBool::new(false));
     let r2 = r.clone();
-    let client = hammer(
-        target.clone(),
-        keyring(&s.key),
-        stop.clone(),
-        move |u, p| r2.can_login(u, p),
-    );
+    let client = hammer(target.clone(), keyring(&s.key), move |u, p| {
+        r2.can_login(u, p)
+    });
     for _ in 0..3 {
         let out = s.rotate(&plan, None).ok();
         assert!(
@@ -301,8 +336,7 @@ fn redis_dual_rotation_has_zero_failed_logins() {
             out.stderr
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    let (attempts, failures) = client.join().unwrap();
+    let (attempts, failures) = client.finish();
     assert!(attempts > 10, "the client ran ({attempts} logins)");
     assert_eq!(failures, 0, "no failed login in {attempts}");
     let (_, new) = current(&target, &keyring(&s.key));
@@ -332,21 +366,16 @@ fn postgres_alternating_rotation_has_zero_failed_logins() {
     let s = setup();
     let target = s.target("app_user_a", "old-alt-password");
     let plan = s.plan(&pg_plan(&pg, "alternating", "    grace: 1h\n"));
-    let stop = Arc::new(AtomicBool::new(false));
     let pg2 = pg.clone();
-    let client = hammer(
-        target.clone(),
-        keyring(&s.key),
-        stop.clone(),
-        move |u, p| pg2.can_login(u, p),
-    );
+    let client = hammer(target.clone(), keyring(&s.key), move |u, p| {
+        pg2.can_login(u, p)
+    });
     let mut users = Vec::new();
     for _ in 0..3 {
         s.rotate(&plan, None).ok();
         users.push(current(&target, &keyring(&s.key)).0);
     }
-    stop.store(true, Ordering::Relaxed);
-    let (attempts, failures) = client.join().unwrap();
+    let (attempts, failures) = client.finish();
     assert!(attempts > 5, "the client ran ({attempts} logins)");
     assert_eq!(failures, 0, "no failed login in {attempts}");
     assert_eq!(
@@ -377,19 +406,14 @@ fn postgres_in_place_failed_logins_are_reported() {
     let s = setup();
     let target = s.target("app_user", "old-app-password");
     let plan = s.plan(&pg_plan(&pg, "in-place", ""));
-    let stop = Arc::new(AtomicBool::new(false));
     let pg2 = pg.clone();
-    let client = hammer(
-        target.clone(),
-        keyring(&s.key),
-        stop.clone(),
-        move |u, p| pg2.can_login(u, p),
-    );
+    let client = hammer(target.clone(), keyring(&s.key), move |u, p| {
+        pg2.can_login(u, p)
+    });
     for _ in 0..3 {
         s.rotate(&plan, None).ok();
     }
-    stop.store(true, Ordering::Relaxed);
-    let (attempts, failures) = client.join().unwrap();
+    let (attempts, failures) = client.finish();
     eprintln!("in-place: {failures} failed logins out of {attempts} during 3 rotations");
     assert!(attempts > 5);
 }
@@ -510,17 +534,12 @@ fn redis_replication_and_sentinel() {
         set.master,
         sentinels.join(", ")
     ));
-    let stop = Arc::new(AtomicBool::new(false));
     let master = set.master;
-    let client = hammer(
-        target.clone(),
-        keyring(&s.key),
-        stop.clone(),
-        move |_u, p| redis_cli(master, Some(p), &["PING"]).trim() == "PONG",
-    );
+    let client = hammer(target.clone(), keyring(&s.key), move |_u, p| {
+        redis_cli(master, Some(p), &["PING"]).trim() == "PONG"
+    });
     let out = s.rotate(&plan, None).ok();
-    stop.store(true, Ordering::Relaxed);
-    let (attempts, failures) = client.join().unwrap();
+    let (attempts, failures) = client.finish();
     assert_eq!(failures, 0, "no failed login in {attempts}");
     assert!(
         out.stderr.contains("masterauth updated, CONFIG REWRITE"),
