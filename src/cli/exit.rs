@@ -189,9 +189,22 @@ impl fmt::Debug for Failure {
     }
 }
 
+/// The error and its causes, `outer: inner`, leaving out a cause whose text the message
+/// already holds (library errors that wrap a `source` usually say it themselves).
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error)
+        let mut text = String::new();
+        for cause in self.error.chain() {
+            let c = cause.to_string();
+            if text.contains(&c) {
+                continue;
+            }
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+        f.write_str(&text)
     }
 }
 
@@ -200,6 +213,20 @@ pub type CliResult<T = ()> = Result<T, Failure>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_states_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("credential x: {source}")]
+        struct Wrapping {
+            source: std::io::Error,
+        }
+        let inner = || std::io::Error::other("connection refused");
+        let f = Failure::new(Code::Generic, Wrapping { source: inner() });
+        assert_eq!(f.to_string(), "credential x: connection refused");
+        let f = Failure::new(Code::Generic, inner()).context("reading plan.yaml");
+        assert_eq!(f.to_string(), "reading plan.yaml: connection refused");
+    }
 
     #[test]
     fn table_lists_each_code_once() {

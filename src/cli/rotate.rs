@@ -72,9 +72,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         .to_owned();
     let lookup = |name: &str| std::env::var(name).ok();
     let mut audit = |line: String| eprintln!("{line}");
-    let needs_cluster = creds
-        .iter()
-        .any(|c| c.target.secret.is_some() || !c.rollout.also.is_empty());
+    let needs_cluster = creds.iter().any(|c| c.needs_cluster());
     runtime()?.block_on(async {
         let kube = match needs_cluster {
             true => Some(connect(&args.kube, env).await?.client),

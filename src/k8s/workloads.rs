@@ -1,12 +1,12 @@
 //! Finding the workloads that consume a Secret, restarting them by stamping their pod
 //! template, and waiting until the rollout is healthy.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::json;
 
@@ -173,6 +173,52 @@ pub struct Workloads {
     client: kube::Client,
 }
 
+/// A StatefulSet's pods.
+#[derive(Debug)]
+pub struct Members {
+    /// `spec.replicas`: how many pods the set should have.
+    pub replicas: i32,
+    /// `spec.serviceName`: the headless Service that names each pod in DNS.
+    pub service_name: Option<String>,
+    /// By ordinal.
+    pub pods: Vec<Member>,
+}
+
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    pub ip: Option<String>,
+    pub ready: bool,
+    pub terminating: bool,
+}
+
+/// A StatefulSet pod's ordinal: the number after the last `-` (`redis-10` is 10).
+fn ordinal(pod: &str) -> u64 {
+    pod.rsplit_once('-')
+        .and_then(|(_, o)| o.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A label selector in the list-query syntax, `matchExpressions` included.
+pub fn selector_string(s: &LabelSelector) -> String {
+    let mut terms: Vec<String> = s
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in s.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        terms.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    terms.join(",")
+}
+
 fn err(w: &Workload) -> impl Fn(kube::Error) -> K8sError + '_ {
     move |e| K8sError::from_kube(w.to_string(), e)
 }
@@ -312,6 +358,80 @@ impl Workloads {
         }
     }
 
+    /// A StatefulSet's pods, as its controller sees them: matched by its selector, and not
+    /// owned by another controller.
+    async fn pods_of(&self, s: &StatefulSet) -> Result<Vec<Pod>, K8sError> {
+        let ns = s.metadata.namespace.clone().unwrap_or_default();
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let selector = s
+            .spec
+            .as_ref()
+            .map(|sp| selector_string(&sp.selector))
+            .unwrap_or_default();
+        // An empty selector would match every pod in the namespace: never act on that.
+        if selector.is_empty() {
+            return Err(K8sError::Api {
+                what: format!("statefulset {ns}/{name}"),
+                code: 422,
+                reason: "Invalid".into(),
+                message: "spec.selector is empty".into(),
+            });
+        }
+        let list = Api::<Pod>::namespaced(self.client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| K8sError::from_kube(format!("list pods of statefulset {ns}/{name}"), e))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.metadata.owner_references.as_ref().is_none_or(|owners| {
+                    owners
+                        .iter()
+                        .filter(|o| o.controller == Some(true))
+                        .all(|o| o.kind == "StatefulSet" && o.name == name)
+                })
+            })
+            .collect())
+    }
+
+    /// The pods of StatefulSet `namespace/name`, with the number it wants and its Service.
+    pub async fn statefulset_members(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Members, K8sError> {
+        let set = Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| K8sError::from_kube(format!("statefulset {namespace}/{name}"), e))?;
+        let spec = set.spec.as_ref();
+        let mut pods: Vec<Member> = self
+            .pods_of(&set)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let status = p.status.unwrap_or_default();
+                Member {
+                    name: p.metadata.name.unwrap_or_default(),
+                    ip: status.pod_ip.filter(|ip| !ip.is_empty()),
+                    ready: status
+                        .conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True"),
+                    terminating: p.metadata.deletion_timestamp.is_some(),
+                }
+            })
+            .collect();
+        pods.sort_by_key(|m| ordinal(&m.name));
+        Ok(Members {
+            replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+            service_name: spec.and_then(|s| s.service_name.clone()),
+            pods,
+        })
+    }
+
     async fn delete_outdated_pod(
         &self,
         s: &StatefulSet,
@@ -319,20 +439,10 @@ impl Workloads {
         deleted: &mut Vec<String>,
     ) -> Result<(), K8sError> {
         let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let name = s.metadata.name.clone().unwrap_or_default();
-        let labels: BTreeMap<String, String> = s
-            .spec
-            .as_ref()
-            .and_then(|sp| sp.selector.match_labels.clone())
-            .unwrap_or_default();
-        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let pods = Api::<Pod>::namespaced(self.client.clone(), &ns);
-        let list = pods
-            .list(&ListParams::default().labels(&selector.join(",")))
-            .await
-            .map_err(|e| K8sError::from_kube(format!("list pods of statefulset {ns}/{name}"), e))?;
-        let mut outdated: Vec<Pod> = list
-            .items
+        let mut outdated: Vec<Pod> = self
+            .pods_of(s)
+            .await?
             .into_iter()
             .filter(|p| {
                 let rev = p
@@ -347,12 +457,7 @@ impl Workloads {
         // Highest ordinal first, one at a time, and only once the previous one is back.
         // Ordinals compare as numbers: redis-10 goes before redis-9.
         outdated.sort_by_key(|p| {
-            let name = p.metadata.name.as_deref().unwrap_or_default();
-            let ordinal = name
-                .rsplit_once('-')
-                .and_then(|(_, o)| o.parse::<u64>().ok())
-                .unwrap_or(0);
-            std::cmp::Reverse(ordinal)
+            std::cmp::Reverse(ordinal(p.metadata.name.as_deref().unwrap_or_default()))
         });
         if let Some(p) = outdated.first() {
             let pname = p.metadata.name.clone().unwrap_or_default();
@@ -381,6 +486,30 @@ mod tests {
             volumes: Some(volumes),
             ..PodSpec::default()
         }
+    }
+
+    #[test]
+    fn selectors_keep_their_expressions() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let req = |key: &str, operator: &str, values: &[&str]| LabelSelectorRequirement {
+            key: key.into(),
+            operator: operator.into(),
+            values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
+        };
+        let s = LabelSelector {
+            match_labels: Some([("app".to_owned(), "redis".to_owned())].into()),
+            match_expressions: Some(vec![
+                req("tier", "In", &["cache", "db"]),
+                req("canary", "NotIn", &["true"]),
+                req("owner", "Exists", &[]),
+                req("legacy", "DoesNotExist", &[]),
+            ]),
+        };
+        assert_eq!(
+            selector_string(&s),
+            "app=redis,tier in (cache,db),canary notin (true),owner,!legacy"
+        );
+        assert_eq!(selector_string(&LabelSelector::default()), "");
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub enum RotateError {
         credential: String,
         timeout_secs: u64,
     },
-    #[error("credential {credential}: a Kubernetes target or rollout needs a cluster connection")]
+    #[error(
+        "credential {credential}: a Kubernetes target, rollout or StatefulSet topology needs a cluster connection"
+    )]
     NoCluster { credential: String },
     /// A rollout did not become healthy in time: the line stops here.
     #[error(
@@ -191,6 +193,13 @@ fn secret_err(cred: &str, source: SecretTargetError) -> RotateError {
     }
 }
 
+fn redis_error(cred: &Credential, source: RedisError) -> RotateError {
+    RotateError::Redis {
+        credential: cred.name.clone(),
+        source,
+    }
+}
+
 fn now() -> Timestamp {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -284,9 +293,7 @@ impl<'a> Runner<'a> {
                 .map_err(|source| file_err(&cred.name, source))?,
             )),
             (None, Some(secret)) => {
-                let client = self.kube.clone().ok_or_else(|| RotateError::NoCluster {
-                    credential: cred.name.clone(),
-                })?;
+                let client = self.cluster(cred)?;
                 Ok(AnyTarget::Secret(Box::new(SecretTarget::new(
                     client,
                     secret.clone(),
@@ -307,9 +314,7 @@ impl<'a> Runner<'a> {
         let Some(r) = &pem.secret else {
             return Ok(self.base_dir.join(pem.file.as_deref().unwrap_or_default()));
         };
-        let client = self.kube.clone().ok_or_else(|| RotateError::NoCluster {
-            credential: cred.name.clone(),
-        })?;
+        let client = self.cluster(cred)?;
         let secret =
             kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &r.namespace)
                 .get(&r.name)
@@ -481,8 +486,12 @@ impl<'a> Runner<'a> {
                     .map_err(|e| e.to_string()),
                 Engineer::Redis(r) => {
                     let candidates: Vec<&SecretString> = admin_pw.iter().collect();
-                    RedisTopology::resolve(r, &cred.topology)
-                        .and_then(|t| t.verify(&user, &p.password, &candidates))
+                    self.redis_topology(cred, r, &candidates)
+                        .await
+                        .and_then(|t| {
+                            t.verify(&user, &p.password, &candidates)
+                                .map_err(|source| redis_error(cred, source))
+                        })
                         .map_err(|e| e.to_string())
                 }
             };
@@ -529,9 +538,7 @@ impl<'a> Runner<'a> {
             self.audit(cred, "roll", "ok (file target: nothing to roll)");
             return Ok(());
         }
-        let client = self.kube.clone().ok_or_else(|| RotateError::NoCluster {
-            credential: cred.name.clone(),
-        })?;
+        let client = self.cluster(cred)?;
         let kube_err = |source| RotateError::Kube {
             credential: cred.name.clone(),
             source,
@@ -768,7 +775,7 @@ impl<'a> Runner<'a> {
                     .map_err(pg_err)
             }
             (Engineer::Redis(r), strategy) => {
-                let topo = RedisTopology::resolve(r, &cred.topology).map_err(redis_err)?;
+                let topo = self.redis_topology(cred, r, &candidates).await?;
                 let notes = topo
                     .apply(
                         &cred.role,
@@ -787,6 +794,44 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The cluster connection a Kubernetes-backed part of the plan needs.
+    fn cluster(&self, cred: &Credential) -> Result<kube::Client, RotateError> {
+        self.kube.clone().ok_or_else(|| RotateError::NoCluster {
+            credential: cred.name.clone(),
+        })
+    }
+
+    /// The Redis nodes to change, found anew at each step: a StatefulSet's pods get new
+    /// addresses when the rollout restarts them.
+    async fn redis_topology(
+        &self,
+        cred: &Credential,
+        r: &Redis,
+        admin: &[&SecretString],
+    ) -> Result<RedisTopology, RotateError> {
+        let pods = match &cred.topology {
+            plan::Topology::Replication {
+                stateful_set: Some(set),
+                ..
+            } => {
+                let members = Workloads::new(self.cluster(cred)?)
+                    .statefulset_members(&set.namespace, &set.name)
+                    .await
+                    .map_err(|source| RotateError::Kube {
+                        credential: cred.name.clone(),
+                        source,
+                    })?;
+                Some(
+                    redis_topology::pod_addresses(set, &members, r.port())
+                        .map_err(|source| redis_error(cred, source))?,
+                )
+            }
+            _ => None,
+        };
+        RedisTopology::resolve(r, &cred.topology, pods, admin)
+            .map_err(|source| redis_error(cred, source))
+    }
+
     async fn retire(
         &mut self,
         cred: &Credential,
@@ -802,7 +847,7 @@ impl<'a> Runner<'a> {
                     credential: cred.name.clone(),
                     source,
                 };
-                let topo = RedisTopology::resolve(r, &cred.topology).map_err(redis_err)?;
+                let topo = self.redis_topology(cred, r, &candidates).await?;
                 let notes = topo
                     .retire(&cred.role, &p.password, &candidates)
                     .map_err(redis_err)?;

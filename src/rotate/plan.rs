@@ -73,15 +73,44 @@ pub struct Credential {
     pub topology: Topology,
 }
 
+impl Credential {
+    /// Whether any part of this credential lives in or acts on the cluster.
+    pub fn needs_cluster(&self) -> bool {
+        let pem_in_secret = [
+            &self.admin.ca,
+            &self.admin.client_cert,
+            &self.admin.client_key,
+        ]
+        .iter()
+        .any(|p| p.as_ref().is_some_and(|p| p.secret.is_some()));
+        self.target.secret.is_some()
+            || !self.rollout.also.is_empty()
+            || pem_in_secret
+            || matches!(
+                self.topology,
+                Topology::Replication {
+                    stateful_set: Some(_),
+                    ..
+                }
+            )
+    }
+}
+
 /// Redis nodes: one server, a master (the admin URL) with replicas, or a Sentinel-managed set.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Topology {
     #[default]
     Standalone,
+    #[serde(rename_all = "camelCase")]
     Replication {
         /// `host:port` of each replica (e.g. the StatefulSet pods' DNS names).
+        #[serde(default)]
         replicas: Vec<String>,
+        /// Or: every pod of this StatefulSet, found from the API at each step (pods come and
+        /// go with new IPs); the pods that report `role:master` are not treated as replicas.
+        #[serde(default)]
+        stateful_set: Option<PodSet>,
     },
     #[serde(rename_all = "camelCase")]
     Sentinel {
@@ -89,6 +118,32 @@ pub enum Topology {
         sentinels: Vec<String>,
         master_name: String,
     },
+}
+
+/// The pods of a StatefulSet, as Redis nodes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodSet {
+    pub namespace: String,
+    pub name: String,
+    /// The port each pod's Redis listens on (default: the admin URL's port).
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub address: PodAddress,
+}
+
+/// How a pod is reached.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum PodAddress {
+    /// The pod's IP (`status.podIP`): needs no DNS, but a TLS certificate must name the IP.
+    #[default]
+    #[serde(rename = "podIP")]
+    PodIp,
+    /// `<pod>.<serviceName>.<namespace>.svc`, the name the StatefulSet's headless Service
+    /// gives each pod: what TLS certificates usually name (`*.redis.cache.svc`).
+    #[serde(rename = "dns")]
+    Dns,
 }
 
 /// How consumers are restarted after a commit.
@@ -329,6 +384,13 @@ impl Plan {
                         w.kind
                     ));
                 }
+            }
+            if matches!(&c.topology, Topology::Replication { replicas, stateful_set }
+                if replicas.is_empty() == stateful_set.is_none())
+            {
+                return bad(format!(
+                    "{at}: topology replication needs exactly one of replicas or statefulSet"
+                ));
             }
             if !(16..=128).contains(&c.password.length) {
                 return bad(format!("{at}: password.length must be between 16 and 128"));

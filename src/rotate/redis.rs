@@ -24,6 +24,9 @@ pub enum RedisError {
     Command { what: String, reason: String },
     #[error("ACL user {0:?} does not exist; create it first (credseal does not create users)")]
     NoUser(String),
+    /// The nodes could not be found, or not all of them are up: nothing was changed.
+    #[error("topology: {0}")]
+    Topology(String),
     #[error("{path}: cannot read the CA certificate: {reason}")]
     Ca { path: String, reason: String },
 }
@@ -122,6 +125,14 @@ impl Redis {
 
     pub fn addr_text(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The port of the URL (a Unix socket has none: Redis' default).
+    pub fn port(&self) -> u16 {
+        match &self.addr {
+            ConnectionAddr::Tcp(_, port) | ConnectionAddr::TcpTls { port, .. } => *port,
+            _ => 6379,
+        }
     }
 
     /// A copy (the topology holds its own handles).

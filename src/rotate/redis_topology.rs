@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use redis::Connection;
 
-use crate::rotate::plan::Topology as Spec;
+use crate::k8s::workloads::Members;
+use crate::rotate::plan::{PodAddress, PodSet, Topology as Spec};
 use crate::rotate::redis::{Persisted, Redis, RedisError};
 use crate::secret::SecretString;
 
@@ -54,8 +55,96 @@ fn cmd_err(what: &str) -> impl Fn(redis::RedisError) -> RedisError + '_ {
     }
 }
 
+/// Where each pod of the set listens, refusing a set that is not whole: every node must take
+/// the new password (ACL changes are not replicated), so a pod that is starting, not ready or
+/// going away would come back with the old one.
+pub fn pod_addresses(
+    set: &PodSet,
+    members: &Members,
+    default_port: u16,
+) -> Result<Vec<(String, u16)>, RedisError> {
+    let whole = "every node must take the new password, so nothing was changed; rerun when all pods are ready";
+    let what = format!("statefulset {}/{}", set.namespace, set.name);
+    let port = set.port.unwrap_or(default_port);
+    if members.pods.len() < members.replicas.max(0) as usize {
+        return Err(RedisError::Topology(format!(
+            "{what} wants {} pods and has {}; {whole}",
+            members.replicas,
+            members.pods.len()
+        )));
+    }
+    members
+        .pods
+        .iter()
+        .map(|p| {
+            let state = if p.terminating {
+                Some("is terminating")
+            } else if !p.ready || p.ip.is_none() {
+                Some("is not ready")
+            } else {
+                None
+            };
+            if let Some(state) = state {
+                return Err(RedisError::Topology(format!(
+                    "{what}: pod {} {state}; {whole}",
+                    p.name
+                )));
+            }
+            let host = match set.address {
+                PodAddress::PodIp => p.ip.clone().unwrap_or_default(),
+                PodAddress::Dns => {
+                    let service = members.service_name.as_deref().ok_or_else(|| {
+                        RedisError::Topology(format!(
+                            "{what} has no serviceName, so its pods have no DNS names; use address: podIP"
+                        ))
+                    })?;
+                    format!("{}.{service}.{}.svc", p.name, set.namespace)
+                }
+            };
+            Ok((host, port))
+        })
+        .collect()
+}
+
 impl Topology {
-    pub fn resolve(base: &Redis, spec: &Spec) -> Result<Topology, RedisError> {
+    /// The nodes of `spec`. `pods` are the addresses of a replication set given as a
+    /// StatefulSet (found from the API by the caller): those that report `role:master` are
+    /// the master, not replicas, and more than one master is refused.
+    pub fn resolve(
+        base: &Redis,
+        spec: &Spec,
+        pods: Option<Vec<(String, u16)>>,
+        admin: &[&SecretString],
+    ) -> Result<Topology, RedisError> {
+        if let Some(pods) = pods {
+            let mut masters = Vec::new();
+            let mut replicas = Vec::new();
+            for (host, port) in pods {
+                let node = base.at(&host, port);
+                let mut c = node.admin(admin)?;
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut c)
+                    .map_err(cmd_err("INFO replication"))?;
+                if info.lines().any(|l| l.trim() == "role:master") {
+                    masters.push(node.addr_text());
+                } else {
+                    replicas.push(node);
+                }
+            }
+            if masters.len() > 1 {
+                return Err(RedisError::Topology(format!(
+                    "{} all report role:master; fix replication before rotating",
+                    masters.join(", ")
+                )));
+            }
+            return Ok(Topology {
+                master: base.at_same(),
+                replicas,
+                sentinels: vec![],
+                master_name: None,
+            });
+        }
         match spec {
             Spec::Standalone => Ok(Topology {
                 master: base.at_same(),
@@ -63,7 +152,7 @@ impl Topology {
                 sentinels: vec![],
                 master_name: None,
             }),
-            Spec::Replication { replicas } => Ok(Topology {
+            Spec::Replication { replicas, .. } => Ok(Topology {
                 master: base.at_same(),
                 replicas: replicas
                     .iter()
@@ -280,5 +369,89 @@ impl Topology {
             ));
         }
         Ok(notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::workloads::Member;
+
+    fn set(address: PodAddress) -> PodSet {
+        PodSet {
+            namespace: "cache".into(),
+            name: "redis".into(),
+            port: None,
+            address,
+        }
+    }
+
+    fn member(name: &str, ip: Option<&str>, ready: bool) -> Member {
+        Member {
+            name: name.into(),
+            ip: ip.map(str::to_owned),
+            ready,
+            terminating: false,
+        }
+    }
+
+    fn members(pods: Vec<Member>) -> Members {
+        Members {
+            replicas: 2,
+            service_name: Some("redis-headless".into()),
+            pods,
+        }
+    }
+
+    #[test]
+    fn addresses_by_ip_or_by_the_headless_service_name() {
+        let m = members(vec![
+            member("redis-0", Some("10.0.0.5"), true),
+            member("redis-1", Some("10.0.0.6"), true),
+        ]);
+        let by_ip = pod_addresses(&set(PodAddress::PodIp), &m, 6380).unwrap();
+        assert_eq!(
+            by_ip,
+            [("10.0.0.5".to_owned(), 6380), ("10.0.0.6".to_owned(), 6380)]
+        );
+        let mut dns = set(PodAddress::Dns);
+        dns.port = Some(6379);
+        let by_name = pod_addresses(&dns, &m, 6380).unwrap();
+        assert_eq!(by_name[1].0, "redis-1.redis-headless.cache.svc");
+        assert_eq!(by_name[1].1, 6379);
+        let nameless = Members {
+            service_name: None,
+            ..m
+        };
+        let e = pod_addresses(&dns, &nameless, 6379)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no serviceName"), "{e}");
+    }
+
+    #[test]
+    fn a_set_that_is_not_whole_is_refused() {
+        let short = members(vec![member("redis-0", Some("10.0.0.5"), true)]);
+        let e = pod_addresses(&set(PodAddress::PodIp), &short, 6379)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wants 2 pods and has 1"), "{e}");
+        let pending = members(vec![
+            member("redis-0", Some("10.0.0.5"), true),
+            member("redis-1", None, false),
+        ]);
+        let e = pod_addresses(&set(PodAddress::PodIp), &pending, 6379)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pod redis-1 is not ready"), "{e}");
+        let mut going = members(vec![
+            member("redis-0", Some("10.0.0.5"), true),
+            member("redis-1", Some("10.0.0.6"), true),
+        ]);
+        going.pods[0].terminating = true;
+        let e = pod_addresses(&set(PodAddress::PodIp), &going, 6379)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pod redis-0 is terminating"), "{e}");
     }
 }

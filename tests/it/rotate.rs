@@ -57,15 +57,19 @@ impl Setup {
         )
     }
 
-    fn rotate(&self, plan: &Path, failpoint: Option<&str>) -> Out {
-        let mut cmd = Cmd::credseal()
+    fn rotate_cmd(&self, plan: &Path) -> Cmd {
+        Cmd::credseal()
             .cwd(self.dir.path())
             .key(&self.key)
             .env("PG_ADMIN_PASSWORD", "admin-pw-for-tests")
             .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
             .arg("rotate")
             .arg("--plan")
-            .arg(plan);
+            .arg(plan)
+    }
+
+    fn rotate(&self, plan: &Path, failpoint: Option<&str>) -> Out {
+        let mut cmd = self.rotate_cmd(plan);
         if let Some(fp) = failpoint {
             cmd = cmd.env("FAILPOINTS", format!("{fp}=panic"));
         }
@@ -584,6 +588,86 @@ fn redis_replication_and_sentinel() {
             "after restart, old password on {port}"
         );
     }
+}
+
+/// Replication given as a StatefulSet: credseal lists the set's pods from the API (not a pod
+/// of another controller that matches the labels), asks each whether it is the master, and
+/// changes every node; a set with a pod that is not ready is refused before anything changes.
+#[test]
+fn redis_replication_by_statefulset_pods() {
+    use crate::support::kube_api::KubeApi;
+    use crate::support::servers::RedisPods;
+    use serde_json::json;
+
+    let pods = RedisPods::start(3, "old-pods-password");
+    let api = KubeApi::start();
+    let s = setup();
+    let kubeconfig = api.kubeconfig(s.dir.path(), "cache");
+    let pod = |name: &str, owner: &str, ip: &str, ready: bool| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "cache", "labels": {"app": "redis"},
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                                 "name": owner, "uid": "u", "controller": true}]},
+               "spec": {"containers": [{"name": "redis", "image": "redis:7"}]},
+               "status": {"phase": "Running", "podIP": ip,
+                          "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+    };
+    api.put(
+        "statefulsets",
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": "redis", "namespace": "cache"},
+               "spec": {"replicas": 3, "serviceName": "redis",
+                        "selector": {"matchLabels": {"app": "redis"}},
+                        "template": {"metadata": {"labels": {"app": "redis"}},
+                                     "spec": {"containers": [{"name": "redis", "image": "redis:7"}]}}}}),
+    );
+    for (i, host) in pods.hosts.iter().enumerate() {
+        api.put("pods", pod(&format!("redis-{i}"), "redis", host, i != 2));
+    }
+    // Nothing listens there: were it taken for a node, the rotation would fail.
+    api.put("pods", pod("canary-0", "redis-canary", "127.0.0.99", true));
+    let target = s.target("default", "old-pods-password");
+    let plan = s.plan(&format!(
+        "  - name: cache\n    engine: redis\n    strategy: dual\n    role: default\n    target:\n      file:\n        path: db.enc.yaml\n        key: '[\"stringData\"][\"password\"]'\n    admin:\n      url: redis://default@{}:{}/0\n      password: {{target: true}}\n    topology:\n      kind: replication\n      statefulSet: {{namespace: cache, name: redis}}\n",
+        pods.hosts[0], pods.port
+    ));
+    let rotate = || s.rotate_cmd(&plan).env("KUBECONFIG", &kubeconfig).run();
+
+    let out = rotate();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("statefulset cache/redis: pod redis-2 is not ready"),
+        "{}",
+        out.stderr
+    );
+    for i in 0..3 {
+        assert!(pods.can_login(i, "old-pods-password"), "node {i} unchanged");
+    }
+    assert_eq!(
+        current(&target, &keyring(&s.key)).1,
+        "old-pods-password",
+        "the target still holds the working password"
+    );
+
+    api.put("pods", pod("redis-2", "redis", &pods.hosts[2], true));
+    let out = rotate().ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    assert_eq!(
+        out.stderr.matches("masterauth updated").count(),
+        2,
+        "both replicas follow: {}",
+        out.stderr
+    );
+    let (_, new) = current(&target, &keyring(&s.key));
+    for i in 0..3 {
+        assert!(pods.can_login(i, &new), "new password on node {i}");
+        assert!(
+            !pods.can_login(i, "old-pods-password"),
+            "old password gone on node {i}"
+        );
+    }
+    assert!(pods.links_up(&new), "replication links stay up");
 }
 
 /// A Redis that requires client certificates: the plan's `clientCert`/`clientKey` are used.

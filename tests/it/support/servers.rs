@@ -17,14 +17,18 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for_port(port: u16, what: &str) {
+    wait_for("127.0.0.1", port, what)
+}
+
+pub fn wait_for(host: &str, port: u16, what: &str) {
     let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((host, port)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} did not start on port {port}");
+    panic!("{what} did not start on {host}:{port}");
 }
 
 fn is_root() -> bool {
@@ -553,14 +557,12 @@ pub fn redis_server() -> &'static str {
 
 /// `redis-cli` against a node (as `default` with `password`, if given).
 pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    redis_cli_at("127.0.0.1", port, password, args)
+}
+
+pub fn redis_cli_at(host: &str, port: u16, password: Option<&str>, args: &[&str]) -> String {
     let mut c = Command::new("redis-cli");
-    c.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "--no-auth-warning",
-    ]);
+    c.args(["-h", host, "-p", &port.to_string(), "--no-auth-warning"]);
     if let Some(p) = password {
         c.args(["-a", p]);
     }
@@ -569,6 +571,116 @@ pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
         .output()
         .expect("redis-cli is required: apt-get install redis-tools");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A node's directory under `dir` with its ACL file and a `redis.conf` (so `ACL SAVE` and
+/// `CONFIG REWRITE` persist); returns the config's path.
+fn node_conf(dir: &Path, name: &str, host: &str, port: u16, acl: &str, extra: &str) -> PathBuf {
+    let nd = dir.join(name);
+    std::fs::create_dir_all(&nd).unwrap();
+    std::fs::write(nd.join("users.acl"), acl).unwrap();
+    let conf = nd.join("redis.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // No diskless-sync delay: replicas link at once instead of after Redis' 5 s wait.
+            "port {port}\nbind {host}\ndir {}\naclfile {}\nsave \"\"\nappendonly no\nrepl-diskless-sync-delay 0\n{extra}",
+            nd.display(),
+            nd.join("users.acl").display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn spawn_redis(conf: &Path, sentinel: bool) -> Child {
+    let mut c = Command::new(redis_server());
+    c.arg(conf);
+    if sentinel {
+        c.arg("--sentinel");
+    }
+    c.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Redis nodes the way a StatefulSet runs them: the same port, each on its own address
+/// (127.0.0.2, .3, …: all of 127/8 is loopback on Linux, as pod IPs differ in a cluster);
+/// node 0 is the master, the others replicate from it; `default` is the admin and the
+/// replication user.
+pub struct RedisPods {
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    pub hosts: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl RedisPods {
+    pub fn start(n: usize, default_password: &str) -> RedisPods {
+        let dir = tempfile::Builder::new()
+            .prefix("credseal-redispods-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let hosts: Vec<String> = (0..n).map(|i| format!("127.0.0.{}", i + 2)).collect();
+        let acl = format!(
+            "user default on #{} ~* &* +@all\n",
+            sha256_hex(default_password)
+        );
+        let mut children = Vec::new();
+        for (i, host) in hosts.iter().enumerate() {
+            let extra = match i {
+                0 => String::new(),
+                _ => format!(
+                    "replicaof {} {port}\nmasterauth {default_password}\n",
+                    hosts[0]
+                ),
+            };
+            let conf = node_conf(dir.path(), &format!("redis-{i}"), host, port, &acl, &extra);
+            children.push(spawn_redis(&conf, false));
+        }
+        let pods = RedisPods {
+            _dir: dir,
+            port,
+            hosts,
+            children,
+        };
+        for h in &pods.hosts {
+            wait_for(h, port, "redis");
+        }
+        let end = Instant::now() + Duration::from_secs(30);
+        while !pods.links_up(default_password) {
+            assert!(Instant::now() < end, "replicas did not link to the master");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pods
+    }
+
+    pub fn cli(&self, i: usize, password: Option<&str>, args: &[&str]) -> String {
+        redis_cli_at(&self.hosts[i], self.port, password, args)
+    }
+
+    pub fn can_login(&self, i: usize, password: &str) -> bool {
+        self.cli(i, Some(password), &["PING"]).trim() == "PONG"
+    }
+
+    /// Every replica's link to the master is up.
+    pub fn links_up(&self, password: &str) -> bool {
+        (1..self.hosts.len()).all(|i| {
+            self.cli(i, Some(password), &["INFO", "replication"])
+                .contains("master_link_status:up")
+        })
+    }
+}
+
+impl Drop for RedisPods {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A master, one replica and three Sentinels (Debian's redis-server, `--sentinel`), each from
@@ -590,11 +702,6 @@ impl RedisSet {
             .unwrap();
         let (master, replica) = (free_port(), free_port());
         let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let d = |n: &str| {
-            let p = dir.path().join(n);
-            std::fs::create_dir_all(&p).unwrap();
-            p
-        };
         let acl = format!(
             "user default on #{} ~* &* +@all\n",
             sha256_hex(default_password)
@@ -607,16 +714,11 @@ impl RedisSet {
                 format!("replicaof 127.0.0.1 {master}\nmasterauth {default_password}\n"),
             ),
         ] {
-            let nd = d(name);
-            std::fs::write(nd.join("users.acl"), &acl).unwrap();
-            std::fs::write(
-                nd.join("redis.conf"),
-                format!("port {port}\nbind 127.0.0.1\ndir {}\naclfile {}\nsave \"\"\nappendonly no\n{extra}", nd.display(), nd.join("users.acl").display()),
-            )
-            .unwrap();
+            node_conf(dir.path(), name, "127.0.0.1", port, &acl, &extra);
         }
         for (i, port) in sentinels.iter().enumerate() {
-            let nd = d(&format!("sentinel{i}"));
+            let nd = dir.path().join(format!("sentinel{i}"));
+            std::fs::create_dir_all(&nd).unwrap();
             std::fs::write(
                 nd.join("sentinel.conf"),
                 format!("port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master} 2\nsentinel auth-pass mymaster {default_password}\nsentinel down-after-milliseconds mymaster 3000\n", nd.display()),
@@ -636,26 +738,16 @@ impl RedisSet {
     }
 
     fn launch(&mut self) {
-        let bin = redis_server();
         let dir = self.dir.path().to_owned();
-        let spawn = |conf: PathBuf, sentinel: bool| {
-            let mut c = Command::new(bin);
-            c.arg(conf);
-            if sentinel {
-                c.arg("--sentinel");
-            }
-            c.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        };
         self.children
-            .push(spawn(dir.join("master/redis.conf"), false));
+            .push(spawn_redis(&dir.join("master/redis.conf"), false));
         self.children
-            .push(spawn(dir.join("replica/redis.conf"), false));
+            .push(spawn_redis(&dir.join("replica/redis.conf"), false));
         for i in 0..self.sentinels.len() {
-            self.children
-                .push(spawn(dir.join(format!("sentinel{i}/sentinel.conf")), true));
+            self.children.push(spawn_redis(
+                &dir.join(format!("sentinel{i}/sentinel.conf")),
+                true,
+            ));
         }
         for p in [self.master, self.replica]
             .iter()
