@@ -1,8 +1,10 @@
 //! The command-line layer: the only code that reads argv, the environment, the working
 //! directory, and writes to stdout/stderr. Each subcommand is one file with `Args` + `run()`.
 
+#[cfg(feature = "cluster")]
 pub mod apply;
 pub mod check;
+#[cfg(feature = "cluster")]
 pub mod cluster_key;
 pub mod config;
 pub mod decrypt;
@@ -14,10 +16,12 @@ pub mod exit;
 pub mod io;
 pub mod keygen;
 pub mod keyring;
+#[cfg(feature = "cluster")]
 pub mod kube;
 pub mod materialize;
 pub mod merge_driver;
 pub mod rekey;
+#[cfg(feature = "cluster")]
 pub mod rotate;
 pub mod set;
 pub mod updatekeys;
@@ -34,6 +38,12 @@ use crate::sops::tree::Timestamp;
 /// SOPS-compatible age encryption for Kubernetes database credentials.
 #[derive(Parser, Debug)]
 #[command(name = "credseal", version, after_long_help = exit_help())]
+#[cfg_attr(
+    not(feature = "cluster"),
+    command(
+        about = "credseal, sidecar build: encrypt, decrypt, check and materialize. apply, cluster-key and rotate are in the full build (the default image)."
+    )
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -64,12 +74,15 @@ pub enum Command {
     /// Decrypt mounted SOPS Secrets into files on an in-memory volume (init container or
     /// native sidecar), atomically, and keep them current.
     Materialize(materialize::Args),
+    #[cfg(feature = "cluster")]
     /// Server-side-apply encrypted Secret manifests to the cluster, decrypted in memory (the
     /// deploy hook).
     Apply(apply::Args),
+    #[cfg(feature = "cluster")]
     /// Manage the cluster's age identity Secret (Flux sops-age layout).
     #[command(name = "cluster-key")]
     ClusterKey(cluster_key::Args),
+    #[cfg(feature = "cluster")]
     /// Rotate PostgreSQL and Redis passwords by a plan, crash-safely.
     Rotate(rotate::Args),
     /// Refuse plaintext Secrets and stale or broken SOPS files (pre-commit and CI).
@@ -95,8 +108,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Rekey(a) => rekey::run(a, &env),
         Command::Keygen(a) => keygen::run(a),
         Command::Materialize(a) => materialize::run(a),
+        #[cfg(feature = "cluster")]
         Command::Apply(a) => apply::run(a, &env),
+        #[cfg(feature = "cluster")]
         Command::ClusterKey(a) => cluster_key::run(a, &env),
+        #[cfg(feature = "cluster")]
         Command::Rotate(a) => rotate::run(a, &env),
         Command::Check(a) => check::run(a, &env),
         Command::Diff(a) => diff::run(a, &env),

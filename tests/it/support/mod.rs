@@ -94,8 +94,13 @@ impl Cmd {
         Cmd { cmd, stdin: None }
     }
 
+    /// The binary under test: this build, or `CREDSEAL_BIN` (CI runs the materialize tests
+    /// against the sidecar build that way).
     pub fn credseal() -> Cmd {
-        Cmd::isolated(Path::new(env!("CARGO_BIN_EXE_credseal")))
+        match std::env::var_os("CREDSEAL_BIN") {
+            Some(bin) => Cmd::isolated(Path::new(&bin)),
+            None => Cmd::isolated(Path::new(env!("CARGO_BIN_EXE_credseal"))),
+        }
     }
 
     pub fn sops() -> Cmd {
