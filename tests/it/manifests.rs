@@ -306,7 +306,7 @@ fn the_repository_passes_check_and_a_plaintext_secret_fails_it() {
         .ok();
     assert!(
         out.stderr
-            .contains("3 encrypted (3 MAC-verified), 0 finding(s)"),
+            .contains("4 encrypted (4 MAC-verified), 0 finding(s)"),
         "{}",
         out.stderr
     );
@@ -707,4 +707,120 @@ fn the_sentinel_example_configures_real_redis_and_sentinel() {
         assert!(std::time::Instant::now() < end, "{flags}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// The in-pod decryption example, run as its pods would run it: the ConfigMap laid out the
+/// kubelet's way, the `sops-age` Secret as the example key, each credseal container's own
+/// arguments with its mount paths, then the files each app container is told to read. Also
+/// the wiring: the key and the SOPS files reach only credseal, the values only a memory volume.
+#[test]
+fn the_sops_sidecar_example_renders_what_its_apps_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let objects = render("manifests/examples/sops-sidecar");
+    let cm = of_kind::<ConfigMap>(&objects, "ConfigMap").remove(0);
+    let files: Vec<(String, Vec<u8>)> = cm
+        .data
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    let pods = pod_specs(&objects);
+    assert_eq!(pods.len(), 2);
+    let mut sidecars = 0;
+    for (name, spec) in &pods {
+        let volumes = spec.volumes.clone().unwrap();
+        let volume = |n: &str| volumes.iter().find(|v| v.name == n).unwrap().clone();
+        assert_eq!(
+            volume("credentials").empty_dir.unwrap().medium.as_deref(),
+            Some("Memory"),
+            "{name}: values only on a memory volume"
+        );
+        assert_eq!(
+            volume("cluster-key").secret.unwrap().secret_name.as_deref(),
+            Some("sops-age")
+        );
+        assert_eq!(
+            volume("sops-files").config_map.unwrap().name,
+            cm.metadata.name.clone().unwrap()
+        );
+        let credseal = spec.init_containers.as_ref().unwrap()[0].clone();
+        sidecars += usize::from(credseal.restart_policy.as_deref() == Some("Always"));
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
+            assert_restricted(name, spec, c);
+            if c.name != "credseal" {
+                let mounts: Vec<_> = c.volume_mounts.iter().flatten().collect();
+                assert!(
+                    mounts
+                        .iter()
+                        .all(|m| m.name == "credentials" && m.read_only == Some(true)),
+                    "{name}/{}: sees only the rendered values, read-only",
+                    c.name
+                );
+            }
+        }
+
+        // The pod's volumes, here.
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for m in credseal.volume_mounts.iter().flatten() {
+            let local = dir.path().join(&m.name);
+            match m.name.as_str() {
+                "sops-files" => crate::materialize::kubelet_update(
+                    &local,
+                    &files
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.clone()))
+                        .collect::<Vec<_>>(),
+                ),
+                "cluster-key" => crate::materialize::kubelet_update(
+                    &local,
+                    &[(
+                        "age.agekey",
+                        std::fs::read(repo().join("keys-example/age.agekey")).unwrap(),
+                    )],
+                ),
+                _ => std::fs::create_dir(&local).unwrap(),
+            }
+            paths.push((m.mount_path.clone(), local));
+        }
+        let local = |p: &str| {
+            paths.iter().fold(p.to_owned(), |p, (mount, dir)| {
+                p.replace(mount.as_str(), &dir.display().to_string())
+            })
+        };
+        let mut args: Vec<String> = credseal
+            .args
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|a| local(a).replace("$(POD_NAMESPACE)", "platform-services"))
+            // The sidecar's watching is the materialize tests' subject; the group is the pod's
+            // fsGroup, which this machine need not have.
+            .filter(|a| !a.starts_with("--listen") && !a.starts_with("--group"))
+            .collect();
+        if !args.iter().any(|a| a == "--once") {
+            args.push("--once".into());
+        }
+        Cmd::credseal().args(&args).run().ok();
+        let mut read = 0;
+        for c in &spec.containers {
+            for e in c.env.iter().flatten().filter(|e| e.name.ends_with("_FILE")) {
+                let file = local(e.value.as_deref().unwrap());
+                let value = std::fs::read_to_string(&file)
+                    .unwrap_or_else(|e| panic!("{name}/{}: {file}: {e}", c.name));
+                assert!(value.starts_with("example-"), "{name}: {file} decrypted");
+                let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o440, "{name}: {file} mode");
+                read += 1;
+            }
+        }
+        assert!(read > 0, "{name}: the app reads rendered files");
+    }
+    assert_eq!(sidecars, 1, "one native sidecar and one init container");
 }
