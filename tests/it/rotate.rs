@@ -259,7 +259,11 @@ fn crash_after_every_step_then_rerun() {
     }
 }
 
-/// A client that reconnects every few milliseconds with whatever the target holds.
+/// A client that reconnects every few milliseconds with whatever the target holds. A login
+/// that fails after the target changed under it (read the old password, the rotation committed
+/// and retired before the connection was made) is retried once with what the target holds
+/// now, as a client that re-reads its credentials on an auth error would; a failure with the
+/// password the target still holds is a failure.
 struct Hammer {
     stop: Arc<AtomicBool>,
     attempts: Arc<AtomicU64>,
@@ -277,9 +281,12 @@ fn hammer(
     let thread = std::thread::spawn(move || {
         let mut failures = 0;
         while !stop2.load(Ordering::Relaxed) {
-            let (user, password) = current(&target, &ring);
-            if !login(&user, &password) {
-                failures += 1;
+            let read = current(&target, &ring);
+            if !login(&read.0, &read.1) {
+                let now = current(&target, &ring);
+                if now == read || !login(&now.0, &now.1) {
+                    failures += 1;
+                }
             }
             attempts2.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(std::time::Duration::from_millis(3));
