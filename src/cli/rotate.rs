@@ -96,6 +96,12 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 Outcome::NotDue => "not due".to_owned(),
                 Outcome::WouldRotate => "would rotate (dry run)".to_owned(),
                 Outcome::Rotated { generation } => format!("rotated (generation {generation})"),
+                Outcome::Retiring { generation, until } => format!(
+                    "rotated (generation {generation}); the old password stays valid until {until}"
+                ),
+                Outcome::Retired { generation } => {
+                    format!("old password retired (generation {generation})")
+                }
             };
             println!("{}: {what}", cred.name);
         }

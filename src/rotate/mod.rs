@@ -99,6 +99,16 @@ pub enum Outcome {
     Rotated {
         generation: u64,
     },
+    /// Dual with a grace: committed and rolled; the old password stays valid until `until`
+    /// (RFC 3339) and the first run after that retires it.
+    Retiring {
+        generation: u64,
+        until: String,
+    },
+    /// A deferred retire done: only the new password is left.
+    Retired {
+        generation: u64,
+    },
 }
 
 /// What the library needs from its caller (the cli reads the environment; tests inject).
@@ -206,20 +216,6 @@ fn now() -> Timestamp {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     Timestamp::from_unix(secs)
-}
-
-fn unix(t: &Timestamp) -> i64 {
-    // Days from civil (inverse of Timestamp::from_unix), for the rotateAfter check.
-    let (y, m, d) = (t.year as i64, t.month as i64, t.day as i64);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + t.hour as i64 * 3600 + t.minute as i64 * 60 + t.second as i64
-        - t.offset_secs as i64
 }
 
 enum Engineer {
@@ -403,7 +399,7 @@ impl<'a> Runner<'a> {
         };
         if pending.is_none() {
             let due = match (cred.rotate_after, &current.rotated_at) {
-                (Some(after), Some(at)) => now_unix() - unix(at) >= after.as_secs() as i64,
+                (Some(after), Some(at)) => now_unix() - at.unix() >= after.as_secs() as i64,
                 _ => true,
             };
             if !due {
@@ -456,6 +452,7 @@ impl<'a> Runner<'a> {
                 previous_password: (cred.strategy == Strategy::Operator)
                     .then(|| current.password.clone()),
                 generation: current.generation + 1,
+                retire_after: None,
             };
             target.save_pending(name, &p).await?;
             self.audit(cred, "stage", "ok");
@@ -518,14 +515,39 @@ impl<'a> Runner<'a> {
         if p.phase == Phase::Committed {
             self.roll(cred, p.generation).await?;
             p.phase = Phase::Rolled;
+            p.retire_after = (cred.strategy == Strategy::Dual)
+                .then_some(cred.grace)
+                .flatten()
+                .filter(|g| !g.is_zero())
+                .map(|g| now_unix() + g.as_secs() as i64);
             target.save_pending(name, &p).await?;
             fail::fail_point!("rotate::after-roll");
+            if let Some(until) = p.retire_after {
+                let until = Timestamp::from_unix(until).to_rfc3339();
+                self.audit(cred, "retire", &format!("deferred until {until}"));
+                return Ok(Outcome::Retiring {
+                    generation: p.generation,
+                    until,
+                });
+            }
+        } else if let Some(until) = p.retire_after.filter(|t| now_unix() < *t) {
+            let until = Timestamp::from_unix(until).to_rfc3339();
+            self.audit(cred, "check", &format!("retire-not-due until {until}"));
+            return Ok(Outcome::Retiring {
+                generation: p.generation,
+                until,
+            });
         }
 
         self.retire(cred, &engine, &admin_pw, &p).await?;
         target.clear_pending(name).await?;
-        Ok(Outcome::Rotated {
-            generation: p.generation,
+        Ok(match p.retire_after {
+            Some(_) => Outcome::Retired {
+                generation: p.generation,
+            },
+            None => Outcome::Rotated {
+                generation: p.generation,
+            },
         })
     }
 
@@ -688,6 +710,7 @@ impl<'a> Runner<'a> {
                         previous_username: None,
                         previous_password: None,
                         generation: p.generation.saturating_sub(1),
+                        retire_after: None,
                     };
                     target.commit(name, &restore).await?;
                     self.audit(
@@ -914,16 +937,4 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unix_inverts_from_unix() {
-        for s in [0i64, 1_700_000_000, 951_782_400, 4_102_444_800] {
-            assert_eq!(unix(&Timestamp::from_unix(s)), s);
-        }
-    }
 }

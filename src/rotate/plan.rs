@@ -63,7 +63,9 @@ pub struct Credential {
     /// Operator: how long to wait for the operator to apply the password (default `5m`).
     #[serde(default, deserialize_with = "duration_opt")]
     pub operator_timeout: Option<Duration>,
-    /// Alternating: how long the retired role keeps logging in (default `1h`).
+    /// Alternating: how long the retired role keeps logging in (default `1h`). Dual: how long
+    /// the old password stays valid after the roll (default: retired at once); the first run
+    /// after that retires it, for consumers that read a file target only when they start.
     #[serde(default, deserialize_with = "duration_opt")]
     pub grace: Option<Duration>,
     #[serde(default)]

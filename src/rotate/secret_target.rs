@@ -21,6 +21,7 @@ use crate::sops::tree::Timestamp;
 
 const PHASE: &str = "credseal.dev/phase";
 const CREDENTIAL: &str = "credseal.dev/credential";
+const RETIRE_AFTER: &str = "credseal.dev/retire-after";
 const ATTEMPTS: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,14 @@ impl SecretTarget {
                 .get(GENERATION_ANNOTATION)
                 .and_then(|g| g.parse().ok())
                 .ok_or_else(|| bad("bad generation annotation"))?,
+            retire_after: match annotations.get(RETIRE_AFTER) {
+                None => None,
+                Some(t) => Some(
+                    Timestamp::parse_rfc3339(t)
+                        .ok_or_else(|| bad("bad retire-after annotation"))?
+                        .unix(),
+                ),
+            },
         }))
     }
 
@@ -150,11 +159,17 @@ impl SecretTarget {
                 ByteString(u.as_bytes().to_vec()),
             );
         }
-        let annotations = BTreeMap::from([
+        let mut annotations = BTreeMap::from([
             (CREDENTIAL.to_owned(), p.credential.clone()),
             (PHASE.to_owned(), p.phase.as_str().to_owned()),
             (GENERATION_ANNOTATION.to_owned(), p.generation.to_string()),
         ]);
+        if let Some(t) = p.retire_after {
+            annotations.insert(
+                RETIRE_AFTER.to_owned(),
+                Timestamp::from_unix(t).to_rfc3339(),
+            );
+        }
         for _ in 0..ATTEMPTS {
             let existing = self.secrets.get(&self.pending_name()).await?;
             let secret = Secret {

@@ -76,6 +76,9 @@ pub struct Pending {
     /// Operator strategy: the password to restore if the operator never applies the new one.
     pub previous_password: Option<SecretString>,
     pub generation: u64,
+    /// Dual with a grace: the old password stays valid until then (unix seconds); the first
+    /// run after it retires the old password.
+    pub retire_after: Option<i64>,
 }
 
 pub struct FileTarget<'a> {
@@ -267,6 +270,14 @@ impl<'a> FileTarget<'a> {
             generation: text("generation")
                 .and_then(|g| g.parse().ok())
                 .ok_or_else(|| bad("bad generation"))?,
+            retire_after: match text("retireAfter") {
+                None => None,
+                Some(t) => Some(
+                    Timestamp::parse_rfc3339(&t)
+                        .ok_or_else(|| bad("bad retireAfter"))?
+                        .unix(),
+                ),
+            },
         }))
     }
 
@@ -294,6 +305,12 @@ impl<'a> FileTarget<'a> {
         doc.insert("password", Node::Str(p.password.clone()));
         if let Some(old) = &p.previous_password {
             doc.insert("previousPassword", Node::Str(old.clone()));
+        }
+        if let Some(t) = p.retire_after {
+            doc.insert(
+                "retireAfter",
+                Node::str(Timestamp::from_unix(t).to_rfc3339()),
+            );
         }
         let settings = EncryptSettings {
             recipients,

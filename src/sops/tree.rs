@@ -286,6 +286,21 @@ impl Timestamp {
         ts.is_valid().then_some(ts)
     }
 
+    /// Seconds since the Unix epoch (the inverse of `from_unix`; nanoseconds dropped).
+    pub fn unix(&self) -> i64 {
+        // Howard Hinnant's days_from_civil.
+        let (y, m, d) = (self.year as i64, self.month as i64, self.day as i64);
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64
+            - self.offset_secs as i64
+    }
+
     /// A UTC time from seconds since the Unix epoch (whole seconds, as sops' `lastmodified`).
     pub fn from_unix(secs: i64) -> Timestamp {
         let days = secs.div_euclid(86_400);
@@ -339,6 +354,15 @@ fn push_offset(s: &mut String, offset_secs: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_inverts_from_unix() {
+        for s in [0i64, 1_700_000_000, 951_782_400, 4_102_444_800] {
+            assert_eq!(Timestamp::from_unix(s).unix(), s);
+        }
+        let offset = Timestamp::parse_rfc3339("2006-01-02T15:04:05+07:00").unwrap();
+        assert_eq!(offset.unix(), 1_136_189_045);
+    }
 
     #[test]
     fn rfc3339_round_trips_go_forms() {

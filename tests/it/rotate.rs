@@ -597,6 +597,53 @@ fn redis_replication_and_sentinel() {
     }
 }
 
+/// Dual with a grace: the run that commits leaves the old password valid (consumers that read
+/// the file only when they start keep working until they are redeployed); a run before the
+/// grace ends changes nothing; the first run after it retires the old password.
+#[test]
+fn redis_dual_with_a_grace_retires_the_old_password_on_a_later_run() {
+    let r = Redis::start(&[("app", "old-redis-password")]);
+    let s = setup();
+    let target = s.target("app", "old-redis-password");
+    let plan = s.plan(&redis_plan(&r, "dual", "    grace: 2s\n"));
+    let pending = s.dir.path().join(".db.enc.yaml.credseal-pending.yaml");
+
+    let out = s.rotate(&plan, None).ok();
+    assert!(
+        out.text()
+            .starts_with("app-cache: rotated (generation 1); the old password stays valid until "),
+        "{}",
+        out.text()
+    );
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert!(r.can_login("app", &new));
+    assert!(
+        r.can_login("app", "old-redis-password"),
+        "kept for the grace"
+    );
+    assert!(
+        std::fs::read_to_string(&pending)
+            .unwrap()
+            .contains("retireAfter:"),
+        "the deadline is durable"
+    );
+
+    let out = s.rotate(&plan, None).ok();
+    assert!(out.text().contains("stays valid until"), "{}", out.text());
+    assert!(r.can_login("app", "old-redis-password"));
+
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    let out = s.rotate(&plan, None).ok();
+    assert_eq!(
+        out.text(),
+        "app-cache: old password retired (generation 1)\n"
+    );
+    assert!(r.can_login("app", &new));
+    assert!(!r.can_login("app", "old-redis-password"));
+    assert!(!pending.exists(), "no pending record");
+    assert_eq!(current(&target, &keyring(&s.key)).1, new);
+}
+
 /// Replication given as a StatefulSet: credseal lists the set's pods from the API (not a pod
 /// of another controller that matches the labels), asks each whether it is the master, and
 /// changes every node; a set with a pod that is not ready is refused before anything changes.

@@ -414,3 +414,34 @@ fn the_admin_ca_can_come_from_a_secret() {
     );
     assert_eq!(s.password(), before);
 }
+
+/// Dual with a grace and a Secret target: the deadline lives on the pending Secret, and the
+/// first run after it retires the old password and removes the record.
+#[test]
+fn a_grace_deadline_is_kept_on_the_pending_secret() {
+    let s = setup();
+    let plan = std::fs::read_to_string(&s.plan)
+        .unwrap()
+        .replace("    rollout:\n", "    grace: 1h\n    rollout:\n");
+    std::fs::write(&s.plan, plan).unwrap();
+    let pending = "redis-credentials-credseal-pending";
+
+    let out = s.rotate(&[]).ok();
+    assert!(out.text().contains("stays valid until"), "{}", out.text());
+    let new = s.password();
+    assert!(s.redis.can_login("app", &new));
+    assert!(s.redis.can_login("app", "old-redis-password"));
+    let mut record = s.api.get("secrets", NS, pending).unwrap();
+    let deadline = record["metadata"]["annotations"]["credseal.dev/retire-after"].clone();
+    assert!(deadline.is_string(), "{record}");
+
+    // An hour later.
+    record["metadata"]["annotations"]["credseal.dev/retire-after"] = json!("2001-01-01T00:00:00Z");
+    s.api.put("secrets", record);
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: old password retired (generation 1)\n");
+    assert!(s.redis.can_login("app", &new));
+    assert!(!s.redis.can_login("app", "old-redis-password"));
+    assert!(s.api.get("secrets", NS, pending).is_none());
+    assert_eq!(s.password(), new);
+}
