@@ -108,8 +108,8 @@ pub fn pod_addresses(
 
 impl Topology {
     /// The nodes of `spec`. `pods` are the addresses of a replication set given as a
-    /// StatefulSet (found from the API by the caller): those that report `role:master` are
-    /// the master, not replicas, and more than one master is refused.
+    /// StatefulSet (found from the API by the caller): the one that reports `role:master` is
+    /// the master and the others its replicas; two masters are refused.
     pub fn resolve(
         base: &Redis,
         spec: &Spec,
@@ -117,7 +117,7 @@ impl Topology {
         admin: &[&SecretString],
     ) -> Result<Topology, RedisError> {
         if let Some(pods) = pods {
-            let mut masters = Vec::new();
+            let mut master: Option<Redis> = None;
             let mut replicas = Vec::new();
             for (host, port) in pods {
                 let node = base.at(&host, port);
@@ -126,20 +126,23 @@ impl Topology {
                     .arg("replication")
                     .query(&mut c)
                     .map_err(cmd_err("INFO replication"))?;
-                if info.lines().any(|l| l.trim() == "role:master") {
-                    masters.push(node.addr_text());
-                } else {
+                if !info.lines().any(|l| l.trim() == "role:master") {
                     replicas.push(node);
+                } else if let Some(other) = &master {
+                    return Err(RedisError::Topology(format!(
+                        "{} and {} both report role:master; fix replication before rotating",
+                        other.addr_text(),
+                        node.addr_text()
+                    )));
+                } else {
+                    master = Some(node);
                 }
             }
-            if masters.len() > 1 {
-                return Err(RedisError::Topology(format!(
-                    "{} all report role:master; fix replication before rotating",
-                    masters.join(", ")
-                )));
-            }
+            // The pod that says it is the master is, whatever the admin URL names (it may
+            // still name the old master after a failover); with none in the set, the master
+            // is outside it, at the admin URL.
             return Ok(Topology {
-                master: base.at_same(),
+                master: master.unwrap_or_else(|| base.at_same()),
                 replicas,
                 sentinels: vec![],
                 master_name: None,

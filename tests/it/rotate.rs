@@ -722,6 +722,36 @@ fn redis_replication_by_statefulset_pods() {
         );
     }
     assert!(pods.links_up(&new), "replication links stay up");
+
+    // The admin URL still names redis-0's address after a failover made redis-1 the master:
+    // the pods' own roles decide, so the master still gets the change.
+    pods.cli(1, Some(&new), &["REPLICAOF", "NO", "ONE"]);
+    pods.cli(0, Some(&new), &["CONFIG", "SET", "masterauth", &new]);
+    for i in [0, 2] {
+        pods.cli(
+            i,
+            Some(&new),
+            &["REPLICAOF", &pods.hosts[1], &pods.port.to_string()],
+        );
+    }
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ![0, 2].iter().all(|i| {
+        pods.cli(*i, Some(&new), &["INFO", "replication"])
+            .contains("master_link_status:up")
+    }) {
+        assert!(std::time::Instant::now() < end, "failover did not settle");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = rotate().ok();
+    assert_eq!(out.text(), "cache: rotated (generation 2)\n");
+    let (_, newer) = current(&target, &keyring(&s.key));
+    for i in 0..3 {
+        assert!(pods.can_login(i, &newer), "newest password on node {i}");
+        assert!(
+            !pods.can_login(i, &new),
+            "previous password gone on node {i}"
+        );
+    }
 }
 
 /// A Redis that requires client certificates: the plan's `clientCert`/`clientKey` are used.
