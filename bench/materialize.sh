@@ -36,7 +36,7 @@ args=(materialize --source "$work/source" --keys "$work/keys" --out "$work/out" 
       --template "DATABASE_URL=postgresql://{{app-01/username}}:{{app-01/password}}@db:5432/app")
 for bin in "$full" "$sidecar"; do
   echo "== $bin ($(stat -c %s "$bin") bytes)"
-  hyperfine -N --warmup 3 --runs 30 "$bin ${args[*]} --once"
+  hyperfine -N --warmup 5 --runs 100 "$bin ${args[*]} --once"
   "$bin" "${args[@]}" --listen 127.0.0.1:0 --interval 2 2>/dev/null &
   pid=$!
   sleep 3
