@@ -22,6 +22,9 @@ pub enum K8sError {
         reason: String,
         message: String,
     },
+    /// An object the API returned that credseal cannot act on safely.
+    #[error("{what}: {problem}")]
+    Unusable { what: String, problem: String },
     #[error("{what}: cannot reach the API server: {message}")]
     Transport { what: String, message: String },
 }

@@ -370,11 +370,10 @@ impl Workloads {
             .unwrap_or_default();
         // An empty selector would match every pod in the namespace: never act on that.
         if selector.is_empty() {
-            return Err(K8sError::Api {
+            return Err(K8sError::Unusable {
                 what: format!("statefulset {ns}/{name}"),
-                code: 422,
-                reason: "Invalid".into(),
-                message: "spec.selector is empty".into(),
+                problem: "spec.selector is empty, which would match every pod in the namespace"
+                    .into(),
             });
         }
         let list = Api::<Pod>::namespaced(self.client.clone(), &ns)
