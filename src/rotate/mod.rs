@@ -203,9 +203,9 @@ fn secret_err(cred: &str, source: SecretTargetError) -> RotateError {
     }
 }
 
-fn redis_error(cred: &Credential, source: RedisError) -> RotateError {
+fn redis_error(cred: &str, source: RedisError) -> RotateError {
     RotateError::Redis {
-        credential: cred.name.clone(),
+        credential: cred.to_owned(),
         source,
     }
 }
@@ -391,10 +391,7 @@ impl<'a> Runner<'a> {
                         .as_ref()
                         .map(|(c, k)| ClientCert { cert: c, key: k }),
                 )
-                .map_err(|source| RotateError::Redis {
-                    credential: cred.name.clone(),
-                    source,
-                })?,
+                .map_err(|source| redis_error(&cred.name, source))?,
             )),
         };
         if pending.is_none() {
@@ -487,7 +484,7 @@ impl<'a> Runner<'a> {
                         .await
                         .and_then(|t| {
                             t.verify(&user, &p.password, &candidates)
-                                .map_err(|source| redis_error(cred, source))
+                                .map_err(|source| redis_error(&cred.name, source))
                         })
                         .map_err(|e| e.to_string())
                 }
@@ -519,20 +516,14 @@ impl<'a> Runner<'a> {
                 .then_some(cred.grace)
                 .flatten()
                 .filter(|g| !g.is_zero())
-                .map(|g| now_unix() + g.as_secs() as i64);
+                .map(|g| Timestamp::from_unix(now_unix() + g.as_secs() as i64));
             target.save_pending(name, &p).await?;
             fail::fail_point!("rotate::after-roll");
-            if let Some(until) = p.retire_after {
-                let until = Timestamp::from_unix(until).to_rfc3339();
-                self.audit(cred, "retire", &format!("deferred until {until}"));
-                return Ok(Outcome::Retiring {
-                    generation: p.generation,
-                    until,
-                });
-            }
-        } else if let Some(until) = p.retire_after.filter(|t| now_unix() < *t) {
-            let until = Timestamp::from_unix(until).to_rfc3339();
-            self.audit(cred, "check", &format!("retire-not-due until {until}"));
+        }
+
+        if let Some(until) = p.retire_after.filter(|t| now_unix() < t.unix()) {
+            let until = until.to_rfc3339();
+            self.audit(cred, "retire", &format!("deferred until {until}"));
             return Ok(Outcome::Retiring {
                 generation: p.generation,
                 until,
@@ -753,14 +744,10 @@ impl<'a> Runner<'a> {
                         source,
                     })
             }
-            Engineer::Redis(r) => {
-                r.admin(&candidates)
-                    .map(drop)
-                    .map_err(|source| RotateError::Redis {
-                        credential: cred.name.clone(),
-                        source,
-                    })
-            }
+            Engineer::Redis(r) => r
+                .admin(&candidates)
+                .map(drop)
+                .map_err(|source| redis_error(&cred.name, source)),
         }
     }
 
@@ -775,10 +762,7 @@ impl<'a> Runner<'a> {
             credential: cred.name.clone(),
             source,
         };
-        let redis_err = |source| RotateError::Redis {
-            credential: cred.name.clone(),
-            source,
-        };
+        let redis_err = |source| redis_error(&cred.name, source);
         let candidates: Vec<&SecretString> = admin_pw.iter().collect();
         match (engine, cred.strategy) {
             (Engineer::Pg(pg), Strategy::InPlace) => {
@@ -846,13 +830,13 @@ impl<'a> Runner<'a> {
                     })?;
                 Some(
                     redis_topology::pod_addresses(set, &members, r.port())
-                        .map_err(|source| redis_error(cred, source))?,
+                        .map_err(|source| redis_error(&cred.name, source))?,
                 )
             }
             _ => None,
         };
         RedisTopology::resolve(r, &cred.topology, pods, admin)
-            .map_err(|source| redis_error(cred, source))
+            .map_err(|source| redis_error(&cred.name, source))
     }
 
     async fn retire(
@@ -866,14 +850,10 @@ impl<'a> Runner<'a> {
         candidates.push(&p.password);
         match (engine, cred.strategy) {
             (Engineer::Redis(r), Strategy::Dual) => {
-                let redis_err = |source| RotateError::Redis {
-                    credential: cred.name.clone(),
-                    source,
-                };
                 let topo = self.redis_topology(cred, r, &candidates).await?;
                 let notes = topo
                     .retire(&cred.role, &p.password, &candidates)
-                    .map_err(redis_err)?;
+                    .map_err(|source| redis_error(&cred.name, source))?;
                 self.audit(
                     cred,
                     "retire",

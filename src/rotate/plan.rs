@@ -110,7 +110,7 @@ pub enum Topology {
         #[serde(default)]
         replicas: Vec<String>,
         /// Or: every pod of this StatefulSet, found from the API at each step (pods come and
-        /// go with new IPs); the pods that report `role:master` are not treated as replicas.
+        /// go with new IPs); the one that reports `role:master` is the master.
         #[serde(default)]
         stateful_set: Option<PodSet>,
     },

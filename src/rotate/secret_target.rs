@@ -125,14 +125,12 @@ impl SecretTarget {
                 .get(GENERATION_ANNOTATION)
                 .and_then(|g| g.parse().ok())
                 .ok_or_else(|| bad("bad generation annotation"))?,
-            retire_after: match annotations.get(RETIRE_AFTER) {
-                None => None,
-                Some(t) => Some(
-                    Timestamp::parse_rfc3339(t)
-                        .ok_or_else(|| bad("bad retire-after annotation"))?
-                        .unix(),
-                ),
-            },
+            retire_after: annotations
+                .get(RETIRE_AFTER)
+                .map(|t| {
+                    Timestamp::parse_rfc3339(t).ok_or_else(|| bad("bad retire-after annotation"))
+                })
+                .transpose()?,
         }))
     }
 
@@ -165,10 +163,7 @@ impl SecretTarget {
             (GENERATION_ANNOTATION.to_owned(), p.generation.to_string()),
         ]);
         if let Some(t) = p.retire_after {
-            annotations.insert(
-                RETIRE_AFTER.to_owned(),
-                Timestamp::from_unix(t).to_rfc3339(),
-            );
+            annotations.insert(RETIRE_AFTER.to_owned(), t.to_rfc3339());
         }
         for _ in 0..ATTEMPTS {
             let existing = self.secrets.get(&self.pending_name()).await?;

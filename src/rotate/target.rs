@@ -76,9 +76,9 @@ pub struct Pending {
     /// Operator strategy: the password to restore if the operator never applies the new one.
     pub previous_password: Option<SecretString>,
     pub generation: u64,
-    /// Dual with a grace: the old password stays valid until then (unix seconds); the first
-    /// run after it retires the old password.
-    pub retire_after: Option<i64>,
+    /// Dual with a grace: the old password stays valid until then; the first run after it
+    /// retires the old password.
+    pub retire_after: Option<Timestamp>,
 }
 
 pub struct FileTarget<'a> {
@@ -270,14 +270,9 @@ impl<'a> FileTarget<'a> {
             generation: text("generation")
                 .and_then(|g| g.parse().ok())
                 .ok_or_else(|| bad("bad generation"))?,
-            retire_after: match text("retireAfter") {
-                None => None,
-                Some(t) => Some(
-                    Timestamp::parse_rfc3339(&t)
-                        .ok_or_else(|| bad("bad retireAfter"))?
-                        .unix(),
-                ),
-            },
+            retire_after: text("retireAfter")
+                .map(|t| Timestamp::parse_rfc3339(&t).ok_or_else(|| bad("bad retireAfter")))
+                .transpose()?,
         }))
     }
 
@@ -307,10 +302,7 @@ impl<'a> FileTarget<'a> {
             doc.insert("previousPassword", Node::Str(old.clone()));
         }
         if let Some(t) = p.retire_after {
-            doc.insert(
-                "retireAfter",
-                Node::str(Timestamp::from_unix(t).to_rfc3339()),
-            );
+            doc.insert("retireAfter", Node::str(t.to_rfc3339()));
         }
         let settings = EncryptSettings {
             recipients,
