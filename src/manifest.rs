@@ -30,6 +30,15 @@ pub enum ManifestError {
     NotASecret(usize),
     #[error("document {0} has no metadata.name")]
     NoName(usize),
+    /// The API server would refuse the name, and materialize uses it as a directory name.
+    #[error(
+        "document {index}: metadata.name {name:?} is not a valid Secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)"
+    )]
+    BadName { index: usize, name: String },
+    #[error(
+        "Secret {name:?}: metadata.namespace {namespace:?} is not a valid namespace (lowercase letters, digits and '-', at most 63 characters)"
+    )]
+    BadNamespace { name: String, namespace: String },
     #[error("Secret {0:?} has no metadata.namespace; set it so the file is bound to one namespace")]
     NoNamespace(String),
     #[error("Secret {name:?}: {field} is not a mapping of strings")]
@@ -73,9 +82,15 @@ pub fn secret_values(doc: &Map, index: usize) -> Result<SecretValues, ManifestEr
     let name = metadata_field(doc, "name")
         .ok_or(ManifestError::NoName(index))?
         .to_owned();
+    if !valid_secret_name(&name) {
+        return Err(ManifestError::BadName { index, name });
+    }
     let namespace = metadata_field(doc, "namespace")
         .ok_or_else(|| ManifestError::NoNamespace(name.clone()))?
         .to_owned();
+    if !valid_namespace(&namespace) {
+        return Err(ManifestError::BadNamespace { name, namespace });
+    }
     let mut values: Vec<(String, SecretBytes)> = Vec::new();
     for (field, decode) in [("data", true), ("stringData", false)] {
         let Some(node) = doc.get(field) else { continue };
@@ -182,15 +197,39 @@ pub fn open_scoped(
     Ok(out)
 }
 
-/// The API server's rule for Secret keys (also safe as file names: no `/`, not `.`/`..`).
+/// The API server's rule for Secret keys (`IsConfigMapKey`): `[-._a-zA-Z0-9]+`, at most 253
+/// bytes, not `.` or `..`, no `..` prefix. That also makes a key a safe file name: no `/`, and
+/// never one of the `..`-names of an atomically projected volume.
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
         && key != "."
-        && key != ".."
+        && !key.starts_with("..")
         && key
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// The API server's rule for object names such as a Secret's (`IsDNS1123Subdomain`): dot-separated
+/// labels of lowercase letters, digits and `-`, each starting and ending with a letter or digit;
+/// at most 253 bytes. Never a path: no `/`, never `.`, `..` or a `..` prefix.
+pub fn valid_secret_name(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(|label| dns_label(label, 253))
+}
+
+/// The API server's rule for namespaces (`IsDNS1123Label`): at most 63 bytes.
+pub fn valid_namespace(namespace: &str) -> bool {
+    dns_label(namespace, 63)
+}
+
+fn dns_label(label: &str, max: usize) -> bool {
+    let b = label.as_bytes();
+    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= max
+        && b.first().is_some_and(edge)
+        && b.last().is_some_and(edge)
+        && b.iter().all(|c| edge(c) || *c == b'-')
 }
 
 #[cfg(test)]
@@ -232,5 +271,36 @@ mod tests {
     fn keys_must_be_file_safe() {
         assert!(valid_key("tls.crt") && valid_key("DATABASE_URL"));
         assert!(!valid_key("../x") && !valid_key("a/b") && !valid_key("..") && !valid_key(""));
+        assert!(!valid_key("..data") && !valid_key("..2026_01_01") && valid_key(".env"));
+    }
+
+    #[test]
+    fn names_follow_the_api_server() {
+        for good in ["db", "app-db", "db.example", "a", "0db", &"a".repeat(253)] {
+            assert!(valid_secret_name(good), "{good}");
+        }
+        let long = "a".repeat(254);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "..data",
+            "../../escaped",
+            "/etc/x",
+            "a/b",
+            "Db",
+            "-db",
+            "db-",
+            "a..b",
+            ".db",
+            "db.",
+            "db_x",
+            &long,
+        ] {
+            assert!(!valid_secret_name(bad), "{bad}");
+        }
+        assert!(
+            valid_namespace("ns1") && !valid_namespace("a.b") && !valid_namespace(&"a".repeat(64))
+        );
     }
 }

@@ -114,7 +114,7 @@ pub fn run(args: Args) -> CliResult {
         .secrets
         .iter()
         .map(|a| match a.split_once('=') {
-            Some((name, dir)) if crate::manifest::valid_key(name) && !dir.is_empty() => {
+            Some((name, dir)) if crate::manifest::valid_secret_name(name) && !dir.is_empty() => {
                 Ok((name.to_owned(), PathBuf::from(dir)))
             }
             _ => Err(Failure::msg(
