@@ -71,8 +71,10 @@ fn failure(e: MaterializeError) -> Failure {
         MaterializeError::Input(InputError::Key(_) | InputError::NoIdentities(_)) => {
             Code::CouldNotRetrieveKey
         }
-        MaterializeError::Input(InputError::Fs(_)) => Code::CouldNotReadInput,
-        MaterializeError::Fs(_) => Code::CouldNotWriteOutput,
+        MaterializeError::Input(InputError::Fs(_)) | MaterializeError::Fs(_) => {
+            Code::CouldNotReadInput
+        }
+        MaterializeError::Projection(_) => Code::CouldNotWriteOutput,
         _ => Code::Generic,
     };
     Failure::new(code, e)

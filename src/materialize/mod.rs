@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use crate::fsx::FsError;
 use crate::manifest::{self, ScopeError, SecretValues};
 use crate::sops::store::Format;
-use crate::sops::tree::Timestamp;
 
 use self::inputs::InputError;
-use self::projection::{FileMode, Payload};
+use self::projection::{FileMode, Payload, ProjectionError};
 use self::template::{Template, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +36,11 @@ pub enum MaterializeError {
     NoFiles(PathBuf),
     #[error("nothing to render: give --source with --keys, or --secret NAME=DIR")]
     NoInputs,
-    #[error("{0}")]
+    /// A source file could not be read.
+    #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
 }
 
 #[derive(Clone, Debug)]
@@ -133,27 +135,10 @@ pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
     Ok((payload, secrets.len()))
 }
 
-fn label() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let t = Timestamp::from_unix(now.as_secs() as i64);
-    format!(
-        "{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
-        t.year,
-        t.month,
-        t.day,
-        t.hour,
-        t.minute,
-        t.second,
-        now.subsec_nanos()
-    )
-}
-
 /// Renders and projects once. Returns the number of Secrets rendered.
 pub fn once(opts: &Options) -> Result<usize, MaterializeError> {
     let (payload, secrets) = render(opts)?;
-    projection::project(&opts.out, &payload, opts.mode, &label())?;
+    projection::project(&opts.out, &payload, opts.mode)?;
     Ok(secrets)
 }
 

@@ -235,6 +235,14 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
+/// The binary under test, as `Cmd::credseal` picks it (CI runs these tests against the
+/// sidecar build too).
+fn credseal_bin() -> PathBuf {
+    std::env::var_os("CREDSEAL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_credseal")))
+}
+
 struct Sidecar(Child);
 
 impl Drop for Sidecar {
@@ -249,7 +257,7 @@ fn sidecar_follows_updates_keeps_last_good_and_stops_on_sigterm() {
     let env = Env::new();
     env.publish(env.encrypt(&secret_yaml("platform-services", "first-password")));
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credseal"));
+    let mut cmd = Command::new(credseal_bin());
     cmd.args([
         "materialize",
         "--namespace",
@@ -351,7 +359,7 @@ fn readers_never_see_a_mix_during_1000_updates() {
         mode: 0o400,
         group: None,
     };
-    projection::project(&out, &payload(0), mode, "init").unwrap();
+    projection::project(&out, &payload(0), mode).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
         let (out, done) = (out.clone(), done.clone());
@@ -383,7 +391,7 @@ fn readers_never_see_a_mix_during_1000_updates() {
         })
     };
     for v in 1..=1000 {
-        projection::project(&out, &payload(v), mode, &format!("v{v}")).unwrap();
+        projection::project(&out, &payload(v), mode).unwrap();
     }
     done.store(true, Ordering::Relaxed);
     let (consistent, _) = reader.join().unwrap();
@@ -409,7 +417,7 @@ fn secret_volumes_render_and_follow_changes() {
     );
     let out = dir.path().join("out");
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credseal"));
+    let mut cmd = Command::new(credseal_bin());
     cmd.args(["materialize", "--namespace", "platform-services", "--interval", "0.1"])
         .arg("--secret")
         .arg(format!("postgres-credentials={}", vol.display()))
@@ -445,4 +453,226 @@ fn secret_volumes_render_and_follow_changes() {
         .arg(dir.path().join("o2"))
         .run()
         .code(8);
+}
+
+/// Entries of `dir` (not following links): name → link target, "dir" or "file".
+fn listing(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let kind = match std::fs::read_link(e.path()) {
+                Ok(t) => format!("-> {}", t.display()),
+                Err(_) if e.path().is_dir() => "dir".to_owned(),
+                Err(_) => format!("file {:?}", std::fs::read(e.path()).unwrap()),
+            };
+            (e.file_name().to_string_lossy().into_owned(), kind)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whatever can write into OUT (the app container sharing the emptyDir) can plant a `..data`
+/// link to anywhere: the next render replaces the link and never touches what it pointed at.
+#[test]
+fn a_planted_data_link_is_replaced_never_followed() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "pw")));
+    for target in ["absolute", "relative"] {
+        let victim = env.path(&format!("victim-{target}"));
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("f"), "precious").unwrap();
+        let out = env.path("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let _ = std::fs::remove_file(out.join("..data"));
+        let link: PathBuf = if target == "absolute" {
+            victim.clone()
+        } else {
+            Path::new("..").join(victim.file_name().unwrap())
+        };
+        std::os::unix::fs::symlink(&link, out.join("..data")).unwrap();
+        std::os::unix::fs::symlink(&link, out.join("..data_tmp")).unwrap();
+        // A changed value, so the render is not skipped as unchanged.
+        env.publish(env.encrypt(&secret_yaml("platform-services", target)));
+        env.materialize().arg("--once").run().ok();
+        assert_eq!(
+            std::fs::read_to_string(victim.join("f")).unwrap(),
+            "precious",
+            "the {target} link's target is untouched"
+        );
+        let data = std::fs::read_link(out.join("..data")).unwrap();
+        assert!(
+            data.to_string_lossy().starts_with("..2"),
+            "..data points at a payload dir now: {data:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("postgres-credentials/password")).unwrap(),
+            target
+        );
+    }
+}
+
+fn named_secret(name: &str) -> String {
+    secret_yaml("platform-services", "pw")
+        .replace("name: postgres-credentials", &format!("name: '{name}'"))
+}
+
+/// A Secret name is a path component in OUT: one the API server would refuse (a path, an
+/// absolute path, a `..` name) is refused with the last good set untouched.
+#[test]
+fn secret_names_the_api_server_refuses_are_refused() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "good")));
+    env.materialize().arg("--once").run().ok();
+    let before = listing(&env.path("out"));
+    let abs = env.path("abs-target");
+    for name in [
+        "../../escaped".to_owned(),
+        abs.display().to_string(),
+        "..data".to_owned(),
+        "Upper".to_owned(),
+    ] {
+        env.publish(env.encrypt(&named_secret(&name)));
+        let out = env.materialize().arg("--once").run().code(1);
+        assert!(
+            out.stderr.contains("postgres.enc.yaml")
+                && out.stderr.contains("not a valid Secret name"),
+            "names the file and the problem: {}",
+            out.stderr
+        );
+        assert_eq!(
+            listing(&env.path("out")),
+            before,
+            "OUT unchanged for {name}"
+        );
+        assert!(
+            !env.path("escaped").exists()
+                && !env.dir.path().parent().unwrap().join("escaped").exists()
+        );
+        assert!(!abs.exists(), "nothing written at an absolute name");
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.path("out/postgres-credentials/password")).unwrap(),
+        "good"
+    );
+}
+
+/// `--out` at a directory that holds other things: only what credseal created is replaced
+/// or removed, across renders; a name it needs held by something else is refused.
+#[test]
+fn an_existing_out_keeps_everything_not_ours() {
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(out.join("..keep")).unwrap();
+    std::fs::create_dir_all(out.join("..2020_01_01_00_00_00.000000000")).unwrap();
+    std::fs::write(out.join("..notes"), "n").unwrap();
+    std::fs::write(out.join("README"), "r").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", out.join("mylink")).unwrap();
+    std::os::unix::fs::symlink("..data/gone", out.join("..dots")).unwrap();
+    let theirs = listing(&out);
+    for password in ["one", "two"] {
+        env.publish(env.encrypt(&secret_yaml("platform-services", password)));
+        env.materialize().arg("--once").run().ok();
+        let now = listing(&out);
+        for entry in &theirs {
+            assert!(now.contains(entry), "{entry:?} kept: {now:?}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(out.join("postgres-credentials/password")).unwrap(),
+            password
+        );
+    }
+
+    // A regular file where a Secret's link must go: refused, the file and the last set kept.
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("postgres-credentials"), "mine").unwrap();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "pw")));
+    let res = env.materialize().arg("--once").run().code(3);
+    assert!(
+        res.stderr.contains("postgres-credentials")
+            && res.stderr.contains("not created by credseal"),
+        "{}",
+        res.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("postgres-credentials")).unwrap(),
+        "mine"
+    );
+    assert!(
+        std::fs::symlink_metadata(out.join("..data")).is_err(),
+        "nothing projected"
+    );
+}
+
+/// The health port is reachable from the pod network: a client that trickles a request or
+/// sends an endless one neither delays the probes nor grows the sidecar.
+#[test]
+fn health_server_survives_slow_and_huge_requests() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "pw")));
+    let port = free_port();
+    let mut cmd = Command::new(credseal_bin());
+    cmd.args(["materialize", "--namespace", "platform-services"])
+        .arg("--source")
+        .arg(env.path("source"))
+        .arg("--keys")
+        .arg(env.path("keys"))
+        .arg("--out")
+        .arg(env.path("out"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _sidecar = Sidecar(cmd.spawn().unwrap());
+    eventually("ready", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+
+    // One byte every 200 ms, for as long as the server keeps the connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for b in b"GET /healthz HTTP/1.1\r\nHost: x".iter().cycle() {
+                if stop.load(Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            false
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let probe = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // Bounds a broken server only; the old one answered nothing while the slow client
+        // trickled.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).map(|_| resp)
+    };
+    assert!(
+        probe
+            .as_deref()
+            .is_ok_and(|r| r.starts_with("HTTP/1.1 200")),
+        "a probe is answered while another client trickles: {probe:?}"
+    );
+    // The trickling client is cut off by the request deadline, not served forever.
+    eventually("slow client disconnected", || slow.is_finished());
+    stop.store(true, Ordering::Relaxed);
+
+    // 256 MiB without a newline: the server stops reading after its limit and closes.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let chunk = vec![b'A'; 1 << 20];
+    let sent = (0..256).take_while(|_| s.write_all(&chunk).is_ok()).count();
+    assert!(
+        sent < 256,
+        "the server closed an endless request ({sent} MiB accepted)"
+    );
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }
