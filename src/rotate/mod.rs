@@ -29,6 +29,7 @@ use self::redis::{ClientCert, Redis, RedisError};
 use self::redis_topology::Topology as RedisTopology;
 use self::secret_target::{SecretTarget, SecretTargetError};
 use self::target::{Current, FileTarget, Pending, Phase, TargetError};
+use self::tls::Pem;
 use crate::k8s::K8sError;
 use crate::k8s::workloads::{self, Kind, Workload, Workloads};
 
@@ -299,16 +300,15 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Where a plan's PEM is: its file, or a Secret key copied into `scratch` (0600).
-    async fn pem_path(
-        &self,
-        cred: &Credential,
-        pem: &plan::PemFile,
-        scratch: &std::path::Path,
-        what: &str,
-    ) -> Result<std::path::PathBuf, RotateError> {
+    /// A plan's PEM, from its file or a Secret key, held in memory only.
+    async fn load_pem(&self, cred: &Credential, pem: &plan::PemFile) -> Result<Pem, RotateError> {
+        let pem_error = |reason: String| RotateError::Pem {
+            credential: cred.name.clone(),
+            reason,
+        };
         let Some(r) = &pem.secret else {
-            return Ok(self.base_dir.join(pem.file.as_deref().unwrap_or_default()));
+            let path = self.base_dir.join(pem.file.as_deref().unwrap_or_default());
+            return Pem::read(&path).map_err(|e| pem_error(e.to_string()));
         };
         let client = self.cluster(cred)?;
         let secret =
@@ -324,18 +324,17 @@ impl<'a> Runner<'a> {
                 })?;
         let bytes = secret
             .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .ok_or_else(|| RotateError::Pem {
-                credential: cred.name.clone(),
-                reason: format!("secret {}/{} has no key {}", r.namespace, r.name, r.key),
+            .and_then(|mut d| d.remove(&r.key))
+            .ok_or_else(|| {
+                pem_error(format!(
+                    "secret {}/{} has no key {}",
+                    r.namespace, r.name, r.key
+                ))
             })?;
-        let path = scratch.join(format!("{what}.pem"));
-        crate::fsx::write_atomic(&path, &bytes.0, 0o600).map_err(|e| RotateError::Pem {
-            credential: cred.name.clone(),
-            reason: format!("{}: {e}", path.display()),
-        })?;
-        Ok(path)
+        Ok(Pem {
+            source: format!("secret {}/{} key {}", r.namespace, r.name, r.key),
+            bytes: zeroize::Zeroizing::new(bytes.0),
+        })
     }
 
     /// Runs (or resumes) the rotation of one credential.
@@ -353,30 +352,20 @@ impl<'a> Runner<'a> {
             }
         }
 
-        // PEMs from Secrets go to a private directory that lives as long as this rotation.
-        let scratch = tempfile::Builder::new()
-            .prefix("credseal-pem-")
-            .tempdir()
-            .map_err(|e| RotateError::Pem {
-                credential: cred.name.clone(),
-                reason: format!("cannot create a temporary directory: {e}"),
-            })?;
         let ca = match &cred.admin.ca {
-            Some(p) => Some(self.pem_path(cred, p, scratch.path(), "ca").await?),
+            Some(p) => Some(self.load_pem(cred, p).await?),
             None => None,
         };
         let client_cert = match (&cred.admin.client_cert, &cred.admin.client_key) {
-            (Some(c), Some(k)) => Some((
-                self.pem_path(cred, c, scratch.path(), "client-cert")
-                    .await?,
-                self.pem_path(cred, k, scratch.path(), "client-key").await?,
-            )),
+            (Some(c), Some(k)) => {
+                Some((self.load_pem(cred, c).await?, self.load_pem(cred, k).await?))
+            }
             _ => None,
         };
 
         let engine = match cred.engine {
             Engine::Postgres => Engineer::Pg(Box::new(
-                Postgres::new(&cred.admin.url, ca.as_deref()).map_err(|source| {
+                Postgres::new(&cred.admin.url, ca.as_ref()).map_err(|source| {
                     RotateError::Postgres {
                         credential: cred.name.clone(),
                         source,
@@ -386,7 +375,7 @@ impl<'a> Runner<'a> {
             Engine::Redis => Engineer::Redis(Box::new(
                 Redis::new(
                     &cred.admin.url,
-                    ca.as_deref(),
+                    ca.as_ref(),
                     client_cert
                         .as_ref()
                         .map(|(c, k)| ClientCert { cert: c, key: k }),

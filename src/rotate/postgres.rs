@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::rotate::tls::{self, SslMode, TlsError};
+use crate::rotate::tls::{self, Pem, SslMode, TlsError};
 use crate::secret::SecretString;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,17 +74,18 @@ fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
 
 impl Postgres {
     /// `ca` is the plan's `admin.ca`; it makes `verify-full` the default.
-    pub fn new(url: &str, ca: Option<&std::path::Path>) -> Result<Postgres, PgError> {
+    pub fn new(url: &str, ca: Option<&Pem>) -> Result<Postgres, PgError> {
         let (url, mode, root) = split_tls_params(url);
-        let ca_path = root
-            .map(std::path::PathBuf::from)
-            .or_else(|| ca.map(std::path::Path::to_owned));
-        let mode = match (mode, &ca_path) {
+        let from_url = root
+            .map(|p| Pem::read(std::path::Path::new(&p)))
+            .transpose()?;
+        let ca = from_url.as_ref().or(ca);
+        let mode = match (mode, ca) {
             (Some(m), _) => SslMode::parse(&m)?,
             (None, Some(_)) => SslMode::VerifyFull,
             (None, None) => SslMode::Disable,
         };
-        let tls = tls::client_config(mode, ca_path.as_deref())?;
+        let tls = tls::client_config(mode, ca)?;
         let base = Config::from_str(&url).map_err(|e| PgError::Url(e.to_string()))?;
         let host = match base.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),

@@ -8,6 +8,7 @@ use redis::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::rotate::tls::Pem;
 use crate::secret::SecretString;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +28,6 @@ pub enum RedisError {
     /// The nodes could not be found, or not all of them are up: nothing was changed.
     #[error("topology: {0}")]
     Topology(String),
-    #[error("{path}: cannot read the CA certificate: {reason}")]
-    Ca { path: String, reason: String },
 }
 
 /// How a changed ACL was made to survive a restart.
@@ -67,10 +66,10 @@ pub struct Redis {
     client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Where the client certificate and key are, for servers with `tls-auth-clients yes`.
+/// The client certificate and key, for servers with `tls-auth-clients yes`.
 pub struct ClientCert<'a> {
-    pub cert: &'a std::path::Path,
-    pub key: &'a std::path::Path,
+    pub cert: &'a Pem,
+    pub key: &'a Pem,
 }
 
 impl Redis {
@@ -78,21 +77,13 @@ impl Redis {
     /// the system roots); `redis://` with a CA given is refused rather than sent in clear.
     pub fn new(
         url: &str,
-        ca: Option<&std::path::Path>,
+        ca: Option<&Pem>,
         client_cert: Option<ClientCert<'_>>,
     ) -> Result<Redis, RedisError> {
         let client = Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
         let info = client.get_connection_info();
         let tls = match (&info.addr, ca) {
-            (ConnectionAddr::TcpTls { .. }, ca) => Some(
-                ca.map(|p| {
-                    std::fs::read(p).map_err(|e| RedisError::Ca {
-                        path: p.display().to_string(),
-                        reason: e.to_string(),
-                    })
-                })
-                .transpose()?,
-            ),
+            (ConnectionAddr::TcpTls { .. }, ca) => Some(ca.map(|p| p.bytes.to_vec())),
             (_, Some(_)) => {
                 return Err(RedisError::Url(
                     "a CA is given but the URL is redis:// (plaintext); use rediss://".into(),
@@ -109,17 +100,7 @@ impl Redis {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             tls,
-            client: client_cert
-                .map(|c| {
-                    let read = |p: &std::path::Path| {
-                        std::fs::read(p).map_err(|e| RedisError::Ca {
-                            path: p.display().to_string(),
-                            reason: e.to_string(),
-                        })
-                    };
-                    Ok::<_, RedisError>((read(c.cert)?, read(c.key)?))
-                })
-                .transpose()?,
+            client: client_cert.map(|c| (c.cert.bytes.to_vec(), c.key.bytes.to_vec())),
         })
     }
 

@@ -10,8 +10,10 @@
 //! `allow` and `prefer` are refused: they fall back to plaintext without saying so. A given CA
 //! (`sslrootcert`, or the plan's `admin.ca`) means `verify-full` unless the URL says otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+
+use zeroize::Zeroizing;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -43,8 +45,37 @@ pub enum TlsError {
         "sslmode={0} needs a CA certificate (sslrootcert= in the URL, or admin.ca in the plan)"
     )]
     NoCa(&'static str),
-    #[error("{path}: cannot read the CA certificate: {reason}")]
-    Ca { path: PathBuf, reason: String },
+    #[error("{origin}: cannot read the CA certificate: {reason}")]
+    Ca { origin: String, reason: String },
+}
+
+/// A PEM held in memory, with where it came from (a file, or a Secret's key) for errors. The
+/// rotator runs on a read-only root with no `/tmp`: nothing it fetches is written to disk.
+pub struct Pem {
+    pub source: String,
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+impl Pem {
+    pub fn read(path: &Path) -> Result<Pem, TlsError> {
+        let source = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Pem {
+                source,
+                bytes: Zeroizing::new(bytes),
+            }),
+            Err(e) => Err(TlsError::Ca {
+                origin: source,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({})", self.source)
+    }
 }
 
 impl SslMode {
@@ -64,15 +95,14 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+fn roots(ca: &Pem) -> Result<RootCertStore, TlsError> {
     let err = |reason: String| TlsError::Ca {
-        path: ca.to_owned(),
+        origin: ca.source.clone(),
         reason,
     };
-    let pem = std::fs::read(ca).map_err(|e| err(e.to_string()))?;
     let mut store = RootCertStore::empty();
     let mut found = 0;
-    for cert in rustls_pki_types_pem(&pem) {
+    for cert in rustls_pki_types_pem(&ca.bytes) {
         store.add(cert).map_err(|e| err(e.to_string()))?;
         found += 1;
     }
@@ -107,7 +137,7 @@ fn rustls_pki_types_pem(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 }
 
 /// The client configuration for a mode; `None` for `disable`.
-pub fn client_config(mode: SslMode, ca: Option<&Path>) -> Result<Option<ClientConfig>, TlsError> {
+pub fn client_config(mode: SslMode, ca: Option<&Pem>) -> Result<Option<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -119,7 +149,7 @@ pub fn client_config(mode: SslMode, ca: Option<&Path>) -> Result<Option<ClientCo
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
                 .build()
                 .map_err(|e| TlsError::Ca {
-                    path: ca.to_owned(),
+                    origin: ca.source.clone(),
                     reason: e.to_string(),
                 })?
         }
@@ -127,7 +157,7 @@ pub fn client_config(mode: SslMode, ca: Option<&Path>) -> Result<Option<ClientCo
             let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
                 .build()
                 .map_err(|e| TlsError::Ca {
-                    path: ca.to_owned(),
+                    origin: ca.source.clone(),
                     reason: e.to_string(),
                 })?;
             Arc::new(AnyName(inner))

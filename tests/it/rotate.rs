@@ -779,3 +779,28 @@ fn redis_with_client_certificates() {
     let (_, new) = current(&target, &keyring(&s.key));
     assert_ne!(new, "old-redis-password");
 }
+
+/// The rotator's image is `FROM scratch` and its CronJob has a read-only root: no `/tmp`, no
+/// TMPDIR, nothing writable but its mounts. A rotation must need nothing else.
+#[test]
+fn rotator_runs_in_an_empty_read_only_root() {
+    let pg = Postgres::start();
+    pg.create_role("app_user", "old-app-password");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    s.plan(&pg_plan(&pg, "in-place", ""));
+    let keys = s.dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::copy(&s.key, keys.join("age.agekey")).unwrap();
+    let out = crate::support::pod::Pod::credseal_under_test()
+        .rw(s.dir.path(), "/work")
+        .ro(&keys, "/etc/credseal/keys")
+        .env("SOPS_AGE_KEY_FILE", "/etc/credseal/keys/age.agekey")
+        .env("PG_ADMIN_PASSWORD", "admin-pw-for-tests")
+        .cmd(["rotate", "--plan", "/work/plan.yaml"])
+        .run()
+        .ok();
+    assert_eq!(out.text(), "app-db: rotated (generation 1)\n");
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert!(pg.can_login("app_user", &new), "the new password logs in");
+}

