@@ -824,3 +824,59 @@ fn the_sops_sidecar_example_renders_what_its_apps_read() {
     }
     assert_eq!(sidecars, 1, "one native sidecar and one init container");
 }
+
+/// The PostgreSQL init script as the postgres image runs it (its own file from the
+/// ConfigMap, the app password from the mounted Secret, UID 70 in a read-only root) against a
+/// real server: afterwards the application logs in with the rendered password, and the
+/// password never reaches the server log.
+#[test]
+fn the_postgres_init_script_creates_the_app_role() {
+    use crate::support::pod::Pod;
+    use crate::support::servers::Postgres;
+    let objects = render("manifests/base");
+    let cm = of_kind::<ConfigMap>(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("postgres-init"))
+        .expect("the postgres-init ConfigMap");
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("initdb.d");
+    std::fs::create_dir(&init).unwrap();
+    for (name, body) in cm.data.unwrap() {
+        crate::support::write(&init, &name, body);
+        std::fs::set_permissions(
+            init.join(&name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o555),
+        )
+        .unwrap();
+    }
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    let password = "it's a 'quoted'; DROP ROLE postgres; --pw";
+    crate::support::write(&app, "password", password);
+
+    let pg = Postgres::start();
+    pg.psql("CREATE DATABASE saas_platform").unwrap();
+    let out = Pod::distro("/docker-entrypoint-initdb.d/10-app-role.sh", 70)
+        .ro(&init, "/docker-entrypoint-initdb.d")
+        .ro(&app, "/run/secrets/app")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGPASSWORD", &pg.superuser_password)
+        .cmd(Vec::<String>::new())
+        .run();
+    assert_eq!(out.code, 0, "the init script failed: {}", out.stderr);
+    assert!(
+        pg.can_login("app_user", password),
+        "app_user logs in with the mounted password"
+    );
+    assert!(
+        !pg.log().contains("DROP ROLE"),
+        "the password is not in the server log"
+    );
+    assert_eq!(
+        pg.psql("SELECT has_database_privilege('app_user', 'saas_platform', 'CREATE')")
+            .unwrap()
+            .trim(),
+        "t"
+    );
+}

@@ -39,6 +39,24 @@ impl Pod {
         pod
     }
 
+    /// A container of a distribution image (postgres, redis): a shell and the server's client
+    /// tools, here the host's `/usr` and `/etc` read-only, and `program` as its command.
+    pub fn distro(program: &str, uid: u32) -> Pod {
+        let mut pod = Pod {
+            binds: Vec::new(),
+            env: Vec::new(),
+            uid,
+            program: PathBuf::from(program),
+        };
+        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"] {
+            if Path::new(dir).exists() {
+                pod.binds
+                    .push(("--ro-bind", PathBuf::from(dir), PathBuf::from(dir)));
+            }
+        }
+        pod
+    }
+
     /// The binary under test, as `Cmd::credseal` picks it.
     pub fn credseal_under_test() -> Pod {
         let bin = std::env::var_os("CREDSEAL_BIN")
