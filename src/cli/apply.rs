@@ -11,7 +11,7 @@ use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
 use crate::cli::{keyring, sops_failure};
 use crate::fsx;
 use crate::manifest::ScopeError;
-use crate::materialize::inputs::visible_files;
+use crate::materialize::inputs::{InputError, load_keyring, visible_files};
 use crate::sops::file::EncryptedFile;
 use crate::sops::store::Format;
 
@@ -25,6 +25,11 @@ pub struct Args {
         required = true
     )]
     pub files: Vec<PathBuf>,
+    /// A directory of age identities, as mounted from the cluster key Secret: every `*.agekey`
+    /// (Flux's sops-age layout) or `keys.txt`, so keys added by `cluster-key add` keep working
+    /// after `retire`. Without it, keys are found as sops finds them (SOPS_AGE_KEY_FILE, …).
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
     /// Ask the API server to validate without persisting (server-side dry run).
     #[arg(long)]
     pub dry_run: bool,
@@ -71,6 +76,18 @@ fn expand(paths: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
 
 pub fn run(args: Args, env: &Env) -> CliResult {
     let files = expand(&args.files)?;
+    let mounted = args
+        .keys
+        .as_deref()
+        .map(load_keyring)
+        .transpose()
+        .map_err(|e| {
+            let code = match e {
+                InputError::Fs(_) => Code::CouldNotReadInput,
+                _ => Code::CouldNotRetrieveKey,
+            };
+            Failure::new(code, e)
+        })?;
     runtime()?.block_on(async {
         let conn = connect(&args.kube, env).await?;
         let namespace = args
@@ -80,11 +97,19 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         let mut items: Vec<Item> = Vec::new();
         for file in files {
             let bytes = fsx::read(&file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
-            let meta = EncryptedFile::parse(&bytes, Format::from_path(&file))
-                .map_err(|e| sops_failure(&file.display().to_string(), e))?
-                .metadata;
-            let ring = keyring::load(env, Some(&meta))?;
-            items.extend(apply::decrypt_file(file, &bytes, &ring, &namespace).map_err(failure)?);
+            let found;
+            let ring = match &mounted {
+                Some(ring) => ring,
+                None => {
+                    // SOPS_AGE_KEY_CMD is told the file's recipients, as sops does.
+                    let meta = EncryptedFile::parse(&bytes, Format::from_path(&file))
+                        .map_err(|e| sops_failure(&file.display().to_string(), e))?
+                        .metadata;
+                    found = keyring::load(env, Some(&meta))?;
+                    &found
+                }
+            };
+            items.extend(apply::decrypt_file(file, &bytes, ring, &namespace).map_err(failure)?);
         }
         let outcomes = apply::apply_all(&conn.client, &items, args.dry_run)
             .await

@@ -257,7 +257,8 @@ fn kube_client_maps_conflicts_and_not_found() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let config = kube::Config::new(s.api.url().parse().unwrap());
+        let mut config = kube::Config::new(s.api.url().parse().unwrap());
+        config.root_cert = Some(vec![s.api.ca_der()]);
         let client = kube::Client::try_from(config).unwrap();
         let api = Secrets::new(client, NS);
         let mut live = api.get("x").await.unwrap().unwrap();
@@ -364,6 +365,10 @@ fn kubectl_is_a_second_client_of_the_same_server() {
         Cmd::tool("kubectl")
             .cwd(s.dir.path())
             .args(["--server", &s.api.url(), "--token", "t", "--namespace", NS])
+            .arg(format!(
+                "--certificate-authority={}",
+                s.api.ca_pem().display()
+            ))
             .args(args)
             .run()
     };
@@ -429,5 +434,79 @@ fn kubectl_is_a_second_client_of_the_same_server() {
         out.stderr.contains("NotFound") || out.stderr.contains("not found"),
         "{}",
         out.stderr
+    );
+}
+
+/// The deploy hook as rendered (its args, env and mounts; UID 65532 in an empty read-only
+/// root) keeps applying after `cluster-key add`, a move of the files to the new key and
+/// `retire` of the first: it reads every `*.agekey` of the mounted key Secret.
+#[test]
+fn the_rendered_deploy_hook_survives_a_key_rotation() {
+    use k8s_openapi::api::batch::v1::Job;
+    let s = setup();
+    let ck = |args: &[&str]| {
+        Cmd::credseal()
+            .cwd(s.dir.path())
+            .env("KUBECONFIG", &s.kubeconfig)
+            .arg("cluster-key")
+            .args(args)
+            .run()
+            .ok()
+            .text()
+            .trim()
+            .to_owned()
+    };
+    let first = ck(&["init"]);
+    let second = ck(&["add"]);
+    let secrets = s.dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let plain = write(
+        s.dir.path(),
+        "plain.yaml",
+        secret_yaml(NS, "after-key-rotation", "", None),
+    );
+    let enc = Cmd::credseal()
+        .args(["encrypt", "--age", &second])
+        .arg(&plain)
+        .run()
+        .ok();
+    write(&secrets, "postgres-credentials.enc.yaml", enc.stdout);
+    ck(&["retire", &first]);
+
+    // The sops-age Secret as the kubelet mounts it: one file per key.
+    let keys = s.dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let data = s.api.get("secrets", "credseal", "sops-age").unwrap()["data"].clone();
+    for (k, v) in data.as_object().unwrap() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        std::fs::write(keys.join(k), bytes).unwrap();
+    }
+    assert!(
+        !keys.join("age.agekey").exists(),
+        "the first key is retired"
+    );
+
+    let objects = crate::manifests::render("manifests/base");
+    let job: Job = objects
+        .iter()
+        .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == "credseal-apply")
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .expect("the deploy hook Job");
+    let container = &job.spec.unwrap().template.spec.unwrap().containers[0];
+    let (pod, args) = crate::support::pod::Pod::container(
+        container,
+        &[("credseal-secrets", &secrets), ("cluster-key", &keys)],
+    );
+    let out = pod
+        .ro(s.dir.path().join("kubeconfig"), "/etc/kube/config")
+        .env("KUBECONFIG", "/etc/kube/config")
+        .cmd(args)
+        .run();
+    assert_eq!(out.code, 0, "the deploy hook failed: {}", out.stderr);
+    assert_eq!(
+        s.live_value("password").as_deref(),
+        Some("after-key-rotation")
     );
 }

@@ -1,7 +1,6 @@
 //! The operator strategy (CloudNativePG-style) against real PostgreSQL: the test plays the
 //! operator, applying the password from the Secret it watches after a delay.
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,16 +12,6 @@ use crate::support::servers::Postgres;
 use crate::support::{Cmd, Out, b64, unb64, write};
 
 const NS: &str = "databases";
-
-/// A GET that lands in the fake API's request log: a marker between other requests.
-fn mark(port: u16, what: &str) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /api/v1/namespaces/{NS}/configmaps/{what} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    // The server keeps connections open: read the response once, don't wait for EOF.
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 4096];
-    let _ = s.read(&mut buf);
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -95,7 +84,7 @@ impl Setup {
                     let verifier = postgres_protocol::password::scram_sha_256(want.as_bytes());
                     pg.psql(&format!("ALTER ROLE app PASSWORD '{verifier}'"))
                         .unwrap();
-                    mark(api.port, "operator-applied");
+                    api.mark("operator-applied");
                     applied = want;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -2,14 +2,17 @@
 //! semantics: resourceVersion on every write and 409 on a stale one, 404/403/409 as `Status`
 //! objects, server-side apply with field managers (conflicts unless forced, fields a manager
 //! stops applying are removed), JSON merge patches, `dryRun=All`, and the discovery documents
-//! kubectl needs. Plain HTTP on a loopback port; kube::Client and kubectl both talk to it.
+//! kubectl needs. HTTPS on a loopback port, as the real one (a test CA, `127.0.0.1` in the
+//! certificate); kube::Client and kubectl both talk to it, and in-cluster clients reach it
+//! with the CA mounted as the service-account `ca.crt`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// What one request looked like (for assertions on verbs, content types and parameters).
@@ -45,17 +48,38 @@ impl KubeApi {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
+        let config = tls().config.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let s = s.clone();
-                std::thread::spawn(move || serve(stream, s));
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    serve(rustls::StreamOwned::new(conn, stream), s)
+                });
             }
         });
         KubeApi { port, state }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that signed the server's certificate (PEM), as a pod's `ca.crt`.
+    pub fn ca_pem(&self) -> PathBuf {
+        tls().dir.path().join("api-ca.pem")
+    }
+
+    /// The CA certificate (DER), for a kube::Config built by hand.
+    pub fn ca_der(&self) -> Vec<u8> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::from_pem_file(self.ca_pem())
+            .unwrap()
+            .to_vec()
     }
 
     /// A kubeconfig pointing at this server, with `namespace` as the context's default.
@@ -64,8 +88,10 @@ impl KubeApi {
         std::fs::write(
             &path,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: deployer\n    namespace: {namespace}\n- name: other\n  context:\n    cluster: fake\n    user: deployer\n    namespace: elsewhere\ncurrent-context: fake\nusers:\n- name: deployer\n  user:\n    token: test-token\n",
-                self.url()
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: deployer\n    namespace: {namespace}\n- name: other\n  context:\n    cluster: fake\n    user: deployer\n    namespace: elsewhere\ncurrent-context: fake\nusers:\n- name: deployer\n  user:\n    token: test-token\n",
+                self.url(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(std::fs::read(self.ca_pem()).unwrap())
             ),
         )
         .unwrap();
@@ -133,6 +159,17 @@ impl KubeApi {
 
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// Records a test event in the request log (method `MARK`), to order it against the
+    /// requests around it.
+    pub fn mark(&self, what: &str) {
+        self.state.lock().unwrap().log.push(Request {
+            method: "MARK".into(),
+            path: format!("/{what}"),
+            query: BTreeMap::new(),
+            content_type: String::new(),
+        });
     }
 }
 
@@ -252,9 +289,42 @@ fn normalize_secret(resource: &str, obj: &mut Value) {
     }
 }
 
-fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
+/// One server certificate for the whole test process (key generation is the slow part).
+struct Tls {
+    dir: tempfile::TempDir,
+    config: Arc<rustls::ServerConfig>,
+}
+
+fn tls() -> &'static Tls {
+    static TLS: OnceLock<Tls> = OnceLock::new();
+    TLS.get_or_init(|| {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = tempfile::tempdir().unwrap();
+        super::servers::make_certs(dir.path(), "api");
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.path().join("api.crt"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.path().join("api.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        Tls {
+            dir,
+            config: Arc::new(config),
+        }
+    })
+}
+
+fn serve(stream: impl Read + Write, state: Arc<Mutex<State>>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -328,9 +398,11 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             text.len()
         );
+        let stream = reader.get_mut();
         if stream
             .write_all(head.as_bytes())
             .and_then(|_| stream.write_all(&text))
+            .and_then(|_| stream.flush())
             .is_err()
         {
             return;

@@ -65,6 +65,45 @@ impl Pod {
         Pod::credseal(&bin)
     }
 
+    /// A rendered container of credseal's image: its args and literal env, and each volume
+    /// mount bound from `volumes` (volume name → the host directory laid out the kubelet's
+    /// way), read-only when the mount says so.
+    pub fn container(
+        container: &k8s_openapi::api::core::v1::Container,
+        volumes: &[(&str, &Path)],
+    ) -> (Pod, Vec<String>) {
+        let mut pod = Pod::credseal_under_test();
+        if let Some(uid) = container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+        {
+            pod.uid = uid as u32;
+        }
+        for m in container.volume_mounts.iter().flatten() {
+            let host = volumes
+                .iter()
+                .find(|(n, _)| *n == m.name)
+                .unwrap_or_else(|| panic!("no host directory for volume {}", m.name))
+                .1;
+            pod = if m.read_only == Some(true) {
+                pod.ro(host, &m.mount_path)
+            } else {
+                pod.rw(host, &m.mount_path)
+            };
+        }
+        for e in container.env.iter().flatten() {
+            let value = e
+                .value
+                .clone()
+                .unwrap_or_else(|| panic!("env {} is not a literal value", e.name));
+            pod = pod.env(&e.name, value);
+        }
+        let mut args = container.command.clone().unwrap_or_default();
+        args.extend(container.args.clone().unwrap_or_default());
+        (pod, args)
+    }
+
     /// A read-only mount (a Secret or ConfigMap volume, a `readOnly` mount).
     pub fn ro(mut self, host: impl AsRef<Path>, at: impl AsRef<Path>) -> Pod {
         self.binds.push((
