@@ -258,8 +258,14 @@ impl Workloads {
         ))
     }
 
-    /// Stamps the pod template (a merge patch of one annotation).
-    pub async fn stamp(&self, w: &Workload, key: &str, value: &str) -> Result<(), K8sError> {
+    /// Stamps the pod template (a merge patch of one annotation). Returns the object's uid, for
+    /// the Events recorded on it.
+    pub async fn stamp(
+        &self,
+        w: &Workload,
+        key: &str,
+        value: &str,
+    ) -> Result<Option<String>, K8sError> {
         let annotations = json!({ key: value });
         let template = json!({"metadata": {"annotations": annotations}});
         let patch = match w.kind {
@@ -273,19 +279,19 @@ impl Workloads {
             Kind::Deployment => Api::<Deployment>::namespaced(c, &w.namespace)
                 .patch(&w.name, &pp, &p)
                 .await
-                .map(drop),
+                .map(|o| o.metadata.uid),
             Kind::StatefulSet => Api::<StatefulSet>::namespaced(c, &w.namespace)
                 .patch(&w.name, &pp, &p)
                 .await
-                .map(drop),
+                .map(|o| o.metadata.uid),
             Kind::DaemonSet => Api::<DaemonSet>::namespaced(c, &w.namespace)
                 .patch(&w.name, &pp, &p)
                 .await
-                .map(drop),
+                .map(|o| o.metadata.uid),
             Kind::CronJob => Api::<CronJob>::namespaced(c, &w.namespace)
                 .patch(&w.name, &pp, &p)
                 .await
-                .map(drop),
+                .map(|o| o.metadata.uid),
         }
         .map_err(err(w))
     }

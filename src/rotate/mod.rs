@@ -574,14 +574,15 @@ impl<'a> Runner<'a> {
             .unwrap_or(std::time::Duration::from_secs(600));
         let mut done = Vec::new();
         for workload in &order {
-            w.stamp(workload, &key, &generation.to_string())
+            let uid = w
+                .stamp(workload, &key, &generation.to_string())
                 .await
                 .map_err(kube_err)?;
             self.audit(cred, "roll", &format!("restarting {workload}"));
             if !w.wait(workload, timeout).await.map_err(kube_err)? {
                 self.audit(cred, "roll", &format!("failed {workload}"));
                 let message = "credseal: rollout did not become healthy in time";
-                self.event(workload, "RolloutFailed", message, "Warning")
+                self.event(workload, uid, "RolloutFailed", message, "Warning")
                     .await;
                 return Err(RotateError::RolloutFailed {
                     credential: cred.name.clone(),
@@ -595,7 +596,7 @@ impl<'a> Runner<'a> {
                 });
             }
             let message = format!("credseal: restarted for {stamp_name} generation {generation}");
-            self.event(workload, "CredentialRolled", &message, "Normal")
+            self.event(workload, uid, "CredentialRolled", &message, "Normal")
                 .await;
             done.push(workload.to_string());
         }
@@ -615,8 +616,16 @@ impl<'a> Runner<'a> {
             return;
         };
         let (ns, name) = (s.namespace.clone(), s.name.clone());
+        // The Secret's uid: the rotator may read the Secret it rotates.
+        let uid = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+            .get_metadata_opt(&name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.metadata.uid);
         if let Err(e) =
-            crate::k8s::events::record(client, &ns, "Secret", &name, reason, message, type_).await
+            crate::k8s::events::record(client, &ns, "Secret", &name, uid, reason, message, type_)
+                .await
         {
             (self.audit)(format!(
                 "credseal audit: event {reason} on Secret/{ns}/{name} not recorded: {e}"
@@ -626,7 +635,14 @@ impl<'a> Runner<'a> {
 
     /// Records a Kubernetes Event (best effort: a missing permission is an audit line, not a
     /// failed rotation). Messages never carry a value.
-    async fn event(&mut self, w: &Workload, reason: &str, message: &str, type_: &str) {
+    async fn event(
+        &mut self,
+        w: &Workload,
+        uid: Option<String>,
+        reason: &str,
+        message: &str,
+        type_: &str,
+    ) {
         let Some(client) = self.kube.clone() else {
             return;
         };
@@ -635,6 +651,7 @@ impl<'a> Runner<'a> {
             &w.namespace,
             w.kind.as_str(),
             &w.name,
+            uid,
             reason,
             message,
             type_,

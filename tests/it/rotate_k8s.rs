@@ -207,6 +207,32 @@ fn rotates_the_secret_and_rolls_database_tier_then_consumers() {
         "{}",
         out.stderr
     );
+    // Events name their object by uid and carry timestamps: `kubectl describe` selects them by
+    // involvedObject uid and sorts them by lastTimestamp.
+    let described = Cmd::tool("kubectl")
+        .env("KUBECONFIG", &s.kubeconfig)
+        .args(["describe", "cronjob", "backup"])
+        .run()
+        .ok()
+        .text();
+    let events = described.split("\nEvents:").nth(1).unwrap_or("");
+    assert!(
+        events.contains("CredentialRolled") && events.contains("credseal"),
+        "{described}"
+    );
+    // kubectl describe has no Events section for a Secret: check the Event itself.
+    let uid = secret["metadata"]["uid"].as_str().unwrap().to_owned();
+    let event = s
+        .api
+        .list("events", NS)
+        .into_iter()
+        .find(|e| e["reason"] == "CredentialRotated")
+        .expect("an Event on the Secret");
+    assert_eq!(event["involvedObject"]["uid"], uid.as_str(), "{event}");
+    assert!(
+        event["lastTimestamp"].is_string() && event["firstTimestamp"].is_string(),
+        "{event}"
+    );
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub struct Request {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: String,
+    /// `Accept`: `as=PartialObjectMetadata` asks for metadata only, as the real server serves.
+    pub accept: String,
 }
 
 #[derive(Default)]
@@ -149,12 +151,33 @@ impl KubeApi {
             .to_owned();
         let name = obj["metadata"]["name"].as_str().unwrap().to_owned();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        // The uid an object keeps for its life (the one it had, when replaced).
+        let uid = st
+            .objects
+            .get(&(resource.to_owned(), ns.clone(), name.clone()))
+            .map(|o| o["metadata"]["uid"].clone())
+            .unwrap_or_else(|| json!(format!("uid-{rv}")));
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = uid;
+        }
         if obj["metadata"]["generation"].is_null() && is_workload(resource) {
             obj["metadata"]["generation"] = json!(1);
         }
         normalize_secret(resource, &mut obj);
         settle(resource, &mut obj);
         st.objects.insert((resource.into(), ns, name), obj);
+    }
+
+    /// Every object of `resource` in `namespace`.
+    pub fn list(&self, resource: &str, namespace: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .filter(|((r, n, _), _)| r == resource && n == namespace)
+            .map(|(_, o)| o.clone())
+            .collect()
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -169,6 +192,7 @@ impl KubeApi {
             path: format!("/{what}"),
             query: BTreeMap::new(),
             content_type: String::new(),
+            accept: String::new(),
         });
     }
 }
@@ -235,6 +259,30 @@ fn matches_selector(selector: Option<&String>, obj: &Value) -> bool {
     selector.split(',').all(|term| match term.split_once('=') {
         Some((k, v)) => obj["metadata"]["labels"][k] == v.trim_start_matches('='),
         None => false,
+    })
+}
+
+/// `fieldSelector` terms `a.b=v`, `a.b==v` and `a.b!=v` on dotted paths (what kubectl
+/// describe sends for an object's Events: involvedObject name, namespace, kind and uid).
+fn matches_fields(selector: Option<&String>, obj: &Value) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    let field = |path: &str| {
+        path.split('.')
+            .fold(obj, |v, k| &v[k])
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    selector.split(',').all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            field(k) != v
+        } else if let Some((k, v)) = term.split_once('=') {
+            field(k) == v.trim_start_matches('=')
+        } else {
+            false
+        }
     })
 }
 
@@ -376,11 +424,13 @@ fn serve(stream: impl Read + Write, state: Arc<Mutex<State>>) {
         }
         let (path, query) = split_query(&target);
         let content_type = headers.get("content-type").cloned().unwrap_or_default();
+        let accept = headers.get("accept").cloned().unwrap_or_default();
         let req = Request {
             method,
             path,
             query,
             content_type,
+            accept,
         };
         let (code, value) = handle(&state, &req, &body);
         let text = serde_json::to_vec(&value).unwrap();
@@ -571,7 +621,10 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
                 .objects
                 .iter()
                 .filter(|((r, n, _), o)| {
-                    r == resource && n == ns && matches_selector(req.query.get("labelSelector"), o)
+                    r == resource
+                        && n == ns
+                        && matches_selector(req.query.get("labelSelector"), o)
+                        && matches_fields(req.query.get("fieldSelector"), o)
                 })
                 .map(|(_, v)| v.clone())
                 .collect();
@@ -581,6 +634,10 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             )
         }
         ("get", Some(n)) => match st.objects.get(&key(n)) {
+            Some(o) if req.accept.contains("as=PartialObjectMetadata") => (
+                200,
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+            ),
             Some(o) => (200, o.clone()),
             None => not_found(n),
         },
