@@ -880,3 +880,179 @@ fn the_postgres_init_script_creates_the_app_role() {
         "t"
     );
 }
+
+/// When an object is applied in an Argo CD sync: (phase, wave). Helm hook annotations count
+/// where Argo CD's own are absent, as Argo CD maps them.
+fn argo_slot(o: &Value) -> (u8, i64) {
+    let a = &o["metadata"]["annotations"];
+    let hook = a["argocd.argoproj.io/hook"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            a["helm.sh/hook"].as_str().map(|h| {
+                if h.contains("pre-install") || h.contains("pre-upgrade") {
+                    "PreSync".into()
+                } else {
+                    "PostSync".into()
+                }
+            })
+        });
+    let phase = match hook.as_deref() {
+        Some("PreSync") => 0,
+        None | Some("Sync") => 1,
+        Some(_) => 2,
+    };
+    let wave = a["argocd.argoproj.io/sync-wave"]
+        .as_str()
+        .map_or(0, |w| w.parse().unwrap());
+    (phase, wave)
+}
+
+/// Helm: (is a pre-install and pre-upgrade hook, weight).
+fn helm_slot(o: &Value) -> (bool, i64) {
+    let a = &o["metadata"]["annotations"];
+    let pre = a["helm.sh/hook"]
+        .as_str()
+        .is_some_and(|h| h.contains("pre-install") && h.contains("pre-upgrade"));
+    let weight = a["helm.sh/hook-weight"]
+        .as_str()
+        .map_or(0, |w| w.parse().unwrap());
+    (pre, weight)
+}
+
+/// On Argo CD and Helm the deploy hook runs after everything it reads (its ServiceAccount,
+/// RBAC, the ConfigMap of this commit, the Namespace) and before every workload that reads a
+/// Secret it applies: an empty cluster's first sync succeeds, and each sync applies its own
+/// commit's Secrets.
+#[test]
+fn the_deploy_hook_runs_after_its_inputs_and_before_its_consumers() {
+    for dir in [
+        "manifests/base",
+        "manifests/overlays/dev",
+        "manifests/overlays/prod",
+    ] {
+        let objects = render(dir);
+        let named = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{dir}: no {kind} {name}"))
+                .clone()
+        };
+        let job = objects
+            .iter()
+            .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == "credseal-apply")
+            .unwrap()
+            .clone();
+        let spec: PodSpec =
+            serde_json::from_value(job["spec"]["template"]["spec"].clone()).unwrap();
+        let sa = spec.service_account_name.clone().unwrap();
+        let mut inputs = vec![named("ServiceAccount", &sa)];
+        for rb in objects.iter().filter(|o| o["kind"] == "RoleBinding") {
+            let binds_sa = rb["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa.as_str());
+            if binds_sa {
+                inputs.push(rb.clone());
+                inputs.push(named("Role", rb["roleRef"]["name"].as_str().unwrap()));
+            }
+        }
+        for v in spec.volumes.iter().flatten() {
+            if let Some(cm) = &v.config_map {
+                inputs.push(named("ConfigMap", &cm.name));
+            }
+        }
+        assert!(
+            inputs.len() >= 4,
+            "{dir}: SA, RoleBinding, Role, ConfigMap found"
+        );
+        let namespace = named("Namespace", job["metadata"]["namespace"].as_str().unwrap());
+
+        // The Secrets the hook applies, and the workloads that read them.
+        let applied: Vec<String> = encrypted_secrets(&objects)
+            .data
+            .unwrap()
+            .values()
+            .map(|f| {
+                let doc = &yaml::parse(f.as_bytes()).unwrap().documents[0];
+                doc.get("metadata")
+                    .unwrap()
+                    .as_map()
+                    .unwrap()
+                    .get("name")
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let consumers: Vec<(String, Value)> = pod_specs(&objects)
+            .into_iter()
+            .filter(|(_, spec)| {
+                applied
+                    .iter()
+                    .any(|s| credseal::k8s::workloads::references_secret(spec, s))
+            })
+            .map(|(name, _)| {
+                let o = objects
+                    .iter()
+                    .find(|o| {
+                        o["metadata"]["name"] == name.as_str() && o["spec"]["template"].is_object()
+                            || o["metadata"]["name"] == name.as_str() && o["kind"] == "CronJob"
+                    })
+                    .unwrap()
+                    .clone();
+                (name, o)
+            })
+            .collect();
+        assert!(
+            consumers.len() >= 3,
+            "{dir}: postgres, redis, backup read them"
+        );
+
+        // Argo CD.
+        let at = argo_slot(&job);
+        assert_eq!(
+            at.0, 1,
+            "{dir}: the hook runs in the Sync phase, after the Namespace exists"
+        );
+        assert!(argo_slot(&namespace) < at, "{dir}: the Namespace first");
+        for i in &inputs {
+            assert!(
+                argo_slot(i) < at,
+                "{dir}: {} {} before the hook",
+                i["kind"],
+                i["metadata"]["name"]
+            );
+            assert!(
+                argo_slot(i) > argo_slot(&namespace),
+                "{dir}: {} {} after its Namespace",
+                i["kind"],
+                i["metadata"]["name"]
+            );
+        }
+        for (name, c) in &consumers {
+            assert!(argo_slot(c) > at, "{dir}: {name} after the hook");
+        }
+        // Helm.
+        let (pre, weight) = helm_slot(&job);
+        assert!(pre, "{dir}: the Job is a pre-install/pre-upgrade hook");
+        for i in &inputs {
+            let (pre, w) = helm_slot(i);
+            assert!(
+                pre && w < weight,
+                "{dir}: {} {} is an earlier Helm hook",
+                i["kind"],
+                i["metadata"]["name"]
+            );
+        }
+        for (name, c) in &consumers {
+            assert!(
+                !helm_slot(c).0,
+                "{dir}: {name} is a release resource, installed after the hooks"
+            );
+        }
+    }
+}
