@@ -495,14 +495,14 @@ fn the_rendered_deploy_hook_survives_a_key_rotation() {
         .map(|o| serde_json::from_value(o.clone()).unwrap())
         .expect("the deploy hook Job");
     let container = &job.spec.unwrap().template.spec.unwrap().containers[0];
-    let (pod, args) = crate::support::pod::Pod::container(
-        container,
-        &[("credseal-secrets", &secrets), ("cluster-key", &keys)],
-    );
-    let out = pod
+    let out = crate::support::pod::Pod::credseal_under_test()
         .ro(s.dir.path().join("kubeconfig"), "/etc/kube/config")
         .env("KUBECONFIG", "/etc/kube/config")
-        .cmd(args)
+        .container(
+            container,
+            &[("credseal-secrets", &secrets), ("cluster-key", &keys)],
+            &|_, _| None,
+        )
         .run();
     assert_eq!(out.code, 0, "the deploy hook failed: {}", out.stderr);
     assert_eq!(

@@ -856,13 +856,16 @@ fn the_postgres_init_script_creates_the_app_role() {
 
     let pg = Postgres::start();
     pg.psql("CREATE DATABASE saas_platform").unwrap();
-    let out = Pod::distro("/docker-entrypoint-initdb.d/10-app-role.sh", 70)
+    let out = Pod::distro(70)
         .ro(&init, "/docker-entrypoint-initdb.d")
         .ro(&app, "/run/secrets/app")
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", pg.port.to_string())
         .env("PGPASSWORD", &pg.superuser_password)
-        .cmd(Vec::<String>::new())
+        .cmd_at(
+            "/docker-entrypoint-initdb.d/10-app-role.sh",
+            Vec::<String>::new(),
+        )
         .run();
     assert_eq!(out.code, 0, "the init script failed: {}", out.stderr);
     assert!(
@@ -1055,4 +1058,141 @@ fn the_deploy_hook_runs_after_its_inputs_and_before_its_consumers() {
             );
         }
     }
+}
+
+/// The backup CronJob as the postgres image runs it (its command, env and Secret refs, UID
+/// 70, the claim mounted at /backup, the Service name resolved to the test's server): the dump
+/// lands on the claim complete, only the newest BACKUP_KEEP stay, and it restores.
+#[test]
+fn the_backup_job_keeps_the_newest_dumps_and_they_restore() {
+    use crate::support::pod::Pod;
+    use crate::support::servers::Postgres;
+    let objects = render("manifests/base");
+    let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("postgres-backup"))
+        .unwrap();
+    let spec = cron
+        .spec
+        .unwrap()
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let claim = spec.volumes.as_ref().unwrap()[0]
+        .persistent_volume_claim
+        .as_ref()
+        .expect("backups on a PersistentVolumeClaim")
+        .claim_name
+        .clone();
+    assert!(
+        objects.iter().any(
+            |o| o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == claim.as_str()
+        ),
+        "the claim {claim} is rendered"
+    );
+
+    let pg = Postgres::start();
+    pg.create_role("app_user", "backup-test-pw");
+    pg.psql("CREATE DATABASE saas_platform OWNER app_user")
+        .unwrap();
+    let app_psql = |db: &str, sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "app_user",
+                "-d",
+                db,
+            ])
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", "backup-test-pw")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    app_psql(
+        "saas_platform",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('kept')",
+    );
+
+    let backup = tempfile::tempdir().unwrap();
+    for day in 1..=8 {
+        crate::support::write(
+            backup.path(),
+            &format!("saas_platform-202001{day:02}T000000Z.dump"),
+            "old",
+        );
+    }
+    crate::support::write(
+        backup.path(),
+        ".saas_platform-20200109T000000Z.dump.partial",
+        "cut off",
+    );
+    let out = Pod::distro(0)
+        .host("postgres.platform-services.svc.cluster.local", "127.0.0.1")
+        // The test's server listens on a free port, not 5432.
+        .env("PGPORT", pg.port.to_string())
+        .container(
+            &spec.containers[0],
+            &[("backup", backup.path())],
+            &|secret, key| match (secret, key) {
+                ("postgres-credentials", "username") => Some("app_user".into()),
+                ("postgres-credentials", "password") => Some("backup-test-pw".into()),
+                _ => None,
+            },
+        )
+        .run();
+    assert_eq!(out.code, 0, "the backup failed: {}", out.stderr);
+    let mut names: Vec<String> = std::fs::read_dir(backup.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        7,
+        "the newest 7 dumps, no partial file: {names:?}"
+    );
+    assert_eq!(names[0], "saas_platform-20200103T000000Z.dump", "{names:?}");
+    let newest = backup.path().join(names.last().unwrap());
+    assert!(
+        !names.last().unwrap().starts_with("saas_platform-2020"),
+        "{names:?}"
+    );
+
+    // README's restore: pg_restore into an empty database.
+    pg.psql("CREATE DATABASE restored OWNER app_user").unwrap();
+    let out = std::process::Command::new("pg_restore")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "app_user",
+            "--no-owner",
+            "-d",
+            "restored",
+        ])
+        .arg(&newest)
+        .env("PGPASSWORD", "backup-test-pw")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app_psql("restored", "SELECT v FROM t"), "kept");
 }

@@ -75,6 +75,8 @@ impl Out {
 pub struct Cmd {
     cmd: Command,
     stdin: Option<Vec<u8>>,
+    /// A directory the command needs until it has run (e.g. a sandbox's generated files).
+    _keep: Option<tempfile::TempDir>,
 }
 
 /// An empty directory used as HOME/XDG_CONFIG_HOME so no user key file is ever picked up.
@@ -84,9 +86,14 @@ fn empty_home() -> &'static Path {
 }
 
 impl Cmd {
-    /// A command whose environment the caller has set up completely (e.g. a sandbox).
-    pub fn wrap(cmd: Command) -> Cmd {
-        Cmd { cmd, stdin: None }
+    /// A command whose environment the caller has set up completely (e.g. a sandbox), with a
+    /// directory it reads from kept until it has run.
+    pub fn wrap_keeping(cmd: Command, keep: tempfile::TempDir) -> Cmd {
+        Cmd {
+            cmd,
+            stdin: None,
+            _keep: Some(keep),
+        }
     }
 
     fn isolated(program: &Path) -> Cmd {
@@ -98,7 +105,11 @@ impl Cmd {
         }
         cmd.env("HOME", empty_home())
             .env("XDG_CONFIG_HOME", empty_home());
-        Cmd { cmd, stdin: None }
+        Cmd {
+            cmd,
+            stdin: None,
+            _keep: None,
+        }
     }
 
     /// The binary under test: this build, or `CREDSEAL_BIN` (CI runs the materialize tests

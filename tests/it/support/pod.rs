@@ -1,13 +1,20 @@
 //! Runs a program the way the kubelet runs a container: an empty read-only root that holds only
-//! the binary and the container's mounts, the image's UID, its own namespaces (the host network
-//! is shared so it reaches the tests' loopback servers). No `/tmp`, no shell, no CA bundle.
-//! Debian's `bubblewrap` builds that root without a daemon. The test build is linked
-//! dynamically, so the loader and the libraries `ldd` names are bound read-only too (the image's
-//! static binary needs none).
+//! the image's files and the container's mounts, the UID of its security context, its own
+//! namespaces (the host network is shared so it reaches the tests' loopback servers), and an
+//! `/etc/hosts` the kubelet would write, here naming cluster Services at loopback addresses. No
+//! `/tmp`, no shell, no CA bundle unless the image has them. Debian's `bubblewrap` builds that
+//! root without a daemon.
+//!
+//! Images: credseal's (`Pod::credseal`, the binary at `/credseal`; the test build is linked
+//! dynamically, so the loader and the libraries `ldd` names are bound read-only too, where the
+//! image's static binary needs none), and a distribution image such as `postgres:15-alpine`
+//! (`Pod::distro`: a shell and the server's client tools, here the host's `/usr` and `/etc`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use k8s_openapi::api::core::v1::Container;
 
 use super::{Cmd, require};
 
@@ -17,43 +24,35 @@ pub const IMAGE_UID: u32 = 65532;
 pub struct Pod {
     binds: Vec<(&'static str, PathBuf, PathBuf)>,
     env: Vec<(String, OsString)>,
+    hosts: Vec<(String, String)>,
     uid: u32,
-    program: PathBuf,
+    /// The image's entrypoint, when the container gives no `command`.
+    entrypoint: Vec<String>,
+    /// Keeps the generated `/etc/hosts` alive while the command may run.
+    scratch: tempfile::TempDir,
 }
 
 impl Pod {
-    /// A container whose image holds `binary` at `/credseal`.
-    pub fn credseal(binary: &Path) -> Pod {
-        let mut pod = Pod {
+    fn empty(uid: u32, entrypoint: Vec<String>) -> Pod {
+        Pod {
             binds: Vec::new(),
             env: Vec::new(),
-            uid: IMAGE_UID,
-            program: PathBuf::from("/credseal"),
-        };
+            hosts: Vec::new(),
+            uid,
+            entrypoint,
+            scratch: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// credseal's image holding `binary` at `/credseal`, its entrypoint.
+    pub fn credseal(binary: &Path) -> Pod {
+        let mut pod = Pod::empty(IMAGE_UID, vec!["/credseal".into()]);
         for lib in shared_libraries(binary) {
             let source = std::fs::canonicalize(&lib).unwrap();
             pod.binds.push(("--ro-bind", source, lib));
         }
         pod.binds
             .push(("--ro-bind", binary.to_owned(), PathBuf::from("/credseal")));
-        pod
-    }
-
-    /// A container of a distribution image (postgres, redis): a shell and the server's client
-    /// tools, here the host's `/usr` and `/etc` read-only, and `program` as its command.
-    pub fn distro(program: &str, uid: u32) -> Pod {
-        let mut pod = Pod {
-            binds: Vec::new(),
-            env: Vec::new(),
-            uid,
-            program: PathBuf::from(program),
-        };
-        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"] {
-            if Path::new(dir).exists() {
-                pod.binds
-                    .push(("--ro-bind", PathBuf::from(dir), PathBuf::from(dir)));
-            }
-        }
         pod
     }
 
@@ -65,43 +64,16 @@ impl Pod {
         Pod::credseal(&bin)
     }
 
-    /// A rendered container of credseal's image: its args and literal env, and each volume
-    /// mount bound from `volumes` (volume name → the host directory laid out the kubelet's
-    /// way), read-only when the mount says so.
-    pub fn container(
-        container: &k8s_openapi::api::core::v1::Container,
-        volumes: &[(&str, &Path)],
-    ) -> (Pod, Vec<String>) {
-        let mut pod = Pod::credseal_under_test();
-        if let Some(uid) = container
-            .security_context
-            .as_ref()
-            .and_then(|s| s.run_as_user)
-        {
-            pod.uid = uid as u32;
+    /// A distribution image (postgres, redis) running as `uid` by default.
+    pub fn distro(uid: u32) -> Pod {
+        let mut pod = Pod::empty(uid, Vec::new());
+        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"] {
+            if Path::new(dir).exists() {
+                pod.binds
+                    .push(("--ro-bind", PathBuf::from(dir), PathBuf::from(dir)));
+            }
         }
-        for m in container.volume_mounts.iter().flatten() {
-            let host = volumes
-                .iter()
-                .find(|(n, _)| *n == m.name)
-                .unwrap_or_else(|| panic!("no host directory for volume {}", m.name))
-                .1;
-            pod = if m.read_only == Some(true) {
-                pod.ro(host, &m.mount_path)
-            } else {
-                pod.rw(host, &m.mount_path)
-            };
-        }
-        for e in container.env.iter().flatten() {
-            let value = e
-                .value
-                .clone()
-                .unwrap_or_else(|| panic!("env {} is not a literal value", e.name));
-            pod = pod.env(&e.name, value);
-        }
-        let mut args = container.command.clone().unwrap_or_default();
-        args.extend(container.args.clone().unwrap_or_default());
-        (pod, args)
+        pod
     }
 
     /// A read-only mount (a Secret or ConfigMap volume, a `readOnly` mount).
@@ -122,12 +94,87 @@ impl Pod {
     }
 
     pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Pod {
+        self.env.retain(|(name, _)| name != k);
         self.env.push((k.to_owned(), v.into()));
         self
     }
 
-    /// The container's command line, ready to run (the environment is only what was given).
+    /// Resolves `name` (a Service's DNS name) to `ip` in the container's `/etc/hosts`.
+    pub fn host(mut self, name: &str, ip: &str) -> Pod {
+        self.hosts.push((ip.to_owned(), name.to_owned()));
+        self
+    }
+
+    /// Runs `container` of a rendered pod spec in this image: its command or the image's
+    /// entrypoint with its args, its literal env and `secretKeyRef`s (through `secret_key`,
+    /// (Secret, key) → value), its `runAsUser`, and each volume mount bound from `volumes`
+    /// (volume name → host directory laid out the kubelet's way), read-only where it says so.
+    pub fn container(
+        mut self,
+        container: &Container,
+        volumes: &[(&str, &Path)],
+        secret_key: &dyn Fn(&str, &str) -> Option<String>,
+    ) -> Cmd {
+        if let Some(uid) = container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+        {
+            self.uid = uid as u32;
+        }
+        for m in container.volume_mounts.iter().flatten() {
+            let host = volumes
+                .iter()
+                .find(|(n, _)| *n == m.name)
+                .unwrap_or_else(|| panic!("no host directory for volume {}", m.name))
+                .1;
+            let host = match &m.sub_path {
+                Some(sub) => host.join(sub),
+                None => host.to_owned(),
+            };
+            self = if m.read_only == Some(true) {
+                self.ro(host, &m.mount_path)
+            } else {
+                self.rw(host, &m.mount_path)
+            };
+        }
+        for e in container.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => v.clone(),
+                (None, Some(from)) => {
+                    let r = from
+                        .secret_key_ref
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("env {}: only secretKeyRef is resolved", e.name));
+                    secret_key(&r.name, &r.key).unwrap_or_else(|| {
+                        panic!("env {}: no value for {}/{}", e.name, r.name, r.key)
+                    })
+                }
+                (None, None) => String::new(),
+            };
+            self = self.env(&e.name, value);
+        }
+        let mut argv = container
+            .command
+            .clone()
+            .unwrap_or_else(|| self.entrypoint.clone());
+        argv.extend(container.args.clone().unwrap_or_default());
+        let program = argv.remove(0);
+        self.cmd_at(&program, argv)
+    }
+
+    /// Runs the image's entrypoint with `args`.
     pub fn cmd<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(self, args: I) -> Cmd {
+        let program = self.entrypoint.first().cloned().expect("an entrypoint");
+        self.cmd_at(&program, args)
+    }
+
+    /// Runs `program` of the image with `args`; the environment is only what was given.
+    pub fn cmd_at<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(
+        self,
+        program: &str,
+        args: I,
+    ) -> Cmd {
         let mut c = Command::new(require("bwrap"));
         c.args([
             "--unshare-all",
@@ -144,13 +191,20 @@ impl Pod {
         for (how, host, at) in &self.binds {
             c.arg(how).arg(host).arg(at);
         }
+        let mut hosts = String::from("127.0.0.1\tlocalhost\n");
+        for (ip, name) in &self.hosts {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        let hosts_file = self.scratch.path().join("hosts");
+        std::fs::write(&hosts_file, hosts).unwrap();
+        c.arg("--ro-bind").arg(&hosts_file).arg("/etc/hosts");
         for (k, v) in &self.env {
             c.arg("--setenv").arg(k).arg(v);
         }
         // bwrap's root is a tmpfs; the kubelet's with readOnlyRootFilesystem is read-only.
         c.args(["--remount-ro", "/", "--chdir", "/"]);
-        c.arg(&self.program).args(args);
-        Cmd::wrap(c)
+        c.arg(program).args(args);
+        Cmd::wrap_keeping(c, self.scratch)
     }
 }
 
