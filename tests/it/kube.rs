@@ -510,3 +510,61 @@ fn the_rendered_deploy_hook_survives_a_key_rotation() {
         Some("after-key-rotation")
     );
 }
+
+/// The fake authorizes a ServiceAccount's requests by the RBAC it holds, as the API server
+/// does: `resourceNames` limit get/update/patch/delete, never create or list, and a refusal is
+/// the real 403 message.
+#[test]
+fn service_accounts_get_exactly_what_the_rendered_rbac_grants() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+    let s = setup();
+    s.api.load(&crate::manifests::render("manifests/base"));
+    for name in ["postgres-credentials", "postgres-admin"] {
+        s.api.put(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}}),
+        );
+    }
+    let sa = s.api.service_account(NS, "credseal-rotator");
+    let token = std::fs::read_to_string(sa.path().join("token")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config = kube::Config::new(s.api.url().parse().unwrap());
+        config.root_cert = Some(vec![s.api.ca_der()]);
+        config.auth_info.token = Some(token.into());
+        let client = kube::Client::try_from(config).unwrap();
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        secrets.get("postgres-credentials").await.unwrap();
+        let denied = secrets.get("postgres-admin").await.unwrap_err();
+        assert!(
+            denied.to_string().contains(
+                "secrets \"postgres-admin\" is forbidden: User \"system:serviceaccount:platform-services:credseal-rotator\" cannot get resource \"secrets\" in API group \"\" in the namespace \"platform-services\""
+            ),
+            "{denied}"
+        );
+        assert!(secrets.list(&ListParams::default()).await.is_err(), "no list of Secrets");
+        let new: Secret = serde_json::from_value(
+            json!({"metadata": {"name": "anything", "namespace": NS}}),
+        )
+        .unwrap();
+        // A create carries no name when it is authorized: the rotator's create grant is for
+        // every Secret name (what issue 13's server-side-applied pending record removes).
+        secrets.create(&PostParams::default(), &new).await.unwrap();
+        let deployments: Api<Deployment> = Api::namespaced(client, NS);
+        let stamp = Patch::Merge(json!({"metadata": {"annotations": {"x": "1"}}}));
+        deployments
+            .patch("backend", &PatchParams::default(), &stamp)
+            .await
+            .unwrap();
+        let err = deployments
+            .patch("other", &PatchParams::default(), &stamp)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("forbidden"), "{err}");
+    });
+}

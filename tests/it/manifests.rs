@@ -34,7 +34,7 @@ pub fn render(dir: &str) -> Vec<Value> {
         .collect()
 }
 
-fn of_kind<T: serde::de::DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<T> {
+pub fn of_kind<T: serde::de::DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<T> {
     objects
         .iter()
         .filter(|o| o["kind"] == kind)
@@ -42,7 +42,7 @@ fn of_kind<T: serde::de::DeserializeOwned>(objects: &[Value], kind: &str) -> Vec
         .collect()
 }
 
-fn pod_specs(objects: &[Value]) -> Vec<(String, PodSpec)> {
+pub fn pod_specs(objects: &[Value]) -> Vec<(String, PodSpec)> {
     let mut out = Vec::new();
     for s in of_kind::<StatefulSet>(objects, "StatefulSet") {
         out.push((

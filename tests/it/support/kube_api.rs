@@ -24,6 +24,8 @@ pub struct Request {
     pub content_type: String,
     /// `Accept`: `as=PartialObjectMetadata` asks for metadata only, as the real server serves.
     pub accept: String,
+    /// The bearer token: a ServiceAccount's is authorized by RBAC, any other is an admin's.
+    pub token: String,
 }
 
 #[derive(Default)]
@@ -37,6 +39,8 @@ struct State {
     /// Workloads whose simulated controller never finishes a rollout.
     stuck: BTreeSet<(String, String, String)>,
     log: Vec<Request>,
+    /// ServiceAccount tokens: token → `system:serviceaccount:NS:NAME`.
+    tokens: HashMap<String, String>,
 }
 
 pub struct KubeApi {
@@ -168,6 +172,41 @@ impl KubeApi {
         st.objects.insert((resource.into(), ns, name), obj);
     }
 
+    /// Creates the rendered objects the server serves or authorizes with (RBAC), as a sync
+    /// would; other kinds are skipped.
+    pub fn load(&self, objects: &[Value]) {
+        for o in objects {
+            let kind = o["kind"].as_str().unwrap_or_default();
+            let resource = match kind {
+                "Role" => "roles",
+                "ClusterRole" => "clusterroles",
+                "RoleBinding" => "rolebindings",
+                "ClusterRoleBinding" => "clusterrolebindings",
+                _ => match RESOURCES.iter().find(|(_, _, k)| *k == kind) {
+                    Some((_, r, _)) => r,
+                    None => continue,
+                },
+            };
+            self.put(resource, o.clone());
+        }
+    }
+
+    /// A ServiceAccount's token volume as the kubelet projects it (`token`, `ca.crt`,
+    /// `namespace`); requests with that token are authorized by the RBAC the server holds.
+    pub fn service_account(&self, namespace: &str, name: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let token = format!("sa-{namespace}-{name}-{:016x}", rand::random::<u64>());
+        std::fs::write(dir.path().join("token"), &token).unwrap();
+        std::fs::copy(self.ca_pem(), dir.path().join("ca.crt")).unwrap();
+        std::fs::write(dir.path().join("namespace"), namespace).unwrap();
+        self.state
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token, format!("system:serviceaccount:{namespace}:{name}"));
+        dir
+    }
+
     /// Every object of `resource` in `namespace`.
     pub fn list(&self, resource: &str, namespace: &str) -> Vec<Value> {
         self.state
@@ -193,6 +232,7 @@ impl KubeApi {
             query: BTreeMap::new(),
             content_type: String::new(),
             accept: String::new(),
+            token: String::new(),
         });
     }
 }
@@ -425,12 +465,18 @@ fn serve(stream: impl Read + Write, state: Arc<Mutex<State>>) {
         let (path, query) = split_query(&target);
         let content_type = headers.get("content-type").cloned().unwrap_or_default();
         let accept = headers.get("accept").cloned().unwrap_or_default();
+        let token = headers
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_owned();
         let req = Request {
             method,
             path,
             query,
             content_type,
             accept,
+            token,
         };
         let (code, value) = handle(&state, &req, &body);
         let text = serde_json::to_vec(&value).unwrap();
@@ -552,11 +598,11 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             return (200, d);
         }
     }
-    // /api/v1/namespaces/{ns}/{resource}[/{name}] or /apis/{g}/{v}/namespaces/...
+    // /api/v1/namespaces/{ns}/{resource}[/{name}[/{subresource}]] or /apis/{g}/{v}/namespaces/...
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-    let rest = match segs.as_slice() {
-        ["api", "v1", rest @ ..] => rest,
-        ["apis", _, _, rest @ ..] => rest,
+    let (group, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", g, _, rest @ ..] => (*g, rest),
         _ => {
             return status(
                 404,
@@ -565,9 +611,10 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             );
         }
     };
-    let (ns, resource, name) = match rest {
-        ["namespaces", ns, resource] => (*ns, *resource, None),
-        ["namespaces", ns, resource, name] => (*ns, *resource, Some(*name)),
+    let (ns, resource, name, subresource) = match rest {
+        ["namespaces", ns, resource] => (*ns, *resource, None, None),
+        ["namespaces", ns, resource, name] => (*ns, *resource, Some(*name), None),
+        ["namespaces", ns, resource, name, sub] => (*ns, *resource, Some(*name), Some(*sub)),
         _ => {
             return status(
                 404,
@@ -584,14 +631,44 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
         );
     };
     let verb = match (req.method.as_str(), name) {
+        ("GET", None)
+            if req
+                .query
+                .get("watch")
+                .is_some_and(|w| w == "true" || w == "1") =>
+        {
+            "watch"
+        }
         ("GET", None) => "list",
         ("GET", Some(_)) => "get",
         ("POST", _) => "create",
         ("PUT", _) => "update",
         ("PATCH", _) => "patch",
+        ("DELETE", None) => "deletecollection",
         ("DELETE", _) => "delete",
         _ => return status(405, "MethodNotAllowed", "method not allowed"),
     };
+    if let Some(user) = st.tokens.get(&req.token) {
+        let attrs = super::rbac::Attributes {
+            user,
+            verb,
+            group,
+            resource,
+            subresource,
+            namespace: ns,
+            name,
+        };
+        if !super::rbac::allowed(&st.objects, &attrs) {
+            return status(403, "Forbidden", &super::rbac::forbidden_message(&attrs));
+        }
+    }
+    if subresource.is_some() {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
     if st
         .denied
         .contains(&(verb.into(), resource.into(), ns.into()))

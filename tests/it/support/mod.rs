@@ -2,6 +2,7 @@
 
 pub mod kube_api;
 pub mod pod;
+pub mod rbac;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

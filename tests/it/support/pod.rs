@@ -99,6 +99,17 @@ impl Pod {
         self
     }
 
+    /// Runs in-cluster as the kubelet sets a pod up with `automountServiceAccountToken`: the
+    /// ServiceAccount's token volume (see `KubeApi::service_account`) and the API's address.
+    pub fn in_cluster(self, api: &super::kube_api::KubeApi, token_volume: &Path) -> Pod {
+        self.ro(
+            token_volume,
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+        )
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", api.port.to_string())
+    }
+
     /// Resolves `name` (a Service's DNS name) to `ip` in the container's `/etc/hosts`.
     pub fn host(mut self, name: &str, ip: &str) -> Pod {
         self.hosts.push((ip.to_owned(), name.to_owned()));

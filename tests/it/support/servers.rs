@@ -63,6 +63,8 @@ fn as_postgres(program: &Path) -> Command {
 }
 
 pub struct Postgres {
+    /// The loopback address it listens on (a Service's address in cluster-shaped tests).
+    pub host: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
@@ -149,15 +151,21 @@ pub fn make_certs(dir: &Path, name: &str) {
 impl Postgres {
     /// initdb with scram-sha-256 for every connection, `log_statement = all` into `server.log`.
     pub fn start() -> Postgres {
-        Postgres::start_with(false)
+        Postgres::start_with(false, "127.0.0.1", free_port())
+    }
+
+    /// A server at `host:port`, e.g. a loopback address of its own on PostgreSQL's real port,
+    /// for a pod that reaches it by Service name (`/etc/hosts`) and the port in its config.
+    pub fn start_at(host: &str, port: u16) -> Postgres {
+        Postgres::start_with(false, host, port)
     }
 
     /// A server that accepts only TLS connections (`hostssl` in pg_hba.conf, `ssl = on`).
     pub fn start_tls() -> Postgres {
-        Postgres::start_with(true)
+        Postgres::start_with(true, "127.0.0.1", free_port())
     }
 
-    fn start_with(tls: bool) -> Postgres {
+    fn start_with(tls: bool, host: &str, port: u16) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("credseal-pg-")
             .tempdir()
@@ -215,7 +223,6 @@ impl Postgres {
             .unwrap();
             ca = Some(dir.path().join("pg-ca.pem"));
         }
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         if is_root() {
             Command::new("chown")
@@ -231,7 +238,7 @@ impl Postgres {
                 "-p",
                 &port.to_string(),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &format!("listen_addresses={host}"),
                 "-c",
                 "log_statement=all",
             ])
@@ -241,9 +248,10 @@ impl Postgres {
             .stderr(log)
             .spawn()
             .unwrap();
-        wait_for_port(port, "postgres");
+        wait_for(host, port, "postgres");
         // Accepting TCP is not accepting logins yet.
         let pg = Postgres {
+            host: host.to_owned(),
             port,
             dir,
             child,
@@ -259,7 +267,7 @@ impl Postgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+        format!("postgresql://postgres@{}:{}/postgres", self.host, self.port)
     }
 
     /// Runs SQL as the superuser through the real psql client.
@@ -267,7 +275,7 @@ impl Postgres {
         let out = Command::new("psql")
             .args([
                 "-h",
-                "127.0.0.1",
+                &self.host,
                 "-p",
                 &self.port.to_string(),
                 "-U",
@@ -303,7 +311,7 @@ impl Postgres {
         Command::new("psql")
             .args([
                 "-h",
-                "127.0.0.1",
+                &self.host,
                 "-p",
                 &self.port.to_string(),
                 "-U",

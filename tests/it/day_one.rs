@@ -1,0 +1,260 @@
+//! Day one on a cluster, as far as a machine without one can show: the rendered platform is
+//! loaded into the API fake with its RBAC enforced, and every step runs the rendered container
+//! as the kubelet would (pod runner: empty read-only root, its mounts, its UID, its
+//! ServiceAccount's token in-cluster, Service names in /etc/hosts) against real servers on
+//! their real ports: the deploy hook applies the Secrets from git, the PostgreSQL init script
+//! and the Redis ACL init container set the databases up from them, and the rotator rotates
+//! both and rolls what reads them.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
+use serde_json::{Value, json};
+
+use crate::manifests::{of_kind, render};
+use crate::materialize::kubelet_update;
+use crate::support::kube_api::KubeApi;
+use crate::support::pod::Pod;
+use crate::support::servers::{Postgres, redis_cli_at, redis_server, wait_for};
+use crate::support::{b64, unb64};
+
+const NS: &str = "platform-services";
+/// Each Service gets a loopback address of its own, so the servers listen on the ports the
+/// manifests name (5432, 6379) without colliding with other tests.
+const PG_IP: &str = "127.0.3.1";
+const REDIS_IP: &str = "127.0.3.2";
+
+/// A ConfigMap or Secret volume of `spec` as the kubelet lays it out (`..data` swap,
+/// `items`, `defaultMode`), from the rendered ConfigMaps and the Secrets the API holds now.
+fn volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str) -> tempfile::TempDir {
+    let v = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no volume {name}"));
+    let (data, items, mode): (Vec<(String, Vec<u8>)>, _, _) = if let Some(cm) = &v.config_map {
+        let found = of_kind::<ConfigMap>(objects, "ConfigMap")
+            .into_iter()
+            .find(|c| c.metadata.name == Some(cm.name.clone()))
+            .unwrap_or_else(|| panic!("no ConfigMap {}", cm.name));
+        let data = found
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        (data, cm.items.clone(), cm.default_mode)
+    } else if let Some(sv) = &v.secret {
+        let secret_name = sv.secret_name.clone().unwrap();
+        let secret = api
+            .get("secrets", NS, &secret_name)
+            .unwrap_or_else(|| panic!("no Secret {secret_name}"));
+        let data = secret["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), unb64(v).into_bytes()))
+            .collect();
+        (data, sv.items.clone(), sv.default_mode)
+    } else {
+        panic!("volume {name} is neither a ConfigMap nor a Secret")
+    };
+    let files: Vec<(String, Vec<u8>)> = match items {
+        Some(items) => items
+            .iter()
+            .map(|i| {
+                let bytes = data.iter().find(|(k, _)| *k == i.key).unwrap().1.clone();
+                (i.path.clone(), bytes)
+            })
+            .collect(),
+        None => data,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    kubelet_update(dir.path(), &refs);
+    let mode = mode.unwrap_or(0o644) as u32;
+    for (f, _) in &files {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(mode))
+            .unwrap();
+    }
+    dir
+}
+
+fn secret_value(api: &KubeApi, name: &str, key: &str) -> String {
+    unb64(&api.get("secrets", NS, name).unwrap()["data"][key])
+}
+
+fn statefulset_pod(objects: &[Value], name: &str) -> PodSpec {
+    of_kind::<StatefulSet>(objects, "StatefulSet")
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some(name))
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
+    let objects = render("manifests/base");
+    let api = KubeApi::start();
+    api.load(&objects);
+    // The cluster key: the example key, which the files in git are encrypted to.
+    let example_key = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example/age.agekey"),
+    )
+    .unwrap();
+    api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "sops-age", "namespace": NS},
+               "data": {"age.agekey": b64(&example_key)}}),
+    );
+
+    // 1. The deploy hook, as its ServiceAccount.
+    let job: Job = of_kind::<Job>(&objects, "Job").remove(0);
+    let spec = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(true));
+    let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
+    let secrets_cm = volume(&api, &objects, &spec, "credseal-secrets");
+    let cluster_key = volume(&api, &objects, &spec, "cluster-key");
+    let out = Pod::credseal_under_test()
+        .in_cluster(&api, sa.path())
+        .container(
+            &spec.containers[0],
+            &[
+                ("credseal-secrets", secrets_cm.path()),
+                ("cluster-key", cluster_key.path()),
+            ],
+            &|_, _| None,
+        )
+        .run();
+    assert_eq!(out.code, 0, "the deploy hook failed: {}", out.stderr);
+    let pg_password = secret_value(&api, "postgres-credentials", "password");
+    let redis_password = secret_value(&api, "redis-credentials", "password");
+
+    // 2. PostgreSQL: initdb, then the init script of the StatefulSet, as the image runs it.
+    let pg = Postgres::start_at(PG_IP, 5432);
+    pg.psql("CREATE DATABASE saas_platform").unwrap();
+    let pg_spec = statefulset_pod(&objects, "postgres");
+    let init = volume(&api, &objects, &pg_spec, "init");
+    let app = volume(&api, &objects, &pg_spec, "app");
+    let out = Pod::distro(70)
+        .ro(init.path(), "/docker-entrypoint-initdb.d")
+        .ro(app.path(), "/run/secrets/app")
+        .env("PGHOST", PG_IP)
+        .env("PGPASSWORD", &pg.superuser_password)
+        .cmd_at(
+            "/docker-entrypoint-initdb.d/10-app-role.sh",
+            Vec::<String>::new(),
+        )
+        .run();
+    assert_eq!(
+        out.code, 0,
+        "the PostgreSQL init script failed: {}",
+        out.stderr
+    );
+    assert!(pg.can_login("app_user", &pg_password));
+
+    // 3. Redis: the ACL init container, then the server on that data volume.
+    let redis_spec = statefulset_pod(&objects, "redis");
+    let data = tempfile::tempdir().unwrap();
+    let password_volume = volume(&api, &objects, &redis_spec, "password");
+    let out = Pod::distro(999)
+        .container(
+            &redis_spec.init_containers.as_ref().unwrap()[0],
+            &[("data", data.path()), ("password", password_volume.path())],
+            &|_, _| None,
+        )
+        .run();
+    assert_eq!(
+        out.code, 0,
+        "the Redis ACL init container failed: {}",
+        out.stderr
+    );
+    let _redis = Server(
+        Command::new(redis_server())
+            .args(["--bind", REDIS_IP, "--port", "6379", "--save", ""])
+            .arg("--dir")
+            .arg(data.path())
+            .arg("--aclfile")
+            .arg(data.path().join("users.acl"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(REDIS_IP, 6379, "redis-server");
+    assert_eq!(
+        redis_cli_at(REDIS_IP, 6379, Some(&redis_password), &["PING"]).trim(),
+        "PONG"
+    );
+
+    // 4. The rotator, as its ServiceAccount, reaching the databases by Service name.
+    let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("credseal-rotate"))
+        .unwrap();
+    let spec = cron
+        .spec
+        .unwrap()
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
+    let plan = volume(&api, &objects, &spec, "plan");
+    let out = Pod::credseal_under_test()
+        .in_cluster(&api, sa.path())
+        .host("postgres.platform-services.svc.cluster.local", PG_IP)
+        .host("redis.platform-services.svc.cluster.local", REDIS_IP)
+        .container(&spec.containers[0], &[("plan", plan.path())], &|_, _| None)
+        .run();
+    assert_eq!(out.code, 0, "the rotator failed: {}", out.stderr);
+    assert_eq!(
+        out.text(),
+        "app-db: rotated (generation 1)\napp-cache: rotated (generation 1)\n"
+    );
+    let new_pg = secret_value(&api, "postgres-credentials", "password");
+    let new_redis = secret_value(&api, "redis-credentials", "password");
+    assert_ne!(new_pg, pg_password);
+    assert_ne!(new_redis, redis_password);
+    assert!(
+        pg.can_login("app_user", &new_pg),
+        "the new PostgreSQL password logs in"
+    );
+    assert!(
+        !pg.can_login("app_user", &pg_password),
+        "the old one does not"
+    );
+    assert_eq!(
+        redis_cli_at(REDIS_IP, 6379, Some(&new_redis), &["PING"]).trim(),
+        "PONG"
+    );
+    // What reads the Secrets was rolled (the databases opted out).
+    let backend = api.get("deployments", NS, "backend").unwrap();
+    assert!(
+        backend["spec"]["template"]["metadata"]["annotations"]
+            .as_object()
+            .is_some_and(|a| a.keys().any(|k| k.starts_with("credseal.dev/"))),
+        "{backend}"
+    );
+}
