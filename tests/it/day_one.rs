@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
 use serde_json::{Value, json};
@@ -30,6 +30,13 @@ const REDIS_IP: &str = "127.0.3.2";
 /// A ConfigMap or Secret volume of `spec` as the kubelet lays it out (`..data` swap,
 /// `items`, `defaultMode`), from the rendered ConfigMaps and the Secrets the API holds now.
 fn volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    update_volume(api, objects, spec, name, dir.path());
+    dir
+}
+
+/// Lays the volume's current content into `dir`, as the kubelet refreshes a mounted volume.
+fn update_volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str, dir: &Path) {
     let v = spec
         .volumes
         .iter()
@@ -73,16 +80,40 @@ fn volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str) -> tempf
             .collect(),
         None => data,
     };
-    let dir = tempfile::tempdir().unwrap();
     let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    kubelet_update(dir.path(), &refs);
+    kubelet_update(dir, &refs);
     let mode = mode.unwrap_or(0o644) as u32;
     for (f, _) in &files {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(mode))
-            .unwrap();
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    dir
+}
+
+fn deployment_pod(objects: &[Value], name: &str) -> PodSpec {
+    of_kind::<Deployment>(objects, "Deployment")
+        .into_iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name))
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+}
+
+/// The backend container's readiness probe, run as the kubelet runs an exec probe: in the app
+/// container (its image, UID, fsGroup, mounts, env), against the servers by Service name.
+fn backend_ready(spec: &PodSpec, credentials: &Path) -> crate::support::Out {
+    let app = &spec.containers[0];
+    let probe = app.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+    let mut as_probe = app.clone();
+    as_probe.command = probe.command.clone();
+    as_probe.args = None;
+    Pod::distro(0)
+        .fs_group(spec.security_context.as_ref().and_then(|s| s.fs_group))
+        .host("postgres.platform-services.svc.cluster.local", PG_IP)
+        .container(&as_probe, &[("credentials", credentials)], &|_, _| None)
+        .run()
 }
 
 fn secret_value(api: &KubeApi, name: &str, key: &str) -> String {
@@ -206,7 +237,33 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
         "PONG"
     );
 
-    // 4. The rotator, as its ServiceAccount, reaching the databases by Service name.
+    // 4. The backend: its credseal sidecar renders DATABASE_URL from the Secret volumes, and
+    // the app's readiness probe logs in with it.
+    let backend = deployment_pod(&objects, "backend");
+    let sidecar = &backend.init_containers.as_ref().unwrap()[0];
+    let pg_volume = volume(&api, &objects, &backend, "postgres-credentials");
+    let redis_volume = volume(&api, &objects, &backend, "redis-credentials");
+    let rendered = tempfile::tempdir().unwrap();
+    let _sidecar = Pod::credseal_under_test()
+        .namespace(NS)
+        .fs_group(backend.security_context.as_ref().and_then(|s| s.fs_group))
+        .own_network()
+        .container(
+            sidecar,
+            &[
+                ("postgres-credentials", pg_volume.path()),
+                ("redis-credentials", redis_volume.path()),
+                ("credentials", rendered.path()),
+            ],
+            &|_, _| None,
+        )
+        .spawn();
+    let url = rendered.path().join("DATABASE_URL");
+    crate::materialize::eventually("the sidecar rendered DATABASE_URL", || url.exists());
+    let ready = backend_ready(&backend, rendered.path());
+    assert_eq!(ready.code, 0, "the backend is not ready: {}", ready.stderr);
+
+    // 5. The rotator, as its ServiceAccount, reaching the databases by Service name.
     let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
         .into_iter()
         .find(|c| c.metadata.name.as_deref() == Some("credseal-rotate"))
@@ -248,6 +305,31 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     assert_eq!(
         redis_cli_at(REDIS_IP, 6379, Some(&new_redis), &["PING"]).trim(),
         "PONG"
+    );
+    // The kubelet refreshes the Secret volumes; the sidecar renders the new URL and the
+    // backend logs in with it.
+    update_volume(
+        &api,
+        &objects,
+        &backend,
+        "postgres-credentials",
+        pg_volume.path(),
+    );
+    update_volume(
+        &api,
+        &objects,
+        &backend,
+        "redis-credentials",
+        redis_volume.path(),
+    );
+    crate::materialize::eventually("the sidecar rendered the rotated URL", || {
+        std::fs::read_to_string(&url).is_ok_and(|u| u.contains(&new_pg))
+    });
+    let ready = backend_ready(&backend, rendered.path());
+    assert_eq!(
+        ready.code, 0,
+        "the backend is not ready after the rotation: {}",
+        ready.stderr
     );
     // What reads the Secrets was rolled (the databases opted out).
     let backend = api.get("deployments", NS, "backend").unwrap();

@@ -1081,7 +1081,12 @@ fn the_backup_job_keeps_the_newest_dumps_and_they_restore() {
         .template
         .spec
         .unwrap();
-    let claim = spec.volumes.as_ref().unwrap()[0]
+    let claim = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "backup")
+        .unwrap()
         .persistent_volume_claim
         .as_ref()
         .expect("backups on a PersistentVolumeClaim")
@@ -1139,18 +1144,25 @@ fn the_backup_job_keeps_the_newest_dumps_and_they_restore() {
         ".saas_platform-20200109T000000Z.dump.partial",
         "cut off",
     );
+    let credentials = tempfile::tempdir().unwrap();
+    crate::materialize::kubelet_update(
+        credentials.path(),
+        &[
+            ("username", b"app_user".to_vec()),
+            ("password", b"backup-test-pw".to_vec()),
+        ],
+    );
     let out = Pod::distro(0)
         .host("postgres.platform-services.svc.cluster.local", "127.0.0.1")
         // The test's server listens on a free port, not 5432.
         .env("PGPORT", pg.port.to_string())
         .container(
             &spec.containers[0],
-            &[("backup", backup.path())],
-            &|secret, key| match (secret, key) {
-                ("postgres-credentials", "username") => Some("app_user".into()),
-                ("postgres-credentials", "password") => Some("backup-test-pw".into()),
-                _ => None,
-            },
+            &[
+                ("backup", backup.path()),
+                ("credentials", credentials.path()),
+            ],
+            &|_, _| None,
         )
         .run();
     assert_eq!(out.code, 0, "the backup failed: {}", out.stderr);

@@ -224,7 +224,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 /// Polls `cond` until it holds; the bound only keeps a broken build from hanging the suite.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         if cond() {

@@ -181,6 +181,30 @@ impl Cmd {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+
+    /// Starts a long-running process (a sidecar, a server); it is killed when dropped.
+    pub fn spawn(mut self) -> Running {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Running {
+            child: self.cmd.spawn().expect("spawn"),
+            _keep: self._keep,
+        }
+    }
+}
+
+pub struct Running {
+    pub child: std::process::Child,
+    _keep: Option<tempfile::TempDir>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A fresh age identity in `dir`: (key file path, recipient).

@@ -26,6 +26,13 @@ pub struct Pod {
     env: Vec<(String, OsString)>,
     hosts: Vec<(String, String)>,
     uid: u32,
+    /// The pod's `fsGroup`: the kubelet adds it to the process's groups; a user namespace
+    /// maps one group only, so here it is the process's group.
+    gid: Option<u32>,
+    /// The pod's namespace, for `fieldRef: metadata.namespace`.
+    namespace: String,
+    /// Whether the container shares the host's network (to reach the tests' servers).
+    share_net: bool,
     /// The image's entrypoint, when the container gives no `command`.
     entrypoint: Vec<String>,
     /// Keeps the generated `/etc/hosts` alive while the command may run.
@@ -39,6 +46,9 @@ impl Pod {
             env: Vec::new(),
             hosts: Vec::new(),
             uid,
+            gid: None,
+            namespace: "default".into(),
+            share_net: true,
             entrypoint,
             scratch: tempfile::tempdir().unwrap(),
         }
@@ -99,6 +109,25 @@ impl Pod {
         self
     }
 
+    /// The pod's namespace (downward API `metadata.namespace`).
+    pub fn namespace(mut self, namespace: &str) -> Pod {
+        self.namespace = namespace.to_owned();
+        self
+    }
+
+    /// The pod's `fsGroup`.
+    pub fn fs_group(mut self, gid: Option<i64>) -> Pod {
+        self.gid = gid.map(|g| g as u32);
+        self
+    }
+
+    /// A network namespace of its own (only loopback): for a process that needs no network
+    /// and listens on a fixed port, such as a sidecar's health port.
+    pub fn own_network(mut self) -> Pod {
+        self.share_net = false;
+        self
+    }
+
     /// Runs in-cluster as the kubelet sets a pod up with `automountServiceAccountToken`: the
     /// ServiceAccount's token volume (see `KubeApi::service_account`) and the API's address.
     pub fn in_cluster(self, api: &super::kube_api::KubeApi, token_volume: &Path) -> Pod {
@@ -149,20 +178,31 @@ impl Pod {
                 self.rw(host, &m.mount_path)
             };
         }
+        let mut defined: Vec<(String, String)> = Vec::new();
         for e in container.env.iter().flatten() {
             let value = match (&e.value, &e.value_from) {
-                (Some(v), _) => v.clone(),
+                (Some(v), _) => expand(v, &defined),
                 (None, Some(from)) => {
-                    let r = from
-                        .secret_key_ref
-                        .as_ref()
-                        .unwrap_or_else(|| panic!("env {}: only secretKeyRef is resolved", e.name));
-                    secret_key(&r.name, &r.key).unwrap_or_else(|| {
-                        panic!("env {}: no value for {}/{}", e.name, r.name, r.key)
-                    })
+                    if let Some(f) = &from.field_ref {
+                        match f.field_path.as_str() {
+                            "metadata.namespace" => self.namespace.clone(),
+                            other => panic!("env {}: fieldRef {other} is not resolved", e.name),
+                        }
+                    } else {
+                        let r = from.secret_key_ref.as_ref().unwrap_or_else(|| {
+                            panic!(
+                                "env {}: only secretKeyRef and fieldRef are resolved",
+                                e.name
+                            )
+                        });
+                        secret_key(&r.name, &r.key).unwrap_or_else(|| {
+                            panic!("env {}: no value for {}/{}", e.name, r.name, r.key)
+                        })
+                    }
                 }
                 (None, None) => String::new(),
             };
+            defined.push((e.name.clone(), value.clone()));
             self = self.env(&e.name, value);
         }
         let mut argv = container
@@ -170,8 +210,9 @@ impl Pod {
             .clone()
             .unwrap_or_else(|| self.entrypoint.clone());
         argv.extend(container.args.clone().unwrap_or_default());
-        let program = argv.remove(0);
-        self.cmd_at(&program, argv)
+        let argv: Vec<String> = argv.iter().map(|a| expand(a, &defined)).collect();
+        let (program, args) = argv.split_first().expect("a command");
+        self.cmd_at(program, args)
     }
 
     /// Runs the image's entrypoint with `args`.
@@ -187,18 +228,12 @@ impl Pod {
         args: I,
     ) -> Cmd {
         let mut c = Command::new(require("bwrap"));
-        c.args([
-            "--unshare-all",
-            "--share-net",
-            "--die-with-parent",
-            "--clearenv",
-        ]);
-        c.args([
-            "--uid",
-            &self.uid.to_string(),
-            "--gid",
-            &self.uid.to_string(),
-        ]);
+        c.args(["--unshare-all", "--die-with-parent", "--clearenv"]);
+        if self.share_net {
+            c.arg("--share-net");
+        }
+        let gid = self.gid.unwrap_or(self.uid);
+        c.args(["--uid", &self.uid.to_string(), "--gid", &gid.to_string()]);
         for (how, host, at) in &self.binds {
             c.arg(how).arg(host).arg(at);
         }
@@ -217,6 +252,33 @@ impl Pod {
         c.arg(program).args(args);
         Cmd::wrap_keeping(c, self.scratch)
     }
+}
+
+/// The kubelet's `$(VAR)` expansion of env values, command and args: a variable defined
+/// earlier in the container's env is replaced, `$$` is a literal `$`, anything else stays.
+fn expand(s: &str, vars: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = t;
+        } else if let Some(close) = tail.strip_prefix("$(").and_then(|t| t.find(')')) {
+            let name = &tail[2..2 + close];
+            match vars.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&tail[..3 + close]),
+            }
+            rest = &tail[3 + close..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The loader and libraries a dynamically linked binary needs, at the paths it looks for them.
