@@ -67,7 +67,7 @@ impl Code {
         ),
         (
             Code::InvalidSetFormat,
-            "the value given to set is not valid",
+            "the value given to set is not valid: empty without --allow-empty, or not exactly one JSON value with --json",
         ),
         (
             Code::ConflictingParameters,

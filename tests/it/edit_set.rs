@@ -153,3 +153,56 @@ fn set_same_value_exits_200_and_new_value_changes_one_line() {
     keys.sort();
     assert_eq!(keys, ["lastmodified", "mac", "password"]);
 }
+
+fn set_value(s: &Setup, extra: &[&str], stdin: &str) -> crate::support::Out {
+    Cmd::credseal()
+        .cwd(s.dir.path())
+        .key(&s.key)
+        .arg("set")
+        .args(extra)
+        .arg(&s.enc)
+        .arg(r#"["stringData"]["password"]"#)
+        .stdin(stdin.to_owned())
+        .run()
+}
+
+fn decrypted_password(s: &Setup) -> String {
+    Cmd::credseal()
+        .key(&s.key)
+        .args(["decrypt", "--extract", r#"["stringData"]["password"]"#])
+        .arg(&s.enc)
+        .run()
+        .ok()
+        .text()
+}
+
+#[test]
+fn set_refuses_an_empty_value_unless_allowed() {
+    let s = setup();
+    let before = std::fs::read(&s.enc).unwrap();
+    // `printf '%s' "$UNSET" | credseal set` and `echo "$UNSET" | credseal set` both send nothing.
+    for (stdin, extra) in [("", &[][..]), ("\n", &[][..]), ("", &["--raw"][..])] {
+        let out = set_value(&s, extra, stdin).code(7);
+        assert!(out.stderr.contains("--allow-empty"), "{}", out.stderr);
+        assert_eq!(std::fs::read(&s.enc).unwrap(), before, "file untouched");
+    }
+    set_value(&s, &["--allow-empty"], "\n").ok();
+    assert_eq!(decrypted_password(&s), "");
+}
+
+#[test]
+fn set_json_takes_exactly_one_value() {
+    let s = setup();
+    let before = std::fs::read(&s.enc).unwrap();
+    for bad in [r#""a", "w": 5"#, r#""a", "v": "b""#, r#""a"} {"x": 1"#, ""] {
+        let out = set_value(&s, &["--json"], bad).code(7);
+        assert!(
+            out.stderr.contains("one JSON value"),
+            "{bad}: {}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read(&s.enc).unwrap(), before, "file untouched");
+    }
+    set_value(&s, &["--json"], " \"json-value\"\n").ok();
+    assert_eq!(decrypted_password(&s), "json-value");
+}
