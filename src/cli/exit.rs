@@ -36,7 +36,8 @@ pub enum Code {
     Downgrade = 213,
     /// A rotation step failed; the pending record keeps the new password, rerun to finish.
     RotationFailed = 220,
-    /// `check` found a plaintext Secret, a clear value, wrong recipients, a bad file or MAC.
+    /// `check` found a plaintext or unreadable Secret, a clear value, wrong recipients, a bad
+    /// file or MAC, or a name the API server refuses.
     CheckFindings = 230,
     /// `merge-driver`: both sides changed one key differently; ours is left as it was. Below
     /// 129 because git takes higher codes from a merge driver for a crash, not a conflict.
@@ -138,7 +139,7 @@ impl Code {
         ),
         (
             Code::CheckFindings,
-            "check found problems (plaintext Secret, clear value, recipients, structure, MAC)",
+            "check found problems (plaintext or unreadable Secret, clear value, recipients, structure, MAC, invalid name)",
         ),
     ];
 
