@@ -39,13 +39,16 @@ pub enum Code {
     /// `check` found a plaintext or unreadable Secret, a clear value, wrong recipients, a bad
     /// file or MAC, or a name the API server refuses.
     CheckFindings = 230,
+    /// `edit` was interrupted by a signal; the editor was stopped and the plaintext removed.
+    /// sops' code for an interrupted edit.
+    Interrupted = 85,
     /// `merge-driver`: both sides changed one key differently; ours is left as it was. Below
     /// 129 because git takes higher codes from a merge driver for a crash, not a conflict.
     MergeConflict = 31,
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 26] = [
+    pub const TABLE: [(Code, &'static str); 27] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -86,6 +89,10 @@ impl Code {
         (
             Code::MacMismatch,
             "MAC verification failed: the file was changed after encryption",
+        ),
+        (
+            Code::Interrupted,
+            "edit was interrupted by a signal (TERM, HUP, INT, QUIT): the editor was stopped, the plaintext removed, the file untouched",
         ),
         (
             Code::ConfigFileNotFound,
