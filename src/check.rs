@@ -408,3 +408,47 @@ fn check_sops(bytes: &[u8], format: Format, expect: &Expect<'_>, found: &mut Fin
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spelled apart so that this source file does not look like a Secret itself.
+    const SECRET: &str = "Secret";
+
+    #[test]
+    fn what_looks_like_a_secret() {
+        for text in [
+            "kind: Secret\nstringData:\n  password: x\n  broken: [\n",
+            "  - kind: \"Secret\"  # a list item\n    data: {",
+            "{\"kind\":\"Secret\",\"data\":{\"p\":\"x\"}",
+            &format!("{{apiVersion: v1, kind: {SECRET}, stringData: {{p: x}}"),
+        ] {
+            assert!(looks_like_secret(text), "{text}");
+        }
+        for text in [
+            // No place for values: nothing can leak.
+            "kind: Secret\nmetadata: {name: x}\n[",
+            // Escaped inside a string literal of some source file.
+            r#"let s = "kind: Secret\ndata:\n  a: b";"#,
+            "kind: SecretProviderClass\ndata: [",
+            "# kind: Secret is what this chart does not make\ndata: [",
+        ] {
+            assert!(!looks_like_secret(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_a_manifest_is_not_counted() {
+        let expect = Expect {
+            recipients: None,
+            keyring: None,
+        };
+        assert!(check_file("NOTES", b"password: x\n", &expect).skipped);
+        assert!(check_file("run.sh", b"#!/bin/sh\necho hi\n", &expect).skipped);
+        assert!(check_file("blob", &[0xff, 0xfe, 0], &expect).skipped);
+        let r = check_file("s", b"kind: Secret\nstringData: {p: x}\n", &expect);
+        assert!(!r.skipped);
+        assert_eq!(r.findings[0].check, Check::PlaintextSecret);
+    }
+}
