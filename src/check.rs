@@ -141,9 +141,9 @@ fn worth_judging(doc: &Map) -> bool {
 /// reader, and one that is not YAML even so is refused if it looks like a Secret. Returns
 /// whether the file was judged.
 fn judge_leniently(bytes: &[u8], strict: &store::StoreError, found: &mut Findings<'_>) -> bool {
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return false;
-    };
+    // A stray Latin-1 byte in a comment must not hide the Secret around it.
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.as_ref();
     let docs = match lenient::documents(text) {
         Ok(docs) => docs,
         Err(e) if looks_like_secret(text) => {

@@ -434,6 +434,9 @@ fn a_plaintext_secret_is_found_beside_what_the_store_cannot_read() {
             "[{{\"kind\": \"Secret\", \"metadata\": {{\"name\": \"db\"}}, \"data\": {{\"password\": \"{VALUE}\"}}}}]\n"
         ),
     );
+    let mut latin1 = b"# r\xe9sum\xe9 of the team's database\n".to_vec();
+    latin1.extend_from_slice(secret.as_bytes());
+    write(repo.path(), "latin1.yaml", latin1);
     // Not YAML at all, but a Secret by its look: nothing in it can be judged, so it is refused.
     write(repo.path(), "broken.yaml", format!("{secret}extra: [\n"));
     write(
@@ -453,6 +456,7 @@ fn a_plaintext_secret_is_found_beside_what_the_store_cannot_read() {
             "broken.json: unparsable-secret",
             "broken.yaml: unparsable-secret",
             "int-key.yaml: document 1: plaintext-secret",
+            "latin1.yaml: document 1: plaintext-secret",
             "list-beside.yaml: document 2: plaintext-secret",
             "scalar-beside.yaml: document 2: plaintext-secret",
         ],
