@@ -196,7 +196,7 @@ fn looks_like_secret(text: &str) -> bool {
     static KIND: OnceLock<Regex> = OnceLock::new();
     static VALUES: OnceLock<Regex> = OnceLock::new();
     let kind = KIND.get_or_init(|| {
-        Regex::new(r#"(?m)["']?\bkind["']?[ \t]*:[ \t]*["']?Secret["']?[ \t]*([,}\]#]|$)"#)
+        Regex::new(r#"(?m)["']?\bkind["']?\s*:\s*["']?Secret["']?[ \t]*([,}\]#]|$)"#)
             .expect("valid regex")
     });
     let values = VALUES.get_or_init(|| {
@@ -423,6 +423,7 @@ mod tests {
             "  - kind: \"Secret\"  # a list item\n    data: {",
             "{\"kind\":\"Secret\",\"data\":{\"p\":\"x\"}",
             &format!("{{apiVersion: v1, kind: {SECRET}, stringData: {{p: x}}"),
+            "{\"kind\" :\n  \"Secret\", \"data\" : {",
         ] {
             assert!(looks_like_secret(text), "{text}");
         }
