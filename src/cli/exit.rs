@@ -91,12 +91,12 @@ impl Code {
             "MAC verification failed: the file was changed after encryption",
         ),
         (
-            Code::Interrupted,
-            "edit was interrupted by a signal (TERM, HUP, INT, QUIT): the editor was stopped, the plaintext removed, the file untouched",
-        ),
-        (
             Code::ConfigFileNotFound,
             "no .sops.yaml found where one is required (updatekeys)",
+        ),
+        (
+            Code::Interrupted,
+            "edit was interrupted by a signal (TERM, HUP, INT, QUIT): the editor was stopped, the plaintext removed, the file untouched",
         ),
         (Code::InvalidTreePath, "bad --extract / set path syntax"),
         (Code::NeedAtLeastOneDocument, "the input has no document"),
