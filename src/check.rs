@@ -1,9 +1,15 @@
 //! Repository guardrails: what `credseal check` finds in one file's bytes. Findings name the
 //! file, the document or key path, and the problem; never a value, not even a prefix.
 
-use std::collections::BTreeSet;
+mod lenient;
 
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use regex::Regex;
 use serde::Serialize;
+
+use crate::manifest;
 
 use crate::sops::cipher::Encrypted;
 use crate::sops::file::{EncryptedFile, SopsError};
@@ -26,6 +32,12 @@ pub enum Check {
     Structure,
     /// The MAC does not verify, or a value does not decrypt (with an identity available).
     Mac,
+    /// A file that looks like a Secret but cannot be read even leniently: its values cannot be
+    /// judged, so it is refused rather than passed.
+    UnparsableSecret,
+    /// A Secret's name, namespace or data key that the API server refuses (and that
+    /// `materialize` would otherwise turn into a path).
+    InvalidName,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,13 +61,14 @@ pub struct Expect<'a> {
 #[derive(Debug, Default)]
 pub struct FileReport {
     pub findings: Vec<Finding>,
-    /// The file was neither YAML nor JSON, or did not parse: nothing to check.
+    /// Nothing to check: a YAML/JSON file that did not parse and does not look like a Secret,
+    /// or a file of another kind that holds no Secret, List or SOPS metadata.
     pub skipped: bool,
     pub encrypted: bool,
     pub mac_verified: bool,
 }
 
-/// The format `check` reads a path as, or `None` for files it skips.
+/// The format a path's extension says, or `None` for files that `check` reads by content.
 pub fn format_of(path: &str) -> Option<Format> {
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".yaml") || lower.ends_with(".yml") {
@@ -67,34 +80,129 @@ pub fn format_of(path: &str) -> Option<Format> {
     }
 }
 
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Checks one file. A file whose extension is not YAML or JSON is read by content: a plaintext
+/// Secret leaks whatever its name (a temp file, `secret`, `db.txt`).
 pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
-    let mut report = FileReport::default();
-    let Some(format) = format_of(name) else {
-        report.skipped = true;
-        return report;
-    };
-    // Files that are not YAML/JSON at all (templates, fragments) are not ours to judge.
-    let Ok(tree) = store::parse(bytes, format) else {
-        report.skipped = true;
-        return report;
-    };
+    let by_extension = format_of(name);
+    // A BOM is invisible in an editor; it must not hide what follows.
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    let format = by_extension.unwrap_or_else(|| sniff(bytes));
     let mut found = Findings {
         file: name,
         list: Vec::new(),
     };
-    for (i, doc) in tree.documents.iter().enumerate() {
-        plaintext_secrets(doc, &format!("document {}", i + 1), &mut found);
-    }
-    let is_sops = tree
-        .documents
-        .first()
-        .is_some_and(|d| d.get(METADATA_KEY).is_some());
-    if is_sops {
-        report.encrypted = true;
-        report.mac_verified = check_sops(bytes, format, expect, &mut found);
+    let mut report = FileReport::default();
+    match store::parse(bytes, format) {
+        Ok(tree) => {
+            if by_extension.is_none() && !tree.documents.iter().any(worth_judging) {
+                report.skipped = true;
+                return report;
+            }
+            for (i, doc) in tree.documents.iter().enumerate() {
+                judge_secrets(doc, &format!("document {}", i + 1), &mut found);
+            }
+            let is_sops = tree
+                .documents
+                .first()
+                .is_some_and(|d| d.get(METADATA_KEY).is_some());
+            if is_sops {
+                report.encrypted = true;
+                report.mac_verified = check_sops(bytes, format, expect, &mut found);
+            }
+        }
+        Err(strict) => {
+            if !judge_leniently(bytes, &strict, &mut found) {
+                report.skipped = true;
+            }
+        }
     }
     report.findings = found.list;
     report
+}
+
+/// JSON when the text starts like an object, else YAML (which reads JSON too).
+fn sniff(bytes: &[u8]) -> Format {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Format::Json,
+        _ => Format::Yaml,
+    }
+}
+
+/// What makes a file read by content worth counting: something `check` judges.
+fn worth_judging(doc: &Map) -> bool {
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+    kind == "Secret" || kind.ends_with("List") || doc.get(METADATA_KEY).is_some()
+}
+
+/// A file the SOPS store cannot read (a list or scalar document beside the mappings, a
+/// non-string key, not YAML at all): its mapping documents are judged as read by the lenient
+/// reader, and one that is not YAML even so is refused if it looks like a Secret. Returns
+/// whether the file was judged.
+fn judge_leniently(bytes: &[u8], strict: &store::StoreError, found: &mut Findings<'_>) -> bool {
+    // A stray Latin-1 byte in a comment must not hide the Secret around it.
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.as_ref();
+    let docs = match lenient::documents(text) {
+        Ok(docs) => docs,
+        Err(e) if looks_like_secret(text) => {
+            found.add(
+                Check::UnparsableSecret,
+                String::new(),
+                format!(
+                    "looks like a Kubernetes Secret but cannot be read as YAML or JSON ({e}), so its values cannot be judged; fix it, encrypt it with `credseal encrypt`, or list it in {IGNORE} if its values are not real"
+                ),
+            );
+            return true;
+        }
+        Err(_) => return false,
+    };
+    let mut judged = false;
+    for (i, doc) in docs.iter().enumerate() {
+        let location = format!("document {}", i + 1);
+        match doc {
+            Node::Map(m) => {
+                judged |= worth_judging(m);
+                judge_secrets(m, &location, found);
+                if i == 0 && m.get(METADATA_KEY).is_some() {
+                    found.add(
+                        Check::Structure,
+                        String::new(),
+                        format!("a SOPS file that sops cannot read: {strict}"),
+                    );
+                }
+            }
+            // Not a manifest kubectl takes, but Secrets in it leak all the same.
+            Node::Seq(items) => {
+                for (j, item) in items.nodes().enumerate() {
+                    if let Some(m) = item.as_map() {
+                        judged |= worth_judging(m);
+                        judge_secrets(m, &format!("{location}, [{j}]"), found);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    judged || !found.list.is_empty()
+}
+
+const IGNORE: &str = ".credsealignore";
+
+/// `kind: Secret` (YAML, block or flow, quoted or not) or `"kind":"Secret"` (JSON), with a
+/// `data` or `stringData` key beside it: the only places a Secret holds values.
+fn looks_like_secret(text: &str) -> bool {
+    static KIND: OnceLock<Regex> = OnceLock::new();
+    static VALUES: OnceLock<Regex> = OnceLock::new();
+    let kind = KIND.get_or_init(|| {
+        Regex::new(r#"(?m)["']?\bkind["']?\s*:\s*["']?Secret["']?[ \t]*([,}\]#]|$)"#)
+            .expect("valid regex")
+    });
+    let values = VALUES.get_or_init(|| {
+        Regex::new(r#"["']?\b(data|stringData)["']?[ \t]*:"#).expect("valid regex")
+    });
+    kind.is_match(text) && values.is_match(text)
 }
 
 struct Findings<'a> {
@@ -113,15 +221,15 @@ impl Findings<'_> {
     }
 }
 
-/// A `kind: Secret` document, or one inside a `kind: List`, with any value under `data` or
-/// `stringData` that is not an `ENC[...]` string.
-fn plaintext_secrets(doc: &Map, location: &str, found: &mut Findings<'_>) {
+/// A `kind: Secret` document, or one inside a `kind: List`: any value under `data` or
+/// `stringData` that is not an `ENC[...]` string, and names the API server refuses.
+fn judge_secrets(doc: &Map, location: &str, found: &mut Findings<'_>) {
     let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
     if kind.ends_with("List") {
         if let Some(Node::Seq(items)) = doc.get("items") {
             for (j, item) in items.nodes().enumerate() {
                 if let Some(m) = item.as_map() {
-                    plaintext_secrets(m, &format!("{location}, items[{j}]"), found);
+                    judge_secrets(m, &format!("{location}, items[{j}]"), found);
                 }
             }
         }
@@ -154,6 +262,51 @@ fn plaintext_secrets(doc: &Map, location: &str, found: &mut Findings<'_>) {
                     "Secret {name} has {} {section} value(s) in plain text ({}); encrypt it with `credseal encrypt`",
                     clear.len(),
                     clear.join(", ")
+                ),
+            );
+        }
+    }
+    judge_names(doc, location, found);
+}
+
+/// Names the API server would refuse. Metadata is usually in clear even in an encrypted file;
+/// an encrypted name cannot be judged and is left alone.
+fn judge_names(doc: &Map, location: &str, found: &mut Findings<'_>) {
+    let refused = "the API server refuses it";
+    let meta = doc.get("metadata").and_then(Node::as_map);
+    let field = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Node::as_str)
+            .filter(|v| !v.starts_with("ENC["))
+    };
+    if let Some(name) = field("name").filter(|n| !manifest::valid_secret_name(n)) {
+        found.add(
+            Check::InvalidName,
+            location.to_owned(),
+            format!(
+                "metadata.name {name:?} is not a valid Secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters); {refused}"
+            ),
+        );
+    }
+    if let Some(ns) = field("namespace").filter(|n| !manifest::valid_namespace(n)) {
+        found.add(
+            Check::InvalidName,
+            location.to_owned(),
+            format!(
+                "metadata.namespace {ns:?} is not a valid namespace (lowercase letters, digits and '-', at most 63 characters); {refused}"
+            ),
+        );
+    }
+    for section in ["data", "stringData"] {
+        let Some(Node::Map(values)) = doc.get(section) else {
+            continue;
+        };
+        for (key, _) in values.pairs().filter(|(k, _)| !manifest::valid_key(k)) {
+            found.add(
+                Check::InvalidName,
+                location.to_owned(),
+                format!(
+                    "{section} key {key:?} is not a valid Secret key (letters, digits, '-', '_' and '.', not starting with '..'); {refused}"
                 ),
             );
         }
@@ -253,5 +406,50 @@ fn check_sops(bytes: &[u8], format: Format, expect: &Expect<'_>, found: &mut Fin
             found.add(Check::Structure, String::new(), e.to_string());
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spelled apart so that this source file does not look like a Secret itself.
+    const SECRET: &str = "Secret";
+
+    #[test]
+    fn what_looks_like_a_secret() {
+        for text in [
+            "kind: Secret\nstringData:\n  password: x\n  broken: [\n",
+            "  - kind: \"Secret\"  # a list item\n    data: {",
+            "{\"kind\":\"Secret\",\"data\":{\"p\":\"x\"}",
+            &format!("{{apiVersion: v1, kind: {SECRET}, stringData: {{p: x}}"),
+            "{\"kind\" :\n  \"Secret\", \"data\" : {",
+        ] {
+            assert!(looks_like_secret(text), "{text}");
+        }
+        for text in [
+            // No place for values: nothing can leak.
+            "kind: Secret\nmetadata: {name: x}\n[",
+            // Escaped inside a string literal of some source file.
+            r#"let s = "kind: Secret\ndata:\n  a: b";"#,
+            "kind: SecretProviderClass\ndata: [",
+            "# kind: Secret is what this chart does not make\ndata: [",
+        ] {
+            assert!(!looks_like_secret(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_a_manifest_is_not_counted() {
+        let expect = Expect {
+            recipients: None,
+            keyring: None,
+        };
+        assert!(check_file("NOTES", b"password: x\n", &expect).skipped);
+        assert!(check_file("run.sh", b"#!/bin/sh\necho hi\n", &expect).skipped);
+        assert!(check_file("blob", &[0xff, 0xfe, 0], &expect).skipped);
+        let r = check_file("s", b"kind: Secret\nstringData: {p: x}\n", &expect);
+        assert!(!r.skipped);
+        assert_eq!(r.findings[0].check, Check::PlaintextSecret);
     }
 }

@@ -74,10 +74,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     let mut findings: Vec<Finding> = Vec::new();
     let (mut checked, mut encrypted, mut verified) = (0usize, 0usize, 0usize);
     for file in &files {
+        // Every file is read: one without a YAML/JSON extension is judged by its content.
         let name = file.strip_prefix(".").unwrap_or(file).display().to_string();
-        if check::format_of(&name).is_none() {
-            continue;
-        }
         let bytes = if args.staged {
             git_show_index(file)?
         } else {

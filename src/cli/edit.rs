@@ -1,9 +1,10 @@
 //! `credseal edit`: the plaintext goes to a 0600 file in a private temporary directory that is
-//! removed on every exit path; only a changed, parseable result is written back.
+//! removed on every exit path, signals included (see `session`); only a changed, parseable
+//! result is written back.
+
+mod session;
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
-use std::process::Command;
 
 use clap::Args as ClapArgs;
 
@@ -18,6 +19,8 @@ use crate::sops::file::{Context, Opened};
 use crate::sops::store::{self, EmitOptions};
 use crate::sops::walk::OsEntropy;
 
+use session::Session;
+
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// The encrypted file to edit.
@@ -30,31 +33,30 @@ pub struct Args {
 pub fn run(args: Args, env: &Env) -> CliResult {
     let input = Input::from_path(args.file);
     let name = input.display();
+    // Before anything is decrypted: from here on a signal cannot leave plaintext behind.
+    let session = Session::start(name.clone())?;
     let mut opened = open(&input, env, args.ignore_mac)?;
     let opts = emit_options(&input, env);
     let format = opened.format;
     let plain = opened
         .emit_plain(format, &opts)
         .map_err(|e| sops_failure(&name, e))?;
-
-    let dir = tempfile::Builder::new()
-        .prefix("credseal-edit-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .map_err(|e| {
-            Failure::new(Code::Generic, e).context("cannot create a private temporary directory")
-        })?;
     let ext = input
         .file
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    let tmp = dir.path().join(format!("plaintext{ext}"));
-    fsx::create_new(&tmp, &plain, 0o600).map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))?;
+    let tmp = session.create_plaintext(&format!("plaintext{ext}"), &plain)?;
 
     let editor = find_editor(env)?;
     let new_tree = loop {
-        run_editor(&editor, &tmp)?;
+        let status = session.edit(&editor, &tmp)?;
+        if !status.success() {
+            return Err(Failure::msg(
+                Code::Generic,
+                format!("editor {} exited with {status}; file untouched", editor[0]),
+            ));
+        }
         let edited = fsx::read(&tmp).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
         if edited == plain {
             return Err(Failure::msg(
@@ -80,8 +82,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         ));
     }
     opened.tree = new_tree;
-    write_back(&mut opened, &input, &opts)
-    // `dir` is dropped here and on every early return: the plaintext file goes with it.
+    session.finish(|| write_back(&mut opened, &input, &opts))
+    // `session` is dropped here and on every early return: the plaintext goes with it.
 }
 
 /// Emit options for rewriting an existing file: `.sops.yaml` stores settings, else defaults.
@@ -129,23 +131,6 @@ fn find_editor(env: &Env) -> CliResult<Vec<String>> {
         Code::NoEditorFound,
         "no editor found: set $EDITOR (or $SOPS_EDITOR)",
     ))
-}
-
-fn run_editor(editor: &[String], file: &Path) -> CliResult {
-    let status = Command::new(&editor[0])
-        .args(&editor[1..])
-        .arg(file)
-        .status()
-        .map_err(|e| {
-            Failure::new(Code::NoEditorFound, e).context(format!("cannot run editor {}", editor[0]))
-        })?;
-    if !status.success() {
-        return Err(Failure::msg(
-            Code::Generic,
-            format!("editor {} exited with {status}; file untouched", editor[0]),
-        ));
-    }
-    Ok(())
 }
 
 /// On a terminal, asks whether to edit again; elsewhere the edit is abandoned.

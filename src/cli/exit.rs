@@ -36,15 +36,19 @@ pub enum Code {
     Downgrade = 213,
     /// A rotation step failed; the pending record keeps the new password, rerun to finish.
     RotationFailed = 220,
-    /// `check` found a plaintext Secret, a clear value, wrong recipients, a bad file or MAC.
+    /// `check` found a plaintext or unreadable Secret, a clear value, wrong recipients, a bad
+    /// file or MAC, or a name the API server refuses.
     CheckFindings = 230,
+    /// `edit` was interrupted by a signal; the editor was stopped and the plaintext removed.
+    /// sops' code for an interrupted edit.
+    Interrupted = 85,
     /// `merge-driver`: both sides changed one key differently; ours is left as it was. Below
     /// 129 because git takes higher codes from a merge driver for a crash, not a conflict.
     MergeConflict = 31,
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 26] = [
+    pub const TABLE: [(Code, &'static str); 27] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -67,7 +71,7 @@ impl Code {
         ),
         (
             Code::InvalidSetFormat,
-            "the value given to set is not valid",
+            "the value given to set is not valid: empty without --allow-empty, or not exactly one JSON value with --json",
         ),
         (
             Code::ConflictingParameters,
@@ -89,6 +93,10 @@ impl Code {
         (
             Code::ConfigFileNotFound,
             "no .sops.yaml found where one is required (updatekeys)",
+        ),
+        (
+            Code::Interrupted,
+            "edit was interrupted by a signal (TERM, HUP, INT, QUIT): the editor was stopped, the plaintext removed, the file untouched",
         ),
         (Code::InvalidTreePath, "bad --extract / set path syntax"),
         (Code::NeedAtLeastOneDocument, "the input has no document"),
@@ -138,7 +146,7 @@ impl Code {
         ),
         (
             Code::CheckFindings,
-            "check found problems (plaintext Secret, clear value, recipients, structure, MAC)",
+            "check found problems (plaintext or unreadable Secret, clear value, recipients, structure, MAC, invalid name)",
         ),
     ];
 

@@ -28,6 +28,10 @@ pub struct SetArgs {
     /// newline, as `echo` adds, is removed).
     #[arg(long)]
     pub raw: bool,
+    /// Accept an empty value. Without it an empty standard input (an unset shell variable
+    /// piped in) is refused with exit 7 rather than silently emptying the value.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -40,7 +44,7 @@ pub struct UnsetArgs {
 
 pub fn run_set(args: SetArgs, env: &Env) -> CliResult {
     let steps = path::parse(&args.path).map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
-    let value = read_value(args.json, args.raw)?;
+    let value = read_value(args.json, args.raw, args.allow_empty)?;
     let input = Input::from_path(args.file);
     let mut opened = open(&input, env, false)?;
     let name = input.display();
@@ -80,7 +84,7 @@ pub fn run_unset(args: UnsetArgs, env: &Env) -> CliResult {
 }
 
 /// The new value from standard input, never echoed anywhere.
-fn read_value(as_json: bool, raw: bool) -> CliResult<Node> {
+fn read_value(as_json: bool, raw: bool, allow_empty: bool) -> CliResult<Node> {
     let mut buf = Vec::new();
     std::io::stdin().read_to_end(&mut buf).map_err(|e| {
         Failure::new(Code::CouldNotReadInput, e)
@@ -91,20 +95,7 @@ fn read_value(as_json: bool, raw: bool) -> CliResult<Node> {
             .map_err(|_| Failure::msg(Code::InvalidSetFormat, "the value is not UTF-8 text"))?,
     );
     if as_json {
-        // Parse `{"v": <value>}` so the JSON store's number and string rules apply.
-        let wrapped = SecretString::new(format!("{{\"v\": {}}}", text.expose()));
-        let map = json::parse(wrapped.expose().as_bytes()).map_err(|_| {
-            Failure::msg(
-                Code::InvalidSetFormat,
-                "the value on standard input is not valid JSON",
-            )
-        })?;
-        return map.get("v").cloned().ok_or_else(|| {
-            Failure::msg(
-                Code::InvalidSetFormat,
-                "the value on standard input is not valid JSON",
-            )
-        });
+        return json_value(&text);
     }
     if !raw {
         let s = text.expose_mut();
@@ -115,5 +106,32 @@ fn read_value(as_json: bool, raw: bool) -> CliResult<Node> {
             }
         }
     }
+    // An empty value is nearly always a mistake upstream (`printf '%s' "$UNSET" | credseal
+    // set`), and it would silently blank a password.
+    if text.expose().is_empty() && !allow_empty {
+        return Err(Failure::msg(
+            Code::InvalidSetFormat,
+            "the value on standard input is empty; pass --allow-empty to set an empty value",
+        ));
+    }
     Ok(Node::Str(text))
+}
+
+/// Exactly one JSON value. It is parsed as `{"v": <value>}` so the JSON store's number and
+/// string rules apply; a second member means the input smuggled in more than one value
+/// (`"a", "w": 5`), which must not be cut down to its first.
+fn json_value(text: &SecretString) -> CliResult<Node> {
+    let invalid = || {
+        Failure::msg(
+            Code::InvalidSetFormat,
+            "the value on standard input is not exactly one JSON value",
+        )
+    };
+    let wrapped = SecretString::new(format!("{{\"v\": {}}}", text.expose()));
+    let map = json::parse(wrapped.expose().as_bytes()).map_err(|_| invalid())?;
+    let mut pairs = map.pairs();
+    match (pairs.next(), pairs.next()) {
+        (Some(("v", value)), None) => Ok(value.clone()),
+        _ => Err(invalid()),
+    }
 }

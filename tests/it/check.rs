@@ -321,3 +321,193 @@ fn git_ignored_and_credsealignore_paths_are_not_judged() {
     // A file named on the command line is checked even where git ignores it.
     repo.check(&["build/s.yaml"]).code(230).never_shows(VALUE);
 }
+
+/// Finding lines up to their check name (`file: location: check`), without the messages.
+fn finding_heads(out: &Out) -> Vec<String> {
+    const CHECKS: [&str; 7] = [
+        "plaintext-secret",
+        "unparsable-secret",
+        "invalid-name",
+        "clear-value",
+        "recipients",
+        "structure",
+        "mac",
+    ];
+    out.text()
+        .lines()
+        .map(|l| {
+            let parts: Vec<&str> = l.split(": ").collect();
+            let end = parts.iter().position(|p| CHECKS.contains(p)).unwrap() + 1;
+            parts[..end].join(": ")
+        })
+        .collect()
+}
+
+#[test]
+fn a_plaintext_left_by_a_killed_write_is_found_whatever_its_name() {
+    let repo = Repo::new();
+    // What a killed `decrypt -i` left before temp files kept the extension, and plaintext
+    // saved under names without a YAML/JSON extension.
+    write(repo.path(), ".credseal-Ab12Cd", secret_yaml("old-temp"));
+    write(
+        repo.path(),
+        ".db.yaml.credseal-Ab12Cd.yaml",
+        secret_yaml("new-temp"),
+    );
+    write(repo.path(), "secret", secret_yaml("no-ext"));
+    write(
+        repo.path(),
+        "secret.txt",
+        format!(
+            "{{\"kind\":\"Secret\",\"metadata\":{{\"name\":\"txt\"}},\"stringData\":{{\"password\":\"{VALUE}\"}}}}"
+        ),
+    );
+    // Text that is no manifest is not judged, nor counted.
+    write(repo.path(), "NOTES", format!("password: {VALUE}\n"));
+    write(repo.path(), "run.sh", "#!/bin/sh\necho kind: Secret\n");
+    repo.git(&["add", "."]);
+    let out = repo.check(&["--staged"]).code(230);
+    out.never_shows(VALUE);
+    assert_eq!(
+        finding_heads(&out),
+        [
+            ".credseal-Ab12Cd: document 1: plaintext-secret",
+            ".db.yaml.credseal-Ab12Cd.yaml: document 1: plaintext-secret",
+            "secret: document 1: plaintext-secret",
+            "secret.txt: document 1: plaintext-secret",
+        ],
+        "{}",
+        out.text()
+    );
+    assert!(
+        out.stderr.contains("5 file(s) checked"),
+        ".sops.yaml and the four Secrets: {}",
+        out.stderr
+    );
+    // An encrypted file without an extension is checked like any other.
+    repo.encrypt(
+        "sealed",
+        &secret_yaml("sealed"),
+        &["--input-type", "yaml", "--age", &repo.recipient],
+    );
+    let out = repo.check(&["sealed"]).ok();
+    assert!(
+        out.stderr.contains("1 file(s) checked, 1 encrypted"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_plaintext_secret_is_found_beside_what_the_store_cannot_read() {
+    let repo = Repo::new();
+    let secret = secret_yaml("db");
+    write(
+        repo.path(),
+        "list-beside.yaml",
+        format!("- a\n- list\n---\n{secret}"),
+    );
+    write(
+        repo.path(),
+        "scalar-beside.yaml",
+        format!("just text\n---\n{secret}"),
+    );
+    write(
+        repo.path(),
+        "int-key.yaml",
+        secret.replace(
+            "  namespace: shop\n",
+            "  namespace: shop\n  annotations: {2024: reviewed}\n",
+        ),
+    );
+    write(
+        repo.path(),
+        "bom.json",
+        format!(
+            "\u{feff}{{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"metadata\": {{\"name\": \"db\"}}, \"stringData\": {{\"password\": \"{VALUE}\"}}}}\n"
+        ),
+    );
+    write(
+        repo.path(),
+        "array.json",
+        format!(
+            "[{{\"kind\": \"Secret\", \"metadata\": {{\"name\": \"db\"}}, \"data\": {{\"password\": \"{VALUE}\"}}}}]\n"
+        ),
+    );
+    let mut latin1 = b"# r\xe9sum\xe9 of the team's database\n".to_vec();
+    latin1.extend_from_slice(secret.as_bytes());
+    write(repo.path(), "latin1.yaml", latin1);
+    // Not YAML at all, but a Secret by its look: nothing in it can be judged, so it is refused.
+    write(repo.path(), "broken.yaml", format!("{secret}extra: [\n"));
+    write(
+        repo.path(),
+        "broken.json",
+        format!("{{\"kind\":\"Secret\",\"stringData\":{{\"password\":\"{VALUE}\"}}\n"),
+    );
+    // A template with no Secret in it is still not ours to judge.
+    write(repo.path(), "chart.yaml", "{{ if .Values.x }}\nkey: [\n");
+    let out = repo.check(&[]).code(230);
+    out.never_shows(VALUE);
+    assert_eq!(
+        finding_heads(&out),
+        [
+            "array.json: document 1, [0]: plaintext-secret",
+            "bom.json: document 1: plaintext-secret",
+            "broken.json: unparsable-secret",
+            "broken.yaml: unparsable-secret",
+            "int-key.yaml: document 1: plaintext-secret",
+            "latin1.yaml: document 1: plaintext-secret",
+            "list-beside.yaml: document 2: plaintext-secret",
+            "scalar-beside.yaml: document 2: plaintext-secret",
+        ],
+        "{}",
+        out.text()
+    );
+    assert!(
+        out.text().contains(
+            "broken.yaml: unparsable-secret: looks like a Kubernetes Secret but cannot be read"
+        ),
+        "{}",
+        out.text()
+    );
+    let json = Cmd::credseal()
+        .cwd(repo.path())
+        .args(["check", "--format", "json", "broken.yaml"])
+        .run()
+        .code(230);
+    let doc: serde_json::Value = serde_json::from_str(&json.text()).unwrap();
+    assert_eq!(doc["findings"][0]["check"], "unparsable-secret");
+}
+
+#[test]
+fn secret_names_and_keys_the_api_server_refuses_are_found() {
+    let repo = Repo::new();
+    let plain = |name: &str, ns: &str, key: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\nstringData:\n  {key}: {VALUE}\n"
+        )
+    };
+    repo.encrypt(
+        "escaped.yaml",
+        &plain("../../escaped", "shop", "password"),
+        &[],
+    );
+    repo.encrypt("projected.yaml", &plain("db", "shop", "..data"), &[]);
+    write(repo.path(), "abs.yaml", plain("/abs", "Bad_NS", "password"));
+    repo.encrypt("good.yaml", &plain("db.example", "shop", "tls.crt"), &[]);
+    let out = repo.check(&[]).code(230);
+    out.never_shows(VALUE);
+    let text = out.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "abs.yaml: document 1: plaintext-secret: Secret Bad_NS//abs has 1 stringData value(s) in plain text (password); encrypt it with `credseal encrypt`",
+            "abs.yaml: document 1: invalid-name: metadata.name \"/abs\" is not a valid Secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters); the API server refuses it",
+            "abs.yaml: document 1: invalid-name: metadata.namespace \"Bad_NS\" is not a valid namespace (lowercase letters, digits and '-', at most 63 characters); the API server refuses it",
+            "escaped.yaml: document 1: invalid-name: metadata.name \"../../escaped\" is not a valid Secret name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters); the API server refuses it",
+            "projected.yaml: document 1: invalid-name: stringData key \"..data\" is not a valid Secret key (letters, digits, '-', '_' and '.', not starting with '..'); the API server refuses it",
+        ],
+        "{text}"
+    );
+}

@@ -7,6 +7,7 @@ mod edit_set;
 mod errors;
 mod fixtures;
 mod fuzz;
+mod inplace;
 mod interop_age;
 mod interop_sops;
 mod kube;

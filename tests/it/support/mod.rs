@@ -162,6 +162,17 @@ impl Cmd {
         self
     }
 
+    /// Starts the command without waiting, for tests that signal it: stdin empty, stdout
+    /// discarded, stderr into the file `stderr` (a pipe would stay open as long as anything
+    /// the command started lives).
+    pub fn spawn(mut self, stderr: &Path) -> std::process::Child {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).unwrap());
+        self.cmd.spawn().expect("spawn")
+    }
+
     pub fn run(mut self) -> Out {
         use std::io::Write;
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
