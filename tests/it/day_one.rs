@@ -257,7 +257,7 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
             ],
             &|_, _| None,
         )
-        .spawn();
+        .spawn(None);
     let url = rendered.path().join("DATABASE_URL");
     crate::materialize::eventually("the sidecar rendered DATABASE_URL", || url.exists());
     let ready = backend_ready(&backend, rendered.path());

@@ -232,14 +232,15 @@ fn interrupted_edit(signal: &str, body: &str) {
         &format!("echo $$ > {}\n{body}", pidfile.display()),
     );
     let before = std::fs::read(&s.enc).unwrap();
-    let mut child = Cmd::credseal()
+    let mut edit = Cmd::credseal()
         .cwd(s.dir.path())
         .key(&s.key)
         .env("EDITOR", &editor)
         .env("TMPDIR", tmp.path())
         .arg("edit")
         .arg(&s.enc)
-        .spawn(&side.path().join("stderr"));
+        .spawn(Some(&side.path().join("stderr")));
+    let child = &mut edit.child;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let editor_pid = loop {
         match std::fs::read_to_string(&pidfile) {

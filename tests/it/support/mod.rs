@@ -162,17 +162,6 @@ impl Cmd {
         self
     }
 
-    /// Starts the command without waiting, for tests that signal it: stdin empty, stdout
-    /// discarded, stderr into the file `stderr` (a pipe would stay open as long as anything
-    /// the command started lives).
-    pub fn spawn(mut self, stderr: &Path) -> std::process::Child {
-        self.cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(stderr).unwrap());
-        self.cmd.spawn().expect("spawn")
-    }
-
     pub fn run(mut self) -> Out {
         use std::io::Write;
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -193,12 +182,18 @@ impl Cmd {
         }
     }
 
-    /// Starts a long-running process (a sidecar, a server); it is killed when dropped.
-    pub fn spawn(mut self) -> Running {
+    /// Starts a long-running process (a sidecar, a server, an edit to interrupt), its stderr
+    /// into a file if given (a pipe held open by a grandchild would hang the test); it is
+    /// killed when dropped.
+    pub fn spawn(mut self, stderr: Option<&Path>) -> Running {
+        let err = match stderr {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        };
         self.cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(err);
         Running {
             child: self.cmd.spawn().expect("spawn"),
             _keep: self._keep,
