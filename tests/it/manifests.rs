@@ -1208,3 +1208,44 @@ fn the_backup_job_keeps_the_newest_dumps_and_they_restore() {
     );
     assert_eq!(app_psql("restored", "SELECT v FROM t"), "kept");
 }
+
+/// Every kustomization renders objects that the Kubernetes 1.29 and 1.33 schemas accept,
+/// strictly (no unknown fields). Custom resources (CloudNativePG's Cluster) have no schema
+/// there and are only reported.
+#[test]
+fn every_rendered_object_validates_against_the_kubernetes_schemas() {
+    let dirs = [
+        "manifests/base",
+        "manifests/overlays/dev",
+        "manifests/overlays/prod",
+        "manifests/examples/cnpg",
+        "manifests/examples/managed-postgres",
+        "manifests/examples/redis-sentinel",
+        "manifests/examples/sops-sidecar",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in dirs {
+        let rendered = Cmd::tool("kubectl")
+            .arg("kustomize")
+            .arg(repo().join(dir))
+            .run()
+            .ok();
+        let file = crate::support::write(tmp.path(), "rendered.yaml", rendered.stdout);
+        for version in ["1.29.0", "1.33.0"] {
+            let out = Cmd::tool("kubernetes-validate")
+                .args(["--strict", "--quiet", "-k", version])
+                .arg(&file)
+                .run();
+            let report = format!("{}{}", out.text(), out.stderr);
+            let unexpected: Vec<&str> = report
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter(|l| !(l.starts_with("WARN") && l.contains("postgresql.cnpg.io")))
+                .collect();
+            assert!(
+                out.code == 0 && unexpected.is_empty(),
+                "{dir} against {version}:\n{report}"
+            );
+        }
+    }
+}

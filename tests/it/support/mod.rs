@@ -24,6 +24,7 @@ pub fn require(tool: &str) -> PathBuf {
         "age" | "age-keygen" => "apt-get install age",
         "git" => "apt-get install git",
         "bwrap" => "apt-get install bubblewrap",
+        "kubernetes-validate" => "pip install kubernetes-validate",
         _ => "install it",
     };
     let found = std::env::var_os("PATH").and_then(|p| {
