@@ -331,27 +331,7 @@ impl Workloads {
                         .get(&w.name)
                         .await
                         .map_err(err(w))?;
-                    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let on_delete = s
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.update_strategy.as_ref())
-                        .and_then(|u| u.type_.as_deref())
-                        == Some("OnDelete");
-                    let st = s.status.clone().unwrap_or_default();
-                    if on_delete
-                        && st.observed_generation >= s.metadata.generation
-                        && st.ready_replicas.unwrap_or(0) >= want
-                    {
-                        // OnDelete: the controller waits for us to delete pods, highest ordinal first.
-                        self.delete_outdated_pod(&s, &st.update_revision, &mut deleted_pods)
-                            .await?;
-                    }
-                    st.observed_generation >= s.metadata.generation
-                        && st.updated_replicas.unwrap_or(0) >= want
-                        && st.ready_replicas.unwrap_or(0) >= want
-                        && st.update_revision.is_some()
-                        && st.current_revision == st.update_revision
+                    self.statefulset_rolled(&s, &mut deleted_pods).await?
                 }
             };
             if done {
@@ -361,6 +341,49 @@ impl Workloads {
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether a StatefulSet runs its current template everywhere, as kubectl's rollout status
+    /// judges it, and for `OnDelete` as its pods say: that controller never advances
+    /// `status.currentRevision` (kubernetes#73492, #106055), so the pods' revision labels and
+    /// readiness decide, and credseal deletes the outdated ones itself, highest ordinal first,
+    /// one at a time and only while every other pod is ready (status lags behind the pods).
+    async fn statefulset_rolled(
+        &self,
+        s: &StatefulSet,
+        deleted_pods: &mut Vec<String>,
+    ) -> Result<bool, K8sError> {
+        let spec = s.spec.as_ref();
+        let want = spec.and_then(|s| s.replicas).unwrap_or(1);
+        let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+        let st = s.status.clone().unwrap_or_default();
+        if st.observed_generation < s.metadata.generation || st.update_revision.is_none() {
+            return Ok(false);
+        }
+        if strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
+            let pods = self.pods_of(s).await?;
+            let all_ready = pods.len() >= want as usize && pods.iter().all(pod_ready);
+            if !all_ready {
+                return Ok(false);
+            }
+            let outdated = pods.iter().any(|p| revision_of(p) != st.update_revision);
+            if outdated {
+                self.delete_outdated_pod(s, pods, &st.update_revision, deleted_pods)
+                    .await?;
+            }
+            return Ok(!outdated);
+        }
+        let ready = st.ready_replicas.unwrap_or(0) >= want;
+        let updated = st.updated_replicas.unwrap_or(0);
+        match strategy
+            .and_then(|u| u.rolling_update.as_ref())
+            .and_then(|r| r.partition)
+        {
+            // Partitioned: only the pods at or above the partition move to the new revision,
+            // and currentRevision stays until the partition is lowered.
+            Some(partition) if partition > 0 => Ok(ready && updated >= want - partition),
+            _ => Ok(ready && updated >= want && st.current_revision == st.update_revision),
         }
     }
 
@@ -440,34 +463,24 @@ impl Workloads {
     async fn delete_outdated_pod(
         &self,
         s: &StatefulSet,
+        pods: Vec<Pod>,
         revision: &Option<String>,
         deleted: &mut Vec<String>,
     ) -> Result<(), K8sError> {
         let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &ns);
-        let mut outdated: Vec<Pod> = self
-            .pods_of(s)
-            .await?
+        let mut outdated: Vec<Pod> = pods
             .into_iter()
-            .filter(|p| {
-                let rev = p
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("controller-revision-hash"))
-                    .cloned();
-                rev != *revision
-            })
+            .filter(|p| revision_of(p) != *revision)
             .collect();
-        // Highest ordinal first, one at a time, and only once the previous one is back.
-        // Ordinals compare as numbers: redis-10 goes before redis-9.
+        // Highest ordinal first. Ordinals compare as numbers: redis-10 goes before redis-9.
         outdated.sort_by_key(|p| {
             std::cmp::Reverse(ordinal(p.metadata.name.as_deref().unwrap_or_default()))
         });
         if let Some(p) = outdated.first() {
             let pname = p.metadata.name.clone().unwrap_or_default();
             if !deleted.contains(&pname) {
-                pods.delete(&pname, &DeleteParams::default())
+                Api::<Pod>::namespaced(self.client.clone(), &ns)
+                    .delete(&pname, &DeleteParams::default())
                     .await
                     .map_err(|e| K8sError::from_kube(format!("delete pod {ns}/{pname}"), e))?;
                 deleted.push(pname);
@@ -475,6 +488,24 @@ impl Workloads {
         }
         Ok(())
     }
+}
+
+/// The StatefulSet revision a pod runs (`controller-revision-hash`).
+fn revision_of(p: &Pod) -> Option<String> {
+    p.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("controller-revision-hash"))
+        .cloned()
+}
+
+/// Ready and not terminating.
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 #[cfg(test)]

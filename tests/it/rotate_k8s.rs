@@ -390,15 +390,44 @@ fn an_on_delete_statefulset_has_its_pods_deleted_highest_ordinal_first() {
         .collect();
     let want: Vec<String> = (0..11).rev().map(|i| format!("redis-{i}")).collect();
     assert_eq!(deleted, want, "one at a time, by ordinal, never twice");
+    // The real controller never advances currentRevision for OnDelete: the pods decided.
     let set = s.api.get("statefulsets", NS, "redis").unwrap();
-    assert_eq!(
+    assert_ne!(
         set["status"]["currentRevision"],
         set["status"]["updateRevision"]
+    );
+    assert_eq!(
+        s.api.violations(),
+        Vec::<String>::new(),
+        "never a pod deleted while another was not ready"
     );
     assert!(s.api.get("pods", NS, "other-0").is_some());
     let new = s.password();
     assert!(s.redis.can_login("app", &new));
     assert!(!s.redis.can_login("app", "old-redis-password"));
+}
+
+/// A partitioned StatefulSet moves only the pods at or above its partition, and its
+/// currentRevision stays: the rollout is done when those are updated and every pod is ready,
+/// as kubectl's rollout status says.
+#[test]
+fn a_partitioned_statefulset_is_done_when_its_partition_is_updated() {
+    let s = setup();
+    let mut set = workload("StatefulSet", "redis", pod(Some("redis-credentials"), None));
+    set["spec"]["replicas"] = json!(3);
+    set["spec"]["updateStrategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
+    s.api.put("statefulsets", set);
+    let plan = std::fs::read_to_string(&s.plan).unwrap();
+    std::fs::write(&s.plan, plan.replace("timeout: 3s", "timeout: 10s")).unwrap();
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    let set = s.api.get("statefulsets", NS, "redis").unwrap();
+    assert_eq!(set["status"]["updatedReplicas"], 1, "{set}");
+    assert_ne!(
+        set["status"]["currentRevision"],
+        set["status"]["updateRevision"]
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod controllers;
+
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
@@ -41,6 +43,10 @@ struct State {
     log: Vec<Request>,
     /// ServiceAccount tokens: token → `system:serviceaccount:NS:NAME`.
     tokens: HashMap<String, String>,
+    /// What the controllers will do, and when (see controllers.rs).
+    pending: Vec<(std::time::Instant, controllers::Event)>,
+    /// Rollout steps the real controllers would have suffered from (two pods down at once).
+    violations: Vec<String>,
 }
 
 pub struct KubeApi {
@@ -135,12 +141,16 @@ impl KubeApi {
     }
 
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        self.state
-            .lock()
-            .unwrap()
-            .objects
+        let mut st = self.state.lock().unwrap();
+        controllers::tick(&mut st);
+        st.objects
             .get(&(resource.into(), namespace.into(), name.into()))
             .cloned()
+    }
+
+    /// What the simulated controllers recorded as unsafe rollout steps.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.clone()
     }
 
     /// Stores an object directly (as if another client had created it).
@@ -169,6 +179,9 @@ impl KubeApi {
         }
         normalize_secret(resource, &mut obj);
         settle(resource, &mut obj);
+        if resource == "pods" && obj["status"].is_null() {
+            obj["status"] = controllers::running();
+        }
         st.objects.insert((resource.into(), ns, name), obj);
     }
 
@@ -243,52 +256,6 @@ fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": message, "reason": reason, "code": code}),
     )
-}
-
-fn is_on_delete(resource: &str, obj: &Value) -> bool {
-    resource == "statefulsets" && obj["spec"]["updateStrategy"]["type"] == "OnDelete"
-}
-
-/// The StatefulSet controller of an `OnDelete` set: a deleted pod comes back at the update
-/// revision, and the set's status counts how many pods run it.
-fn recreate_statefulset_pod(st: &mut State, ns: &str, mut pod: Value) {
-    let owner = st
-        .objects
-        .iter()
-        .filter(|((r, n, _), o)| {
-            r == "statefulsets"
-                && n == ns
-                && is_on_delete(r, o)
-                && o["spec"]["selector"]["matchLabels"]
-                    .as_object()
-                    .is_some_and(|m| m.iter().all(|(k, v)| pod["metadata"]["labels"][k] == *v))
-        })
-        .map(|((_, _, name), o)| (name.clone(), o.clone()))
-        .next();
-    if let Some((name, mut set)) = owner {
-        let rev = set["status"]["updateRevision"].clone();
-        pod["metadata"]["labels"]["controller-revision-hash"] = rev.clone();
-        st.rv += 1;
-        pod["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_owned();
-        st.objects
-            .insert(("pods".into(), ns.into(), pod_name), pod.clone());
-        let updated = st
-            .objects
-            .iter()
-            .filter(|((r, n, _), p)| {
-                r == "pods" && n == ns && p["metadata"]["labels"]["controller-revision-hash"] == rev
-            })
-            .count() as i64;
-        set["status"]["updatedReplicas"] = json!(updated);
-        if updated >= set["spec"]["replicas"].as_i64().unwrap_or(1) {
-            set["status"]["currentRevision"] = rev.clone();
-        }
-        st.rv += 1;
-        set["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-        st.objects
-            .insert(("statefulsets".into(), ns.into(), name), set);
-    }
 }
 
 /// Equality-based label selectors (`a=b,c=d`), the only form our client sends.
@@ -592,6 +559,7 @@ fn discovery(path: &str) -> Option<Value> {
 
 fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value) {
     let mut st = state.lock().unwrap();
+    controllers::tick(&mut st);
     st.log.push(req.clone());
     if req.method == "GET" {
         if let Some(d) = discovery(&req.path) {
@@ -786,7 +754,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
                     st.objects.remove(&key(n));
                     st.managed.remove(&key(n));
                     if resource == "pods" {
-                        recreate_statefulset_pod(&mut st, ns, o.clone());
+                        controllers::pod_deleted(&mut st, ns, o.clone());
                     }
                 }
                 (200, o)
@@ -974,13 +942,8 @@ fn patch(
             if is_workload(resource) && obj["spec"] != before_spec {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 obj["metadata"]["generation"] = json!(g);
-                if is_on_delete(resource, &obj) {
-                    // The controller records the new revision and waits for pods to be deleted.
-                    obj["status"]["observedGeneration"] = json!(g);
-                    obj["status"]["updateRevision"] = json!(format!("rev-{g}"));
-                    obj["status"]["updatedReplicas"] = json!(0);
-                } else if !st.stuck.contains(&key) {
-                    settle(resource, &mut obj);
+                if !dry_run {
+                    controllers::template_changed(st, resource, ns, n);
                 }
             }
             (200, obj)
