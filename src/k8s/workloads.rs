@@ -228,34 +228,47 @@ impl Workloads {
         Workloads { client }
     }
 
-    /// Every workload in `namespace` whose pods read `secret`.
+    /// Every workload in `namespace` whose pods read `secret`. Lists page by page and keeps
+    /// only the consumers of each page, so memory does not grow with the namespace.
     pub async fn discover(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>, K8sError> {
         let lp = ListParams::default();
         let what = |k: &str| format!("list {k} in {namespace}");
-        let sts = Api::<StatefulSet>::namespaced(self.client.clone(), namespace)
-            .list(&lp)
+        let c = &self.client;
+        let mut out = list_filtered(
+            &Api::<StatefulSet>::namespaced(c.clone(), namespace),
+            &lp,
+            |p| consumers(namespace, secret, &p, &[], &[], &[]),
+        )
+        .await
+        .map_err(|e| K8sError::from_kube(what("statefulsets"), e))?;
+        out.extend(
+            list_filtered(
+                &Api::<Deployment>::namespaced(c.clone(), namespace),
+                &lp,
+                |p| consumers(namespace, secret, &[], &p, &[], &[]),
+            )
             .await
-            .map_err(|e| K8sError::from_kube(what("statefulsets"), e))?;
-        let deps = Api::<Deployment>::namespaced(self.client.clone(), namespace)
-            .list(&lp)
+            .map_err(|e| K8sError::from_kube(what("deployments"), e))?,
+        );
+        out.extend(
+            list_filtered(
+                &Api::<DaemonSet>::namespaced(c.clone(), namespace),
+                &lp,
+                |p| consumers(namespace, secret, &[], &[], &p, &[]),
+            )
             .await
-            .map_err(|e| K8sError::from_kube(what("deployments"), e))?;
-        let ds = Api::<DaemonSet>::namespaced(self.client.clone(), namespace)
-            .list(&lp)
+            .map_err(|e| K8sError::from_kube(what("daemonsets"), e))?,
+        );
+        out.extend(
+            list_filtered(
+                &Api::<CronJob>::namespaced(c.clone(), namespace),
+                &lp,
+                |p| consumers(namespace, secret, &[], &[], &[], &p),
+            )
             .await
-            .map_err(|e| K8sError::from_kube(what("daemonsets"), e))?;
-        let cj = Api::<CronJob>::namespaced(self.client.clone(), namespace)
-            .list(&lp)
-            .await
-            .map_err(|e| K8sError::from_kube(what("cronjobs"), e))?;
-        Ok(consumers(
-            namespace,
-            secret,
-            &sts.items,
-            &deps.items,
-            &ds.items,
-            &cj.items,
-        ))
+            .map_err(|e| K8sError::from_kube(what("cronjobs"), e))?,
+        );
+        Ok(out)
     }
 
     /// Stamps the pod template (a merge patch of one annotation). Returns the object's uid, for
@@ -405,12 +418,14 @@ impl Workloads {
                     .into(),
             });
         }
-        let list = Api::<Pod>::namespaced(self.client.clone(), &ns)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| K8sError::from_kube(format!("list pods of statefulset {ns}/{name}"), e))?;
-        Ok(list
-            .items
+        let pods = list_filtered(
+            &Api::<Pod>::namespaced(self.client.clone(), &ns),
+            &ListParams::default().labels(&selector),
+            |page| page,
+        )
+        .await
+        .map_err(|e| K8sError::from_kube(format!("list pods of statefulset {ns}/{name}"), e))?;
+        Ok(pods
             .into_iter()
             .filter(|p| {
                 p.metadata.owner_references.as_ref().is_none_or(|owners| {
@@ -487,6 +502,44 @@ impl Workloads {
             }
         }
         Ok(())
+    }
+}
+
+/// Objects per list request: large namespaces arrive in pages of this size.
+const PAGE: u32 = 250;
+
+/// Lists page by page (`limit`/`continue`), keeping what `keep` returns of each page. A
+/// continue token that expired (410 Gone, the server compacted past it) restarts the list:
+/// a list stitched across that gap would not be consistent.
+async fn list_filtered<K, T>(
+    api: &Api<K>,
+    lp: &ListParams,
+    keep: impl Fn(Vec<K>) -> Vec<T>,
+) -> Result<Vec<T>, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut restarts = 0;
+    'list: loop {
+        let mut out = Vec::new();
+        let mut page_params = lp.clone().limit(PAGE);
+        loop {
+            match api.list(&page_params).await {
+                Ok(page) => {
+                    let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+                    out.extend(keep(page.items));
+                    match next {
+                        Some(token) => page_params = page_params.continue_token(&token),
+                        None => return Ok(out),
+                    }
+                }
+                Err(kube::Error::Api(status)) if status.code == 410 && restarts < 3 => {
+                    restarts += 1;
+                    continue 'list;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -568,3 +568,34 @@ fn service_accounts_get_exactly_what_the_rendered_rbac_grants() {
         assert!(err.to_string().contains("forbidden"), "{err}");
     });
 }
+
+/// The fake pages lists as the real server does; kubectl, the second client, pages through
+/// them with its own continue tokens.
+#[test]
+fn kubectl_pages_through_a_long_list() {
+    let s = setup();
+    for i in 0..5 {
+        s.api.put(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s{i}"), "namespace": NS}}),
+        );
+    }
+    let out = Cmd::tool("kubectl")
+        .env("KUBECONFIG", &s.kubeconfig)
+        .args(["get", "secrets", "--chunk-size=2", "-o", "name"])
+        .run()
+        .ok();
+    assert_eq!(
+        out.text(),
+        "secret/s0\nsecret/s1\nsecret/s2\nsecret/s3\nsecret/s4\n"
+    );
+    let pages = s
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path.ends_with("/secrets") && r.query.get("limit").map(String::as_str) == Some("2")
+        })
+        .count();
+    assert_eq!(pages, 3, "three pages of two");
+}

@@ -430,6 +430,44 @@ fn a_partitioned_statefulset_is_done_when_its_partition_is_updated() {
     );
 }
 
+/// Consumers are found in pages (the list's memory does not grow with the namespace), also
+/// past hundreds of unrelated workloads and across a continue token the server expired
+/// mid-list (410 Gone restarts the list).
+#[test]
+fn consumers_are_listed_in_pages_and_an_expired_list_restarts() {
+    let s = setup();
+    for i in 0..600 {
+        s.api.put(
+            "deployments",
+            workload("Deployment", &format!("unrelated-{i:03}"), pod(None, None)),
+        );
+    }
+    s.api.expire_next_continue_token();
+    let out = s.rotate(&[]).ok();
+    assert_eq!(out.text(), "cache: rotated (generation 1)\n");
+    assert_eq!(
+        s.stamp("deployments", "backend"),
+        "1",
+        "the consumer after the unrelated ones"
+    );
+    assert!(s.stamp("deployments", "unrelated-000").is_null());
+    let lists: Vec<_> = s
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/deployments"))
+        .collect();
+    assert!(
+        lists.iter().all(|r| r.query.contains_key("limit")),
+        "every list is paged: {lists:?}"
+    );
+    let fresh = lists
+        .iter()
+        .filter(|r| !r.query.contains_key("continue"))
+        .count();
+    assert_eq!(fresh, 2, "the expired list was started again");
+}
+
 #[test]
 fn the_admin_ca_can_come_from_a_secret() {
     let s = setup();

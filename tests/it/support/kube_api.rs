@@ -47,6 +47,8 @@ struct State {
     pending: Vec<(std::time::Instant, controllers::Event)>,
     /// Rollout steps the real controllers would have suffered from (two pods down at once).
     violations: Vec<String>,
+    /// The next list with a continue token is answered 410 Gone, as after a compaction.
+    expire_next_continue: bool,
 }
 
 pub struct KubeApi {
@@ -146,6 +148,12 @@ impl KubeApi {
         st.objects
             .get(&(resource.into(), namespace.into(), name.into()))
             .cloned()
+    }
+
+    /// The next paged list request (one with a continue token) gets 410 Gone, as when etcd
+    /// compacted past the token while a client was paging.
+    pub fn expire_next_continue_token(&self) {
+        self.state.lock().unwrap().expire_next_continue = true;
     }
 
     /// What the simulated controllers recorded as unsafe rollout steps.
@@ -267,6 +275,20 @@ fn matches_selector(selector: Option<&String>, obj: &Value) -> bool {
         Some((k, v)) => obj["metadata"]["labels"][k] == v.trim_start_matches('='),
         None => false,
     })
+}
+
+/// The token carries the list's resourceVersion, as the real one does (unused here beyond
+/// making tokens of different lists differ).
+fn encode_continue(rv: u64, last: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(json!({"rv": rv, "start": last}).to_string())
+}
+
+fn decode_continue(token: &str) -> Option<(u64, String)> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    Some((v["rv"].as_u64()?, v["start"].as_str()?.to_owned()))
 }
 
 /// `fieldSelector` terms `a.b=v`, `a.b==v` and `a.b!=v` on dotted paths (what kubectl
@@ -662,20 +684,53 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
     let key = |n: &str| (resource.to_owned(), ns.to_owned(), n.to_owned());
     match (verb, name) {
         ("list", None) => {
-            let items: Vec<Value> = st
+            // Pages (`limit`/`continue`) in name order, as the real server; a continue token
+            // the server compacted past is 410 Gone (simulated on demand).
+            let after = match req.query.get("continue") {
+                None => None,
+                Some(token) => match decode_continue(token) {
+                    Some(_) if st.expire_next_continue => {
+                        st.expire_next_continue = false;
+                        return status(
+                            410,
+                            "Expired",
+                            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.",
+                        );
+                    }
+                    Some((_, last)) => Some(last),
+                    None => return status(400, "BadRequest", "invalid continue token"),
+                },
+            };
+            let limit = req
+                .query
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|l| *l > 0);
+            let matching: Vec<(&String, &Value)> = st
                 .objects
                 .iter()
-                .filter(|((r, n, _), o)| {
+                .filter(|((r, n, name), o)| {
                     r == resource
                         && n == ns
+                        && after.as_ref().is_none_or(|a| name > a)
                         && matches_selector(req.query.get("labelSelector"), o)
                         && matches_fields(req.query.get("fieldSelector"), o)
                 })
-                .map(|(_, v)| v.clone())
+                .map(|((_, _, name), v)| (name, v))
                 .collect();
+            let shown = limit.unwrap_or(matching.len()).min(matching.len());
+            let items: Vec<Value> = matching[..shown]
+                .iter()
+                .map(|(_, v)| (*v).clone())
+                .collect();
+            let mut metadata = json!({"resourceVersion": st.rv.to_string()});
+            if shown < matching.len() {
+                metadata["continue"] = json!(encode_continue(st.rv, matching[shown - 1].0));
+                metadata["remainingItemCount"] = json!(matching.len() - shown);
+            }
             (
                 200,
-                json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+                json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": metadata, "items": items}),
             )
         }
         ("get", Some(n)) => match st.objects.get(&key(n)) {
