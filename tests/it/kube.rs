@@ -599,3 +599,68 @@ fn kubectl_pages_through_a_long_list() {
         .count();
     assert_eq!(pages, 3, "three pages of two");
 }
+
+/// The fake follows the API where clients depend on it: a strategic merge patch merges
+/// containers by name (kubectl patch's default), and a resourceVersion in a server-side
+/// apply is a precondition.
+#[test]
+fn strategic_merge_patches_and_apply_preconditions_behave_as_the_api_server() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, Patch, PatchParams};
+    let s = setup();
+    s.api.put(
+        "deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "app", "image": "app:1"},
+                                                             {"name": "proxy", "image": "proxy:1"}]}}}}),
+    );
+    Cmd::tool("kubectl")
+        .env("KUBECONFIG", &s.kubeconfig)
+        .args([
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}"#,
+        ])
+        .run()
+        .ok();
+    let web = s.api.get("deployments", NS, "web").unwrap();
+    let containers = web["spec"]["template"]["spec"]["containers"].clone();
+    assert_eq!(
+        containers,
+        json!([{"name": "app", "image": "app:2"}, {"name": "proxy", "image": "proxy:1"}]),
+        "merged by name, the other container kept"
+    );
+
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": NS}}),
+    );
+    let rv = s.api.get("secrets", NS, "x").unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config = kube::Config::new(s.api.url().parse().unwrap());
+        config.root_cert = Some(vec![s.api.ca_der()]);
+        let api: Api<Secret> = Api::namespaced(kube::Client::try_from(config).unwrap(), NS);
+        let pp = PatchParams::apply("test").force();
+        let stale = json!({"apiVersion": "v1", "kind": "Secret",
+                           "metadata": {"name": "x", "resourceVersion": "1"}, "type": "Opaque"});
+        let err = api
+            .patch("x", &pp, &Patch::Apply(&stale))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("has been modified"), "{err}");
+        let current = json!({"apiVersion": "v1", "kind": "Secret",
+                             "metadata": {"name": "x", "resourceVersion": rv}, "type": "Opaque"});
+        api.patch("x", &pp, &Patch::Apply(&current)).await.unwrap();
+    });
+}

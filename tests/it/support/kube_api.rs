@@ -896,6 +896,71 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The `patchMergeKey` of the lists a strategic merge patch merges element by element (from
+/// the Kubernetes API's `x-kubernetes-patch-merge-key`); other lists are replaced whole.
+fn patch_merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => Some("name"),
+        "volumeMounts" => Some("mountPath"),
+        "ports" => Some("containerPort"),
+        _ => None,
+    }
+}
+
+/// A strategic merge patch: a JSON merge patch, except that lists with a merge key merge by
+/// it (`$patch: delete` removes an element) and `$`-directives are not stored.
+fn strategic_merge(target: &mut Value, patch: &Value) {
+    let (Some(t), Some(p)) = (target.as_object_mut(), patch.as_object()) else {
+        *target = patch.clone();
+        return;
+    };
+    for (k, v) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        match (patch_merge_key(k), v, t.get_mut(k)) {
+            (_, Value::Null, _) => {
+                t.remove(k);
+            }
+            (Some(key), Value::Array(items), Some(Value::Array(current))) => {
+                for item in items {
+                    let id = &item[key];
+                    let at = current.iter().position(|c| &c[key] == id);
+                    match (at, item["$patch"].as_str()) {
+                        (Some(i), Some("delete")) => {
+                            current.remove(i);
+                        }
+                        (None, Some("delete")) => {}
+                        (Some(i), _) => strategic_merge(&mut current[i], item),
+                        (None, _) => {
+                            let mut fresh = json!({});
+                            strategic_merge(&mut fresh, item);
+                            current.push(fresh);
+                        }
+                    }
+                }
+            }
+            (_, Value::Object(_), Some(existing)) if existing.is_object() => {
+                strategic_merge(existing, v)
+            }
+            _ => {
+                let mut fresh = if v.is_object() {
+                    json!({})
+                } else {
+                    Value::Null
+                };
+                strategic_merge(&mut fresh, v);
+                t.insert(k.clone(), fresh);
+            }
+        }
+    }
+}
+
 fn patch(
     st: &mut State,
     req: &Request,
@@ -922,6 +987,24 @@ fn patch(
                 );
             };
             let force = req.query.get("force").is_some_and(|f| f == "true");
+            // A resourceVersion in the applied object is a precondition, as on an update.
+            if let Some(want) = body["metadata"]["resourceVersion"].as_str() {
+                let have = current
+                    .as_ref()
+                    .and_then(|c| c["metadata"]["resourceVersion"].as_str());
+                if have != Some(want) {
+                    return status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {resource} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"
+                        ),
+                    );
+                }
+                body["metadata"]
+                    .as_object_mut()
+                    .map(|m| m.remove("resourceVersion"));
+            }
             normalize_secret(resource, &mut body);
             let mut applied = BTreeSet::new();
             fields(&body, "", &mut applied);
@@ -992,7 +1075,11 @@ fn patch(
                 return status(404, "NotFound", &format!("{resource} \"{n}\" not found"));
             };
             let before_spec = obj["spec"].clone();
-            merge_patch(&mut obj, &body);
+            if ct == "application/strategic-merge-patch+json" {
+                strategic_merge(&mut obj, &body);
+            } else {
+                merge_patch(&mut obj, &body);
+            }
             normalize_secret(resource, &mut obj);
             if is_workload(resource) && obj["spec"] != before_spec {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
