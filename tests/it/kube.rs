@@ -664,3 +664,86 @@ fn strategic_merge_patches_and_apply_preconditions_behave_as_the_api_server() {
         api.patch("x", &pp, &Patch::Apply(&current)).await.unwrap();
     });
 }
+
+/// Server-side apply owns list elements by key, as the API server does for `listType: map`:
+/// two managers keep their own containers of one Deployment, a manager that stops applying
+/// its container removes only that one, and a different value for another manager's field is
+/// a conflict unless forced.
+#[test]
+fn server_side_apply_owns_list_elements_by_key() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, Patch, PatchParams};
+    let s = setup();
+    let deployment = |containers: serde_json::Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": containers}}}})
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config = kube::Config::new(s.api.url().parse().unwrap());
+        config.root_cert = Some(vec![s.api.ca_der()]);
+        let api: Api<Deployment> = Api::namespaced(kube::Client::try_from(config).unwrap(), NS);
+        let names = |d: &Deployment| -> Vec<(String, String)> {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        };
+        let a = PatchParams::apply("team-a");
+        let b = PatchParams::apply("team-b");
+        api.patch(
+            "web",
+            &a,
+            &Patch::Apply(deployment(json!([{"name": "app", "image": "app:1"}]))),
+        )
+        .await
+        .unwrap();
+        let both = api
+            .patch(
+                "web",
+                &b,
+                &Patch::Apply(deployment(json!([{"name": "proxy", "image": "proxy:1"}]))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            names(&both),
+            [
+                ("app".into(), "app:1".into()),
+                ("proxy".into(), "proxy:1".into())
+            ]
+        );
+        // team-b touching team-a's container with another image: a conflict, unless forced.
+        let err = api
+            .patch(
+                "web",
+                &b,
+                &Patch::Apply(deployment(json!([
+                {"name": "proxy", "image": "proxy:1"}, {"name": "app", "image": "app:2"}]))),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("conflict with \"team-a\""),
+            "{err}"
+        );
+        // team-a stops applying its container: only that one goes.
+        let left = api
+            .patch("web", &a, &Patch::Apply(deployment(json!([]))))
+            .await
+            .unwrap();
+        assert_eq!(names(&left), [("proxy".into(), "proxy:1".into())]);
+    });
+}

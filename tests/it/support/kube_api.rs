@@ -840,7 +840,18 @@ fn fields(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
                 } else {
                     format!("{prefix}\u{1f}{k}")
                 };
-                fields(v, &p, out);
+                match (patch_merge_key(k), v) {
+                    // An associative list (`listType: map`): each element is owned by key,
+                    // so managers can own different containers of one list.
+                    (Some(key), Value::Array(items)) if items.iter().all(|i| !i[key].is_null()) => {
+                        for item in items {
+                            let element = format!("{p}\u{1f}k:{key}={}", element_id(&item[key]));
+                            out.insert(element.clone());
+                            fields(item, &element, out);
+                        }
+                    }
+                    _ => fields(v, &p, out),
+                }
             }
         }
         _ => {
@@ -849,33 +860,104 @@ fn fields(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+fn element_id(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// A path segment `k:KEY=VALUE` names the element of an associative list whose KEY is VALUE.
+fn element_segment(seg: &str) -> Option<(&str, &str)> {
+    seg.strip_prefix("k:")?.split_once('=')
+}
+
+/// Whether a managed path names a whole list element (owned as a unit, like SSA's `.`).
+fn is_element(path: &str) -> bool {
+    path.rsplit('\u{1f}')
+        .next()
+        .is_some_and(|s| element_segment(s).is_some())
+}
+
+fn child<'a>(v: &'a Value, seg: &str) -> Option<&'a Value> {
+    match element_segment(seg) {
+        Some((key, id)) => v.as_array()?.iter().find(|e| element_id(&e[key]) == id),
+        None => v.get(seg),
+    }
+}
+
 fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('\u{1f}').try_fold(v, |v, k| v.get(k))
+    path.split('\u{1f}').try_fold(v, child)
+}
+
+/// The child `seg` of `cur`, created when missing (an element with just its key).
+fn child_mut<'a>(cur: &'a mut Value, seg: &str, next_is_element: bool) -> &'a mut Value {
+    if let Some((key, id)) = element_segment(seg) {
+        if !cur.is_array() {
+            *cur = json!([]);
+        }
+        let items = cur.as_array_mut().unwrap();
+        let at = match items.iter().position(|e| element_id(&e[key]) == id) {
+            Some(i) => i,
+            None => {
+                let key_value = id.parse::<i64>().map_or_else(|_| json!(id), |n| json!(n));
+                items.push(json!({ key: key_value }));
+                items.len() - 1
+            }
+        };
+        return &mut items[at];
+    }
+    let empty = if next_is_element {
+        json!([])
+    } else {
+        json!({})
+    };
+    if !cur.get(seg).is_some_and(|c| c.is_object() || c.is_array()) {
+        cur[seg] = empty;
+    }
+    cur.get_mut(seg).unwrap()
 }
 
 fn set_path(v: &mut Value, path: &str, value: Value) {
-    let mut cur = v;
     let parts: Vec<&str> = path.split('\u{1f}').collect();
-    for k in &parts[..parts.len() - 1] {
-        if !cur.get(*k).is_some_and(Value::is_object) {
-            cur[*k] = json!({});
-        }
-        cur = cur.get_mut(*k).unwrap();
+    let mut cur = v;
+    for (i, k) in parts[..parts.len() - 1].iter().enumerate() {
+        let next_is_element = element_segment(parts[i + 1]).is_some();
+        cur = child_mut(cur, k, next_is_element);
     }
-    cur[parts[parts.len() - 1]] = value;
+    let last = parts[parts.len() - 1];
+    if element_segment(last).is_some() {
+        // The element itself: created with its key if missing, its fields set one by one.
+        child_mut(cur, last, false);
+    } else {
+        cur[last] = value;
+    }
 }
 
 fn remove_path(v: &mut Value, path: &str) {
     let parts: Vec<&str> = path.split('\u{1f}').collect();
     let mut cur = v;
     for k in &parts[..parts.len() - 1] {
-        match cur.get_mut(*k) {
+        let next = match element_segment(k) {
+            Some((key, id)) => cur
+                .as_array_mut()
+                .and_then(|items| items.iter_mut().find(|e| element_id(&e[key]) == id)),
+            None => cur.get_mut(*k),
+        };
+        match next {
             Some(c) => cur = c,
             None => return,
         }
     }
-    if let Some(m) = cur.as_object_mut() {
-        m.remove(parts[parts.len() - 1]);
+    let last = parts[parts.len() - 1];
+    match element_segment(last) {
+        Some((key, id)) => {
+            if let Some(items) = cur.as_array_mut() {
+                items.retain(|e| element_id(&e[key]) != id);
+            }
+        }
+        None => {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(last);
+            }
+        }
     }
 }
 
@@ -1018,7 +1100,7 @@ fn patch(
                         continue;
                     }
                     for f in owned.intersection(&applied) {
-                        if get_path(&obj, f) != get_path(&body, f) {
+                        if !is_element(f) && get_path(&obj, f) != get_path(&body, f) {
                             conflicts.push(format!(
                                 "conflict with \"{other}\": .{}",
                                 f.replace('\u{1f}', ".")
@@ -1046,6 +1128,13 @@ fn patch(
                     remove_path(&mut obj, f);
                 }
             }
+            // A field applied with another manager's value is shared; a forced different
+            // value takes it over.
+            let taken: BTreeSet<String> = applied
+                .iter()
+                .filter(|f| !is_element(f) && get_path(&obj, f) != get_path(&body, f))
+                .cloned()
+                .collect();
             for f in &applied {
                 set_path(
                     &mut obj,
@@ -1055,7 +1144,7 @@ fn patch(
             }
             for (m, owned) in managed.iter_mut() {
                 if *m != manager {
-                    owned.retain(|f| !applied.contains(f));
+                    owned.retain(|f| !taken.contains(f));
                 }
             }
             managed.insert(manager.clone(), applied);
