@@ -36,6 +36,8 @@ pub enum Code {
     Downgrade = 213,
     /// A rotation step failed; the pending record keeps the new password, rerun to finish.
     RotationFailed = 220,
+    /// Another run holds the credential's rotation lock; nothing was changed.
+    RotationLocked = 221,
     /// `check` found a plaintext or unreadable Secret, a clear value, wrong recipients, a bad
     /// file or MAC, or a name the API server refuses.
     CheckFindings = 230,
@@ -48,7 +50,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const TABLE: [(Code, &'static str); 27] = [
+    pub const TABLE: [(Code, &'static str); 28] = [
         (
             Code::Generic,
             "generic failure (bad metadata or version, extract path not found, …)",
@@ -143,6 +145,10 @@ impl Code {
         (
             Code::RotationFailed,
             "a rotation step failed; nothing is lost, rerun to finish or undo it",
+        ),
+        (
+            Code::RotationLocked,
+            "another run is rotating the credential (its lock names it); nothing was changed",
         ),
         (
             Code::CheckFindings,

@@ -9,6 +9,8 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
 use crate::fsx;
+use crate::k8s::lease::LeaseError;
+use crate::rotate::lock::LockError;
 use crate::rotate::plan::Plan;
 use crate::rotate::{Outcome, RotateError, Runner};
 
@@ -23,6 +25,10 @@ pub struct Args {
     /// Say what would be rotated, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Wait up to this many seconds for another run rotating the same credential (or for its
+    /// lock to expire, if it died) instead of exiting 221 at once.
+    #[arg(long, value_name = "SECONDS", default_value = "0")]
+    pub wait_for_lock: u64,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -31,6 +37,14 @@ fn code(e: &RotateError) -> Code {
     match e {
         RotateError::Target { .. } => Code::CouldNotReadInput,
         RotateError::Verify { .. } => Code::RotationFailed,
+        RotateError::Locked { source, .. }
+            if matches!(
+                **source,
+                LockError::Lease(LeaseError::Held { .. }) | LockError::FileHeld { .. }
+            ) =>
+        {
+            Code::RotationLocked
+        }
         _ => Code::RotationFailed,
     }
 }
@@ -85,6 +99,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             audit: &mut audit,
             base_dir: &base_dir,
             kube,
+            holder: holder_identity(),
+            wait_for_lock: std::time::Duration::from_secs(args.wait_for_lock),
         };
         // A failure stops the line: later credentials are not touched.
         for cred in creds {
@@ -107,4 +123,20 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         }
         Ok(())
     })
+}
+
+/// This run as its lock names it: the pod (HOSTNAME is the pod name in a container) or host,
+/// the process, and a random part so two runs of one pod differ.
+fn holder_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!(
+        "{host}/pid-{}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }

@@ -5,6 +5,7 @@
 //! Failpoints `rotate::after-stage`, `-apply`, `-verify`, `-commit`, `-roll` (the `fail` crate,
 //! set by `FAILPOINTS`) are compiled into release builds so operators can rehearse recovery.
 
+pub mod lock;
 pub mod password;
 pub mod plan;
 pub mod postgres;
@@ -23,6 +24,7 @@ use crate::sops::path;
 use crate::sops::store::Format;
 use crate::sops::tree::{Node, Timestamp};
 
+use self::lock::{LockError, RunLock};
 use self::plan::{Credential, Engine, Strategy};
 use self::postgres::{PgError, Postgres};
 use self::redis::{ClientCert, Redis, RedisError};
@@ -55,6 +57,12 @@ pub enum RotateError {
     AdminPassword { credential: String, reason: String },
     #[error("credential {credential}: admin TLS material: {reason}")]
     Pem { credential: String, reason: String },
+    /// Another run rotates this credential now (or its lock was lost mid-run).
+    #[error("credential {credential}: {source}")]
+    Locked {
+        credential: String,
+        source: Box<LockError>,
+    },
     #[error("credential {credential}: the pending record belongs to credential {other}")]
     ForeignPending { credential: String, other: String },
     #[error("credential {credential}: {source}")]
@@ -123,6 +131,10 @@ pub struct Runner<'a> {
     pub base_dir: &'a Path,
     /// The cluster, for Secret targets and rollouts.
     pub kube: Option<kube::Client>,
+    /// Who this run is, as its lock names it (pod or host, process, a random suffix).
+    pub holder: String,
+    /// How long to wait for another run's lock before giving up (exit 221).
+    pub wait_for_lock: std::time::Duration,
 }
 
 /// Where a credential's password lives.
@@ -337,9 +349,64 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// Runs (or resumes) the rotation of one credential.
+    /// Runs (or resumes) the rotation of one credential, holding its lock (none for a dry
+    /// run, which changes nothing).
     pub async fn rotate(&mut self, cred: &Credential) -> Result<Outcome, RotateError> {
         let target = self.target(cred)?;
+        let locked = |source| RotateError::Locked {
+            credential: cred.name.clone(),
+            source: Box::new(source),
+        };
+        let lock = match (&target, self.dry_run) {
+            (_, true) => None,
+            (AnyTarget::File(t), false) => Some(
+                RunLock::file(&t.path, &self.holder, self.wait_for_lock)
+                    .await
+                    .map_err(locked)?,
+            ),
+            (AnyTarget::Secret(_), false) => {
+                let s = cred.target.secret.as_ref().expect("a Secret target");
+                let client = self.cluster(cred)?;
+                let duration = cred.lock_duration.unwrap_or(lock::LEASE_DURATION);
+                Some(
+                    RunLock::lease(
+                        client,
+                        &s.namespace,
+                        &s.name,
+                        &self.holder,
+                        duration,
+                        self.wait_for_lock,
+                    )
+                    .await
+                    .map_err(locked)?,
+                )
+            }
+        };
+        let result = self.rotate_locked(cred, &target, lock.as_ref()).await;
+        if let Some(lock) = lock {
+            let released = lock.release().await.map_err(locked);
+            if let (Ok(_), Err(e)) = (&result, released) {
+                // The rotation is done; an unreleased lock only expires later.
+                self.audit(cred, "unlock", &e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn rotate_locked(
+        &mut self,
+        cred: &Credential,
+        target: &AnyTarget<'a>,
+        lock: Option<&RunLock>,
+    ) -> Result<Outcome, RotateError> {
+        let held = || -> Result<(), RotateError> {
+            lock.map_or(Ok(()), |l| {
+                l.ensure_held().map_err(|source| RotateError::Locked {
+                    credential: cred.name.clone(),
+                    source: Box::new(source),
+                })
+            })
+        };
         let name = cred.name.as_str();
         let current = target.read(name).await?;
         let mut pending = target.pending(name).await?;
@@ -440,6 +507,7 @@ impl<'a> Runner<'a> {
                 generation: current.generation + 1,
                 retire_after: None,
             };
+            held()?;
             target.save_pending(name, &p).await?;
             self.audit(cred, "stage", "ok");
             fail::fail_point!("rotate::after-stage");
@@ -453,10 +521,12 @@ impl<'a> Runner<'a> {
         let login_user = |p: &Pending| p.username.clone().unwrap_or_else(|| cred.role.clone());
 
         if p.phase == Phase::Staged && cred.strategy == Strategy::Operator {
-            self.operator_apply(cred, &engine, &target, &mut p).await?;
+            held()?;
+            self.operator_apply(cred, &engine, target, &mut p).await?;
         }
 
         if p.phase == Phase::Staged {
+            held()?;
             self.apply(cred, &engine, &admin_pw, &p).await?;
             self.audit(cred, "apply", "ok");
             fail::fail_point!("rotate::after-apply");
@@ -488,6 +558,7 @@ impl<'a> Runner<'a> {
             self.audit(cred, "verify", "ok");
             fail::fail_point!("rotate::after-verify");
 
+            held()?;
             target.commit(name, &p).await?;
             p.phase = Phase::Committed;
             target.save_pending(name, &p).await?;
@@ -499,6 +570,7 @@ impl<'a> Runner<'a> {
         }
 
         if p.phase == Phase::Committed {
+            held()?;
             self.roll(cred, p.generation).await?;
             p.phase = Phase::Rolled;
             p.retire_after = (cred.strategy == Strategy::Dual)
@@ -519,6 +591,7 @@ impl<'a> Runner<'a> {
             });
         }
 
+        held()?;
         self.retire(cred, &engine, &admin_pw, &p).await?;
         target.clear_pending(name).await?;
         Ok(match p.retire_after {

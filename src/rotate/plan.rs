@@ -68,6 +68,10 @@ pub struct Credential {
     /// after that retires it, for consumers that read a file target only when they start.
     #[serde(default, deserialize_with = "duration_opt")]
     pub grace: Option<Duration>,
+    /// How long the rotation lock (a Lease) outlives a run that died holding it, before
+    /// another run may take it over (default `60s`; renewed every third of it while held).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub lock_duration: Option<Duration>,
     #[serde(default)]
     pub rollout: Rollout,
     /// Redis: which nodes hold the user (ACL changes are not replicated).

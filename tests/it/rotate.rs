@@ -804,3 +804,45 @@ fn rotator_runs_in_an_empty_read_only_root() {
     let (_, new) = current(&target, &keyring(&s.key));
     assert!(pg.can_login("app_user", &new), "the new password logs in");
 }
+
+/// A file target is locked beside the file: a second run while the first is between verify
+/// and commit exits 221 naming it, and changes nothing; the first's password logs in. Before
+/// the lock, both exited 0 and the file could hold a password that did not log in.
+#[test]
+fn a_second_run_on_a_file_target_waits_its_turn() {
+    let pg = Postgres::start();
+    pg.create_role("app_user", "old-app-password");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let plan = s.plan(&pg_plan(&pg, "in-place", ""));
+    let first = s
+        .rotate_cmd(&plan)
+        .env("FAILPOINTS", "rotate::after-verify=sleep(2000)")
+        .spawn(None);
+    let pending = s.dir.path().join(".db.enc.yaml.credseal-pending.yaml");
+    crate::materialize::eventually("the first run staged", || pending.exists());
+    let staged = std::fs::read(&pending).unwrap();
+    let second = s.rotate(&plan, None).code(221);
+    assert!(
+        second
+            .stderr
+            .contains(".db.enc.yaml.credseal-lock: held by")
+            && second.stderr.contains("/pid-"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        std::fs::read(&pending).unwrap(),
+        staged,
+        "the second run changed nothing"
+    );
+    let mut first = first;
+    assert!(first.child.wait().unwrap().success());
+    let (_, new) = current(&target, &keyring(&s.key));
+    assert!(pg.can_login("app_user", &new));
+    // Once the first is done, the next run may rotate again.
+    s.rotate(&plan, None).ok();
+    let (_, newer) = current(&target, &keyring(&s.key));
+    assert_ne!(newer, new);
+    assert!(pg.can_login("app_user", &newer));
+}

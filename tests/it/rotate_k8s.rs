@@ -284,6 +284,104 @@ fn a_stuck_rollout_stops_the_line_and_a_rerun_finishes() {
     assert_eq!(s.stamp("cronjobs", "backup"), "1");
 }
 
+/// Two runs at once (the CronJob and a `kubectl create job --from`, or a laptop): the second
+/// finds the first's Lease, says who holds it, exits 221 and changes nothing; the first
+/// finishes, and the password it committed logs in.
+#[test]
+fn a_second_run_is_refused_while_the_first_holds_the_lease() {
+    let s = setup();
+    let first = Cmd::credseal()
+        .cwd(s.dir.path())
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+        .env("FAILPOINTS", "rotate::after-verify=sleep(2000)")
+        .args(["rotate", "--plan"])
+        .arg(&s.plan)
+        .spawn(None);
+    crate::materialize::eventually("the first run holds the lease", || {
+        s.api
+            .get("leases", NS, "redis-credentials-credseal-rotation")
+            .is_some()
+            && s.api
+                .get("secrets", NS, "redis-credentials-credseal-pending")
+                .is_some()
+    });
+    let pending_before = s
+        .api
+        .get("secrets", NS, "redis-credentials-credseal-pending");
+    let second = s.rotate(&[]).code(221);
+    assert!(
+        second
+            .stderr
+            .contains("redis-credentials-credseal-rotation is held by")
+            && second.stderr.contains("/pid-"),
+        "names the holder: {}",
+        second.stderr
+    );
+    assert_eq!(
+        s.api
+            .get("secrets", NS, "redis-credentials-credseal-pending"),
+        pending_before,
+        "the second run changed nothing"
+    );
+    let mut first = first;
+    let status = first.child.wait().unwrap();
+    assert!(status.success(), "the first run finished");
+    let password = s.password();
+    assert!(s.redis.can_login("app", &password));
+    assert!(
+        s.api
+            .get("leases", NS, "redis-credentials-credseal-rotation")
+            .is_none(),
+        "released at the end"
+    );
+}
+
+/// Many pairs started together: whoever loses the race for the Lease exits 221; no pair ever
+/// leaves the Secret with a password that does not log in.
+#[test]
+fn concurrent_pairs_never_lose_the_password() {
+    let s = setup();
+    let mut refused = 0;
+    for pair in 0..25 {
+        let spawn = || {
+            Cmd::credseal()
+                .cwd(s.dir.path())
+                .env("KUBECONFIG", &s.kubeconfig)
+                .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+                .env("FAILPOINTS", "rotate::after-verify=sleep(100)")
+                .args(["rotate", "--plan"])
+                .arg(&s.plan)
+                .spawn(None)
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        let codes = [
+            a.child.wait().unwrap().code(),
+            b.child.wait().unwrap().code(),
+        ];
+        assert!(
+            codes.iter().all(|c| matches!(c, Some(0) | Some(221))) && codes.contains(&Some(0)),
+            "pair {pair}: {codes:?}"
+        );
+        refused += codes.iter().filter(|c| **c == Some(221)).count();
+        let password = s.password();
+        assert!(
+            s.redis.can_login("app", &password),
+            "pair {pair}: the Secret's password logs in"
+        );
+        assert!(
+            s.api
+                .get("secrets", NS, "redis-credentials-credseal-pending")
+                .is_none(),
+            "pair {pair}: nothing left pending"
+        );
+    }
+    assert!(
+        refused > 0,
+        "the race was run: some second runs were refused"
+    );
+}
+
 #[test]
 fn dry_run_writes_nothing() {
     let s = setup();
@@ -306,9 +404,10 @@ fn dry_run_writes_nothing() {
 fn crash_after_every_step_then_rerun() {
     for step in ["stage", "apply", "verify", "commit", "roll"] {
         let s = setup();
-        let plan = std::fs::read_to_string(&s.plan)
-            .unwrap()
-            .replace("    rollout:\n", "    rotateAfter: 1h\n    rollout:\n");
+        let plan = std::fs::read_to_string(&s.plan).unwrap().replace(
+            "    rollout:\n",
+            "    rotateAfter: 1h\n    lockDuration: 1s\n    rollout:\n",
+        );
         std::fs::write(&s.plan, plan).unwrap();
         let out = Cmd::credseal()
             .cwd(s.dir.path())
@@ -325,7 +424,8 @@ fn crash_after_every_step_then_rerun() {
                 .is_some(),
             "{step}: pending kept"
         );
-        let out = s.rotate(&[]).ok();
+        // The crashed run's lock expires after lockDuration; the rerun waits for it.
+        let out = s.rotate(&["--wait-for-lock", "30"]).ok();
         assert_eq!(out.text(), "cache: rotated (generation 1)\n", "{step}");
         let password = s.password();
         assert!(

@@ -543,6 +543,7 @@ const RESOURCES: &[(&str, &str, &str)] = &[
     ("apps/v1", "statefulsets", "StatefulSet"),
     ("apps/v1", "daemonsets", "DaemonSet"),
     ("batch/v1", "cronjobs", "CronJob"),
+    ("coordination.k8s.io/v1", "leases", "Lease"),
 ];
 
 fn discovery(path: &str) -> Option<Value> {
@@ -563,7 +564,7 @@ fn discovery(path: &str) -> Option<Value> {
             json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
         }
         "/apis" => {
-            let groups: Vec<Value> = ["apps", "batch"]
+            let groups: Vec<Value> = ["apps", "batch", "coordination.k8s.io"]
                 .iter()
                 .map(|g| {
                     json!({"name": g, "versions": [{"groupVersion": format!("{g}/v1"), "version": "v1"}],
@@ -575,6 +576,7 @@ fn discovery(path: &str) -> Option<Value> {
         "/api/v1" => list("v1"),
         "/apis/apps/v1" => list("apps/v1"),
         "/apis/batch/v1" => list("batch/v1"),
+        "/apis/coordination.k8s.io/v1" => list("coordination.k8s.io/v1"),
         _ => return None,
     })
 }
@@ -804,6 +806,21 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
         ("patch", Some(n)) => patch(&mut st, req, body, resource, ns, n, dry_run),
         ("delete", Some(n)) => match st.objects.get(&key(n)).cloned() {
             None => not_found(n),
+            // DeleteOptions.preconditions, as on an update.
+            Some(o)
+                if serde_json::from_slice::<Value>(body).is_ok_and(|b| {
+                    let want = &b["preconditions"]["resourceVersion"];
+                    !want.is_null() && *want != o["metadata"]["resourceVersion"]
+                }) =>
+            {
+                status(
+                    409,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on {resource} \"{n}\": the ResourceVersion in the precondition does not match"
+                    ),
+                )
+            }
             Some(o) => {
                 if !dry_run {
                     st.objects.remove(&key(n));
