@@ -34,6 +34,11 @@ pub enum SecretTargetError {
     Shape { what: String, problem: String },
     #[error("secret {0}: changed concurrently {ATTEMPTS} times in a row")]
     Contended(String),
+    /// A pending record this run did not write: never overwritten.
+    #[error(
+        "secret {0}: a pending record appeared that this run did not write (another writer outside the rotation lock?); refusing to overwrite it, nothing was changed"
+    )]
+    ForeignPending(String),
 }
 
 pub struct SecretTarget {
@@ -193,7 +198,17 @@ impl SecretTarget {
                 ..Secret::default()
             };
             let result = match existing {
-                None => self.secrets.create(&secret).await.map(drop),
+                // Create-only: a record that appeared since the read is someone else's.
+                None => match self.secrets.create(&secret).await {
+                    Err(e) if e.is_conflict() => {
+                        return Err(SecretTargetError::ForeignPending(format!(
+                            "{}/{}",
+                            self.spec.namespace,
+                            self.pending_name()
+                        )));
+                    }
+                    other => other.map(drop),
+                },
                 Some(_) => self.secrets.replace(&secret).await.map(drop),
             };
             match result {

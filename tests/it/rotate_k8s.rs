@@ -382,6 +382,33 @@ fn concurrent_pairs_never_lose_the_password() {
     );
 }
 
+/// The pending record is created create-only: one that appears between our read and our
+/// create (written outside the lock) is never overwritten, and nothing else changes.
+#[test]
+fn a_pending_record_this_run_did_not_write_is_never_overwritten() {
+    let s = setup();
+    s.api.race_next_create(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "redis-credentials-credseal-pending", "namespace": NS,
+                            "annotations": {"credseal.dev/credential": "cache", "credseal.dev/phase": "staged",
+                                            "credseal.dev/generation": "1"}},
+               "stringData": {"password": "someone-elses-password"}}),
+    );
+    let out = s.rotate(&[]).code(220);
+    assert!(out.stderr.contains("did not write"), "{}", out.stderr);
+    let pending = s
+        .api
+        .get("secrets", NS, "redis-credentials-credseal-pending")
+        .unwrap();
+    assert_eq!(
+        unb64(&pending["data"]["password"]),
+        "someone-elses-password"
+    );
+    assert_eq!(s.password(), "old-redis-password");
+    assert!(s.redis.can_login("app", "old-redis-password"));
+}
+
 #[test]
 fn dry_run_writes_nothing() {
     let s = setup();

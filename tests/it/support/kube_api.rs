@@ -49,6 +49,8 @@ struct State {
     violations: Vec<String>,
     /// The next list with a continue token is answered 410 Gone, as after a compaction.
     expire_next_continue: bool,
+    /// Objects another client creates just before our next create of that resource (a race).
+    race_creates: Vec<(String, Value)>,
 }
 
 pub struct KubeApi {
@@ -154,6 +156,16 @@ impl KubeApi {
     /// compacted past the token while a client was paging.
     pub fn expire_next_continue_token(&self) {
         self.state.lock().unwrap().expire_next_continue = true;
+    }
+
+    /// Another client creates `obj` just before our next create of `resource`: the race a
+    /// create-only write must lose cleanly.
+    pub fn race_next_create(&self, resource: &str, obj: Value) {
+        self.state
+            .lock()
+            .unwrap()
+            .race_creates
+            .push((resource.to_owned(), obj));
     }
 
     /// What the simulated controllers recorded as unsafe rollout steps.
@@ -744,6 +756,16 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             None => not_found(n),
         },
         ("create", _) => {
+            if let Some(i) = st.race_creates.iter().position(|(r, _)| r == resource) {
+                let (r, other) = st.race_creates.remove(i);
+                drop(st);
+                let api = KubeApi {
+                    port: 0,
+                    state: state.clone(),
+                };
+                api.put(&r, other);
+                st = state.lock().unwrap();
+            }
             let mut obj = match parse_body() {
                 Ok(o) => o,
                 Err(e) => return e,
