@@ -67,8 +67,21 @@ impl Secrets {
 
     /// Server-side apply (forced: credseal owns the fields it sets).
     pub async fn apply(&self, secret: &Secret, dry_run: bool) -> Result<Secret, K8sError> {
+        self.apply_as(secret, FIELD_MANAGER, true, dry_run).await
+    }
+
+    /// Server-side apply as `manager`. Unforced, a field another manager set differently is a
+    /// conflict (409); a `resourceVersion` in `secret` is a precondition.
+    pub async fn apply_as(
+        &self,
+        secret: &Secret,
+        manager: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Secret, K8sError> {
         let name = secret.metadata.name.clone().unwrap_or_default();
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut params = PatchParams::apply(manager);
+        params.force = force;
         params.dry_run = dry_run;
         self.api
             .patch(&name, &params, &Patch::Apply(secret))

@@ -23,6 +23,8 @@ const PHASE: &str = "credseal.dev/phase";
 const CREDENTIAL: &str = "credseal.dev/credential";
 const RETIRE_AFTER: &str = "credseal.dev/retire-after";
 const ATTEMPTS: usize = 5;
+/// The field manager of the pending record (server-side apply).
+const PENDING_MANAGER: &str = "credseal-rotate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretTargetError {
@@ -34,6 +36,11 @@ pub enum SecretTargetError {
     Shape { what: String, problem: String },
     #[error("secret {0}: changed concurrently {ATTEMPTS} times in a row")]
     Contended(String),
+    /// Something else holds the pending record's name.
+    #[error(
+        "secret {what}: not a credseal pending record ({problem}); refusing to use it, nothing was changed"
+    )]
+    NotOurs { what: String, problem: String },
     /// A pending record this run did not write: never overwritten.
     #[error(
         "secret {0}: a pending record appeared that this run did not write (another writer outside the rotation lock?); refusing to overwrite it, nothing was changed"
@@ -107,6 +114,7 @@ impl SecretTarget {
         let Some(s) = self.secrets.get(&self.pending_name()).await? else {
             return Ok(None);
         };
+        self.check_ours(&s, &self.get().await?)?;
         let data = s.data.unwrap_or_default();
         let annotations = s.metadata.annotations.unwrap_or_default();
         let bad = |problem: &str| SecretTargetError::Shape {
@@ -139,7 +147,10 @@ impl SecretTarget {
         }))
     }
 
-    /// Creates or updates the companion Secret (owned by the target, so it goes with it).
+    /// Writes the companion Secret (owned by the target, so it goes with it) by server-side
+    /// apply of that one name, so the Role grants `patch` on it instead of `create` on every
+    /// Secret. The first write is unforced: a record someone else created meanwhile is a
+    /// conflict, never overwritten. An existing one must be ours: `Opaque`, owned by the target.
     pub async fn save_pending(&self, p: &Pending) -> Result<(), SecretTargetError> {
         let owner = self.get().await?;
         let mut data = BTreeMap::new();
@@ -170,8 +181,12 @@ impl SecretTarget {
         if let Some(t) = p.retire_after {
             annotations.insert(RETIRE_AFTER.to_owned(), t.to_rfc3339());
         }
+        let pending_what = format!("{}/{}", self.spec.namespace, self.pending_name());
         for _ in 0..ATTEMPTS {
             let existing = self.secrets.get(&self.pending_name()).await?;
+            if let Some(e) = &existing {
+                self.check_ours(e, &owner)?;
+            }
             let secret = Secret {
                 metadata: ObjectMeta {
                     name: Some(self.pending_name()),
@@ -197,27 +212,48 @@ impl SecretTarget {
                 data: Some(data.clone()),
                 ..Secret::default()
             };
-            let result = match existing {
-                // Create-only: a record that appeared since the read is someone else's.
-                None => match self.secrets.create(&secret).await {
-                    Err(e) if e.is_conflict() => {
-                        return Err(SecretTargetError::ForeignPending(format!(
-                            "{}/{}",
-                            self.spec.namespace,
-                            self.pending_name()
-                        )));
-                    }
-                    other => other.map(drop),
-                },
-                Some(_) => self.secrets.replace(&secret).await.map(drop),
-            };
-            match result {
-                Ok(()) => return Ok(()),
+            let forced = existing.is_some();
+            match self
+                .secrets
+                .apply_as(&secret, PENDING_MANAGER, forced, false)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_conflict() && !forced => {
+                    return Err(SecretTargetError::ForeignPending(pending_what));
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(SecretTargetError::Contended(self.what()))
+    }
+
+    /// A pending record credseal wrote: `Opaque` and owned by the target Secret. Anything
+    /// else under that name (a service-account token, another program's Secret) is refused.
+    fn check_ours(&self, found: &Secret, owner: &Secret) -> Result<(), SecretTargetError> {
+        let what = format!("{}/{}", self.spec.namespace, self.pending_name());
+        let not_ours = |problem: String| SecretTargetError::NotOurs {
+            what: what.clone(),
+            problem,
+        };
+        let type_ = found.type_.as_deref().unwrap_or("Opaque");
+        if type_ != "Opaque" {
+            return Err(not_ours(format!("its type is {type_}, not Opaque")));
+        }
+        let owned = found
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Secret" && Some(&o.uid) == owner.metadata.uid.as_ref());
+        if !owned {
+            return Err(not_ours(format!(
+                "it is not owned by secret {}",
+                self.what()
+            )));
+        }
+        Ok(())
     }
 
     /// Writes the new password (and username), bumps the generation and rotation time, with

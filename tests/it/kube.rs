@@ -552,9 +552,24 @@ fn service_accounts_get_exactly_what_the_rendered_rbac_grants() {
             json!({"metadata": {"name": "anything", "namespace": NS}}),
         )
         .unwrap();
-        // A create carries no name when it is authorized: the rotator's create grant is for
-        // every Secret name (what issue 13's server-side-applied pending record removes).
-        secrets.create(&PostParams::default(), &new).await.unwrap();
+        // A create carries no name when it is authorized, so the rotator has none: it could
+        // create any Secret (a token for another ServiceAccount). Its pending record is a
+        // server-side apply of one name instead.
+        let err = secrets.create(&PostParams::default(), &new).await.unwrap_err();
+        assert!(err.to_string().contains("cannot create resource"), "{err}");
+        let pending: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "postgres-credentials-credseal-pending", "namespace": NS},
+            "type": "Opaque"}))
+        .unwrap();
+        secrets
+            .patch(
+                "postgres-credentials-credseal-pending",
+                &PatchParams::apply("credseal-rotate"),
+                &Patch::Apply(&pending),
+            )
+            .await
+            .unwrap();
         let deployments: Api<Deployment> = Api::namespaced(client, NS);
         let stamp = Patch::Merge(json!({"metadata": {"annotations": {"x": "1"}}}));
         deployments

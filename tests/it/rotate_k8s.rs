@@ -131,7 +131,7 @@ impl Setup {
         self.api
             .requests()
             .into_iter()
-            .filter(|r| r.method == "PATCH")
+            .filter(|r| r.method == "PATCH" && !r.path.contains("/secrets/"))
             .map(|r| {
                 r.path
                     .rsplit('/')
@@ -407,6 +407,36 @@ fn a_pending_record_this_run_did_not_write_is_never_overwritten() {
     );
     assert_eq!(s.password(), "old-redis-password");
     assert!(s.redis.can_login("app", "old-redis-password"));
+}
+
+/// Whatever already holds the pending record's name must be credseal's: a service-account
+/// token planted there (to have the rotator write into it, or read it back) is refused, and
+/// nothing changes.
+#[test]
+fn a_foreign_secret_under_the_pending_name_is_refused() {
+    let s = setup();
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+               "metadata": {"name": "redis-credentials-credseal-pending", "namespace": NS,
+                            "annotations": {"kubernetes.io/service-account.name": "deployer"}}}),
+    );
+    let out = s.rotate(&[]).code(220);
+    assert!(
+        out.stderr.contains("not a credseal pending record")
+            && out.stderr.contains("kubernetes.io/service-account-token"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.password(), "old-redis-password");
+    let planted = s
+        .api
+        .get("secrets", NS, "redis-credentials-credseal-pending")
+        .unwrap();
+    assert!(
+        planted["data"].is_null(),
+        "nothing written into it: {planted}"
+    );
 }
 
 #[test]

@@ -158,8 +158,8 @@ impl KubeApi {
         self.state.lock().unwrap().expire_next_continue = true;
     }
 
-    /// Another client creates `obj` just before our next create of `resource`: the race a
-    /// create-only write must lose cleanly.
+    /// Another client creates `obj` just before our next create or patch of `resource`: the
+    /// race a create-only write must lose cleanly.
     pub fn race_next_create(&self, resource: &str, obj: Value) {
         self.state
             .lock()
@@ -689,6 +689,31 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             ),
         );
     }
+    // The race a test asked for: another client creates the object first, owning its fields
+    // (as the real server records a creating client's fields in managedFields).
+    if matches!(verb, "create" | "patch") {
+        if let Some(i) = st.race_creates.iter().position(|(r, _)| r == resource) {
+            let (r, other) = st.race_creates.remove(i);
+            let name = other["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            drop(st);
+            KubeApi {
+                port: 0,
+                state: state.clone(),
+            }
+            .put(&r, other);
+            st = state.lock().unwrap();
+            let created = st.objects[&(r.clone(), ns.to_owned(), name.clone())].clone();
+            let mut owned = BTreeSet::new();
+            fields(&created, "", &mut owned);
+            st.managed.insert(
+                (r, ns.to_owned(), name),
+                BTreeMap::from([("other-client".to_owned(), owned)]),
+            );
+        }
+    }
     let dry_run = req.query.get("dryRun").is_some_and(|v| v == "All");
     let not_found = |n: &str| status(404, "NotFound", &format!("{resource} \"{n}\" not found"));
     let parse_body = || -> Result<Value, (u16, Value)> {
@@ -756,16 +781,6 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             None => not_found(n),
         },
         ("create", _) => {
-            if let Some(i) = st.race_creates.iter().position(|(r, _)| r == resource) {
-                let (r, other) = st.race_creates.remove(i);
-                drop(st);
-                let api = KubeApi {
-                    port: 0,
-                    state: state.clone(),
-                };
-                api.put(&r, other);
-                st = state.lock().unwrap();
-            }
             let mut obj = match parse_body() {
                 Ok(o) => o,
                 Err(e) => return e,
