@@ -10,6 +10,7 @@ mod fuzz;
 mod inplace;
 mod interop_age;
 mod interop_sops;
+mod key_custody;
 mod kube;
 mod manifests;
 mod materialize;
