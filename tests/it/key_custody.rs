@@ -186,3 +186,65 @@ fn a_single_rule_repository_has_no_custody_findings() {
         .run()
         .ok();
 }
+
+/// The repository's example Secrets: each opens with its namespace's example key (what that
+/// namespace's `sops-age` Secret holds) and the admin key, and with no other namespace's key.
+#[test]
+fn the_examples_secrets_open_only_with_their_own_namespaces_key() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let namespaces = [
+        "platform-services",
+        "payments",
+        "databases",
+        "managed-postgres",
+        "cache",
+    ];
+    let mut files = Vec::new();
+    let mut stack = vec![repo.join("manifests")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".enc.yaml") {
+                files.push(p);
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let ns = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("namespace: "))
+            .unwrap_or_else(|| panic!("{}: no namespace", f.display()))
+            .to_owned();
+        assert!(namespaces.contains(&ns.as_str()), "{}: {ns}", f.display());
+        seen.insert(ns.clone());
+        for other in namespaces {
+            let key = repo.join(format!("keys-example/{other}.agekey"));
+            let out = Cmd::credseal().key(&key).arg("decrypt").arg(f).run();
+            if other == ns {
+                assert_eq!(out.code, 0, "{}: {}", f.display(), out.stderr);
+            } else {
+                assert_eq!(
+                    out.code,
+                    128,
+                    "{}: namespace {other}'s key must not open a Secret of {ns}",
+                    f.display()
+                );
+            }
+        }
+        Cmd::credseal()
+            .key(repo.join("keys-example/age.agekey"))
+            .arg("decrypt")
+            .arg(f)
+            .run()
+            .ok();
+    }
+    assert_eq!(
+        seen.len(),
+        namespaces.len(),
+        "every example namespace has Secrets"
+    );
+}

@@ -5,6 +5,7 @@ mod day_one;
 mod diff;
 mod edit_set;
 mod errors;
+mod examples;
 mod fixtures;
 mod fuzz;
 mod inplace;
