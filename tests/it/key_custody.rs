@@ -248,3 +248,32 @@ fn the_examples_secrets_open_only_with_their_own_namespaces_key() {
         "every example namespace has Secrets"
     );
 }
+
+/// `cluster-key init` in each namespace creates a key of that namespace's own, and says which
+/// `.sops.yaml` rule its recipient belongs in.
+#[test]
+fn cluster_key_init_gives_each_namespace_its_own_key() {
+    let api = crate::support::kube_api::KubeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "a");
+    let init = |ns: &str| {
+        Cmd::credseal()
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["cluster-key", "init", "--namespace", ns])
+            .run()
+            .ok()
+    };
+    let a = init("a");
+    let b = init("b");
+    assert!(a.text().starts_with("age1") && b.text().starts_with("age1"));
+    assert_ne!(a.text(), b.text(), "each namespace has its own key");
+    assert!(
+        a.stderr
+            .contains("the .sops.yaml rule for the files of namespace a"),
+        "{}",
+        a.stderr
+    );
+    assert_eq!(init("a").text(), a.text(), "init keeps an existing key");
+    assert!(api.get("secrets", "a", "sops-age").is_some());
+    assert!(api.get("secrets", "b", "sops-age").is_some());
+}
