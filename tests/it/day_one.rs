@@ -94,9 +94,10 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     let objects = render("manifests/base");
     let api = KubeApi::start();
     api.load(&objects);
-    // The cluster key: the example key, which the files in git are encrypted to.
+    // The namespace's cluster key: its example key, which base's files are encrypted to
+    // (beside the admin key, which stays out of the cluster).
     let example_key = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example/age.agekey"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example/platform-services.agekey"),
     )
     .unwrap();
     api.put(
