@@ -1,6 +1,6 @@
 //! The examples in `manifests/examples`, as shipped: each renders with the real kustomize, is
 //! loaded into the API fake with its RBAC enforced, gets its Secrets the way its README says
-//! (`credseal apply -f secrets` by an admin, its namespace's own key as `sops-age`), and its
+//! (`credseal apply -n NS -f secrets` by an admin, its namespace's own key as `sops-age`), and its
 //! credseal containers run through the pod runner (empty read-only root, its mounts, UID,
 //! ServiceAccount token, Service names in /etc/hosts) against real servers on their real ports:
 //! the CloudNativePG rotator with the test playing the operator, the managed-PostgreSQL
@@ -97,11 +97,12 @@ fn deploy(dir: &str, ns: &'static str) -> Deployed {
     let tmp = tempfile::tempdir().unwrap();
     let secrets = repo().join(dir).join("secrets");
     if secrets.is_dir() {
-        let kubeconfig = api.kubeconfig(tmp.path(), ns);
+        // An admin's kubeconfig, whose context namespace is not the example's.
+        let kubeconfig = api.kubeconfig(tmp.path(), "default");
         Cmd::credseal()
             .env("KUBECONFIG", &kubeconfig)
             .key(admin_key())
-            .args(["apply", "-f"])
+            .args(["apply", "-n", ns, "-f"])
             .arg(&secrets)
             .run()
             .ok();
