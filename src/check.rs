@@ -553,6 +553,61 @@ mod tests {
     }
 
     #[test]
+    fn custody_tells_namespace_keys_from_admin_keys() {
+        let rules = vec![
+            vec!["age1a".to_owned(), "age1admin".to_owned()],
+            vec!["age1b".to_owned(), "age1admin".to_owned()],
+            // A catch-all rule with the admin key only, and one without age recipients.
+            vec!["age1admin".to_owned()],
+            vec![],
+        ];
+        let ns = |n: &str| BTreeSet::from([n.to_owned()]);
+        let (a, b, c) = (ns("a"), ns("b"), ns("c"));
+        let own_a = ["age1a".to_owned(), "age1admin".to_owned()];
+        let own_b = ["age1b".to_owned(), "age1admin".to_owned()];
+        let admin_only = ["age1admin".to_owned()];
+        let files = [
+            Placed {
+                file: "a/s",
+                rule: Some(0),
+                namespaces: &a,
+                recipients: &own_a,
+            },
+            Placed {
+                file: "b/s",
+                rule: Some(1),
+                namespaces: &b,
+                recipients: &own_b,
+            },
+            // Admin-only files of any namespace are fine.
+            Placed {
+                file: "c/s",
+                rule: Some(2),
+                namespaces: &c,
+                recipients: &admin_only,
+            },
+            // Namespace c's Secret encrypted to b's key.
+            Placed {
+                file: "c/t",
+                rule: Some(2),
+                namespaces: &c,
+                recipients: &own_b,
+            },
+        ];
+        let found = custody(&rules, &files);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].file, "c/t");
+        assert_eq!(found[0].check, Check::ForeignNamespaceKey);
+        assert!(
+            found[0].message.contains("the key of namespace b"),
+            "{}",
+            found[0].message
+        );
+        // One rule: nothing to tell apart.
+        assert!(custody(&rules[..1], &files).is_empty());
+    }
+
+    #[test]
     fn a_file_without_a_manifest_is_not_counted() {
         let expect = Expect {
             recipients: None,
