@@ -38,6 +38,9 @@ pub enum Check {
     /// A Secret's name, namespace or data key that the API server refuses (and that
     /// `materialize` would otherwise turn into a path).
     InvalidName,
+    /// A Secret encrypted to another namespace's key: a pod holding that key (in the other
+    /// namespace) could decrypt it. See [`custody`].
+    ForeignNamespaceKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +69,10 @@ pub struct FileReport {
     pub skipped: bool,
     pub encrypted: bool,
     pub mac_verified: bool,
+    /// The `metadata.namespace` of every Secret in the file (for [`custody`]).
+    pub namespaces: BTreeSet<String>,
+    /// The age recipients of a SOPS file (for [`custody`]).
+    pub recipients: Vec<String>,
 }
 
 /// The format a path's extension says, or `None` for files that `check` reads by content.
@@ -102,6 +109,7 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
             }
             for (i, doc) in tree.documents.iter().enumerate() {
                 judge_secrets(doc, &format!("document {}", i + 1), &mut found);
+                secret_namespaces(doc, &mut report.namespaces);
             }
             let is_sops = tree
                 .documents
@@ -109,6 +117,9 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
                 .is_some_and(|d| d.get(METADATA_KEY).is_some());
             if is_sops {
                 report.encrypted = true;
+                if let Ok(file) = EncryptedFile::parse(bytes, format) {
+                    report.recipients = file.metadata.age_recipients().map(str::to_owned).collect();
+                }
                 report.mac_verified = check_sops(bytes, format, expect, &mut found);
             }
         }
@@ -313,6 +324,108 @@ fn judge_names(doc: &Map, location: &str, found: &mut Findings<'_>) {
     }
 }
 
+/// The namespaces named in clear by the Secrets of a document (also inside a `kind: List`).
+fn secret_namespaces(doc: &Map, out: &mut BTreeSet<String>) {
+    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
+    if kind.ends_with("List") {
+        if let Some(Node::Seq(items)) = doc.get("items") {
+            for item in items.nodes().filter_map(Node::as_map) {
+                secret_namespaces(item, out);
+            }
+        }
+        return;
+    }
+    let namespace = doc
+        .get("metadata")
+        .and_then(Node::as_map)
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str)
+        .filter(|n| !n.starts_with("ENC["));
+    if let (true, Some(ns)) = (kind == "Secret", namespace) {
+        out.insert(ns.to_owned());
+    }
+}
+
+/// One checked file as key custody sees it.
+pub struct Placed<'a> {
+    pub file: &'a str,
+    /// The index of the `.sops.yaml` creation rule its path matches.
+    pub rule: Option<usize>,
+    /// The namespaces of its Secrets.
+    pub namespaces: &'a BTreeSet<String>,
+    /// Its age recipients (empty when it is not a SOPS file).
+    pub recipients: &'a [String],
+}
+
+/// Key custody across the files checked: no pod may hold a key that opens another namespace's
+/// Secrets. `rules` are the age recipients of each `.sops.yaml` creation rule. A recipient in
+/// every rule that has any is an admin's key; any other is a namespace key, and the namespaces
+/// it serves are those of the Secrets in the files its rules cover. A file encrypted to a
+/// namespace key that also serves another namespace than the file's Secret is a
+/// `foreign-namespace-key` finding: the pods holding that key there could decrypt it. With one
+/// rule (or rules that all list the same keys) there are no namespace keys and nothing to find.
+pub fn custody(rules: &[Vec<String>], files: &[Placed<'_>]) -> Vec<Finding> {
+    let with_keys: Vec<(usize, &Vec<String>)> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+        .collect();
+    if with_keys.len() < 2 {
+        return Vec::new();
+    }
+    let admin: BTreeSet<&str> = with_keys[0]
+        .1
+        .iter()
+        .map(String::as_str)
+        .filter(|r| {
+            with_keys
+                .iter()
+                .all(|(_, rule)| rule.iter().any(|x| x == r))
+        })
+        .collect();
+    // The namespaces each rule's files hold Secrets of.
+    let mut served: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); rules.len()];
+    for f in files {
+        if let Some(i) = f.rule.filter(|i| *i < rules.len()) {
+            served[i].extend(f.namespaces.iter().map(String::as_str));
+        }
+    }
+    let mut findings = Vec::new();
+    for f in files {
+        for r in f.recipients.iter().filter(|r| !admin.contains(r.as_str())) {
+            let owning: Vec<usize> = (0..rules.len())
+                .filter(|i| rules[*i].iter().any(|x| x == r))
+                .collect();
+            let owners: BTreeSet<&str> = owning
+                .iter()
+                .flat_map(|i| served[*i].iter().copied())
+                .collect();
+            for ns in f.namespaces {
+                let foreign: Vec<&str> = owners
+                    .iter()
+                    .copied()
+                    .filter(|o| *o != ns.as_str())
+                    .collect();
+                if foreign.is_empty() {
+                    continue;
+                }
+                let rules_text: Vec<String> = owning.iter().map(|i| (i + 1).to_string()).collect();
+                findings.push(Finding {
+                    file: f.file.to_owned(),
+                    check: Check::ForeignNamespaceKey,
+                    location: String::new(),
+                    message: format!(
+                        "a Secret of namespace {ns} is encrypted to {r}, the key of namespace {} (.sops.yaml creation rule {}): pods holding that key could decrypt it; encrypt each namespace's Secrets only to its own key and the admins' (a rule per namespace path), then `credseal updatekeys` and `credseal rekey` this file",
+                        foreign.join(", "),
+                        rules_text.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    findings
+}
+
 fn is_empty(leaf: &Node) -> bool {
     value::to_bytes(leaf).is_some_and(|(b, _)| b.expose().is_empty())
 }
@@ -437,6 +550,61 @@ mod tests {
         ] {
             assert!(!looks_like_secret(text), "{text}");
         }
+    }
+
+    #[test]
+    fn custody_tells_namespace_keys_from_admin_keys() {
+        let rules = vec![
+            vec!["age1a".to_owned(), "age1admin".to_owned()],
+            vec!["age1b".to_owned(), "age1admin".to_owned()],
+            // A catch-all rule with the admin key only, and one without age recipients.
+            vec!["age1admin".to_owned()],
+            vec![],
+        ];
+        let ns = |n: &str| BTreeSet::from([n.to_owned()]);
+        let (a, b, c) = (ns("a"), ns("b"), ns("c"));
+        let own_a = ["age1a".to_owned(), "age1admin".to_owned()];
+        let own_b = ["age1b".to_owned(), "age1admin".to_owned()];
+        let admin_only = ["age1admin".to_owned()];
+        let files = [
+            Placed {
+                file: "a/s",
+                rule: Some(0),
+                namespaces: &a,
+                recipients: &own_a,
+            },
+            Placed {
+                file: "b/s",
+                rule: Some(1),
+                namespaces: &b,
+                recipients: &own_b,
+            },
+            // Admin-only files of any namespace are fine.
+            Placed {
+                file: "c/s",
+                rule: Some(2),
+                namespaces: &c,
+                recipients: &admin_only,
+            },
+            // Namespace c's Secret encrypted to b's key.
+            Placed {
+                file: "c/t",
+                rule: Some(2),
+                namespaces: &c,
+                recipients: &own_b,
+            },
+        ];
+        let found = custody(&rules, &files);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].file, "c/t");
+        assert_eq!(found[0].check, Check::ForeignNamespaceKey);
+        assert!(
+            found[0].message.contains("the key of namespace b"),
+            "{}",
+            found[0].message
+        );
+        // One rule: nothing to tell apart.
+        assert!(custody(&rules[..1], &files).is_empty());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         .collect();
 
     let mut findings: Vec<Finding> = Vec::new();
+    // Per file checked: (name, matching rule, Secret namespaces, recipients), for key custody.
+    let mut placed: Vec<(String, Option<usize>, FileReport)> = Vec::new();
     let (mut checked, mut encrypted, mut verified) = (0usize, 0usize, 0usize);
     for file in &files {
         // Every file is read: one without a YAML/JSON extension is judged by its content.
@@ -81,6 +83,9 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         } else {
             fsx::read(file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?
         };
+        let rule_index = loaded
+            .as_ref()
+            .and_then(|l| l.config.rule_index_for(&l.rule_path(file)));
         let recipients: Option<Vec<String>> = loaded.as_ref().and_then(|l| {
             let rule = l.config.rule_for(&l.rule_path(file)).ok()?;
             Some(
@@ -91,7 +96,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                     .collect(),
             )
         });
-        let report: FileReport = check::check_file(
+        let mut report: FileReport = check::check_file(
             &name,
             &bytes,
             &Expect {
@@ -105,7 +110,35 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         checked += 1;
         encrypted += usize::from(report.encrypted);
         verified += usize::from(report.mac_verified);
-        findings.extend(report.findings);
+        findings.extend(std::mem::take(&mut report.findings));
+        placed.push((name, rule_index, report));
+    }
+    if let Some(l) = &loaded {
+        let rules: Vec<Vec<String>> = l
+            .config
+            .creation_rules
+            .iter()
+            .map(|r| {
+                r.key_groups
+                    .iter()
+                    .flatten()
+                    .map(|k| k.as_str().to_owned())
+                    .collect()
+            })
+            .collect();
+        let files: Vec<check::Placed<'_>> = placed
+            .iter()
+            .map(|(name, rule, report)| check::Placed {
+                file: name,
+                rule: *rule,
+                namespaces: &report.namespaces,
+                recipients: &report.recipients,
+            })
+            .collect();
+        findings.extend(check::custody(&rules, &files));
+        // Grouped by file, in the order the files were checked.
+        let order = |f: &Finding| placed.iter().position(|(n, _, _)| *n == f.file);
+        findings.sort_by_key(order);
     }
 
     match args.format {

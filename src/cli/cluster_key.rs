@@ -55,8 +55,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 let (created, entries) = key.init(&label).await.map_err(failure)?;
                 let verb = if created { "created" } else { "exists" };
                 eprintln!(
-                    "secret {}/{} {verb}; add this recipient to .sops.yaml:",
-                    args.namespace, args.name
+                    "secret {}/{} {verb}; it opens only what is encrypted to it: add this recipient to the .sops.yaml rule for the files of namespace {} (beside the admins' keys), and to no other rule:",
+                    args.namespace, args.name, args.namespace
                 );
                 for e in entries {
                     println!("{}", e.recipient);

@@ -152,7 +152,7 @@ impl Code {
         ),
         (
             Code::CheckFindings,
-            "check found problems (plaintext or unreadable Secret, clear value, recipients, structure, MAC, invalid name)",
+            "check found problems (plaintext or unreadable Secret, clear value, recipients, another namespace's key, structure, MAC, invalid name)",
         ),
     ];
 

@@ -248,7 +248,7 @@ impl<'a> Runner<'a> {
         ));
     }
 
-    fn admin_passwords(
+    async fn admin_passwords(
         &self,
         cred: &Credential,
         current: &Current,
@@ -273,6 +273,16 @@ impl<'a> Runner<'a> {
                 .map(|v| vec![SecretString::new(v)])
                 .ok_or_else(|| err(format!("environment variable {name} is not set")));
         }
+        if let Some(r) = &spec.secret {
+            let bytes = self.secret_key(cred, r, &err).await?;
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                err(format!(
+                    "secret {}/{} key {} is not UTF-8 text",
+                    r.namespace, r.name, r.key
+                ))
+            })?;
+            return Ok(vec![SecretString::new(text)]);
+        }
         if let Some(f) = &spec.file {
             let p = self.base_dir.join(&f.path);
             let bytes = crate::fsx::read(&p).map_err(|e| err(e.to_string()))?;
@@ -286,7 +296,9 @@ impl<'a> Runner<'a> {
                 _ => Err(err(format!("{}: no string at {}", p.display(), f.key))),
             };
         }
-        Err(err("admin.password needs env, file or target".into()))
+        Err(err(
+            "admin.password needs env, file, secret or target".into()
+        ))
     }
 
     fn target(&self, cred: &Credential) -> Result<AnyTarget<'a>, RotateError> {
@@ -322,6 +334,21 @@ impl<'a> Runner<'a> {
             let path = self.base_dir.join(pem.file.as_deref().unwrap_or_default());
             return Pem::read(&path).map_err(|e| pem_error(e.to_string()));
         };
+        let bytes = self.secret_key(cred, r, &pem_error).await?;
+        Ok(Pem {
+            source: format!("secret {}/{} key {}", r.namespace, r.name, r.key),
+            bytes,
+        })
+    }
+
+    /// One key of a Secret, read through the API and held in zeroizing memory; `missing` makes
+    /// the error for a Secret without that key.
+    async fn secret_key(
+        &self,
+        cred: &Credential,
+        r: &plan::KeyRef,
+        missing: &dyn Fn(String) -> RotateError,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, RotateError> {
         let client = self.cluster(cred)?;
         let secret =
             kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &r.namespace)
@@ -338,15 +365,12 @@ impl<'a> Runner<'a> {
             .data
             .and_then(|mut d| d.remove(&r.key))
             .ok_or_else(|| {
-                pem_error(format!(
+                missing(format!(
                     "secret {}/{} has no key {}",
                     r.namespace, r.name, r.key
                 ))
             })?;
-        Ok(Pem {
-            source: format!("secret {}/{} key {}", r.namespace, r.name, r.key),
-            bytes: zeroize::Zeroizing::new(bytes.0),
-        })
+        Ok(zeroize::Zeroizing::new(bytes.0))
     }
 
     /// Runs (or resumes) the rotation of one credential, holding its lock (none for a dry
@@ -479,7 +503,7 @@ impl<'a> Runner<'a> {
                     })?;
                 }
             } else {
-                let admin_now = self.admin_passwords(cred, &current, None)?;
+                let admin_now = self.admin_passwords(cred, &current, None).await?;
                 self.preflight(cred, &engine, &admin_now).await?;
             }
             // Stage: the new password is durable before anything else changes.
@@ -517,7 +541,7 @@ impl<'a> Runner<'a> {
             return Ok(Outcome::WouldRotate);
         }
         let mut p = pending.expect("staged above");
-        let admin_pw = self.admin_passwords(cred, &current, Some(&p))?;
+        let admin_pw = self.admin_passwords(cred, &current, Some(&p)).await?;
         let login_user = |p: &Pending| p.username.clone().unwrap_or_else(|| cred.role.clone());
 
         if p.phase == Phase::Staged && cred.strategy == Strategy::Operator {

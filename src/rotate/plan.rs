@@ -242,6 +242,10 @@ pub struct KeyRef {
 pub struct AdminPassword {
     pub env: Option<String>,
     pub file: Option<FileRef>,
+    /// A key of a Secret (read through the API: the rotator's Role needs `get` on it), so the
+    /// password is neither in the pod's environment nor on a volume.
+    #[serde(default)]
+    pub secret: Option<KeyRef>,
     /// The admin logs in with the credential being rotated (e.g. Redis `default`).
     #[serde(default)]
     pub target: bool,
@@ -378,6 +382,17 @@ impl Plan {
                     return bad(format!("{at}: {what} needs exactly one of file or secret"));
                 }
             }
+            if let Some(pw) = &c.admin.password {
+                let sources = usize::from(pw.target)
+                    + usize::from(pw.env.is_some())
+                    + usize::from(pw.file.is_some())
+                    + usize::from(pw.secret.is_some());
+                if sources != 1 {
+                    return bad(format!(
+                        "{at}: admin.password needs exactly one of target, env, file or secret"
+                    ));
+                }
+            }
             if c.strategy == Strategy::Alternating && !username_key {
                 return bad(format!(
                     "{at}: alternating needs the target's usernameKey (the username switches with the password)"
@@ -438,5 +453,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sideways"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_password_has_exactly_one_source() {
+        let plan = |password: &str| {
+            format!(
+                "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: x\n    engine: postgres\n    strategy: in-place\n    role: app\n    target:\n      secret: {{namespace: n, name: s, key: password}}\n    admin:\n      url: postgresql://admin@db/app\n      password: {password}\n"
+            )
+        };
+        let p =
+            Plan::parse(plan("{secret: {namespace: n, name: admin, key: password}}").as_bytes())
+                .unwrap();
+        let secret = p.credentials[0]
+            .admin
+            .password
+            .clone()
+            .unwrap()
+            .secret
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.key.as_str()),
+            ("admin", "password")
+        );
+        let e = Plan::parse(plan("{env: PW, secret: {namespace: n, name: a, key: p}}").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("exactly one of target, env, file or secret"),
+            "{e}"
+        );
+        assert!(Plan::parse(plan("{}").as_bytes()).is_err());
     }
 }

@@ -227,6 +227,19 @@ impl Topology {
             .unwrap_or_else(|| "default".into()))
     }
 
+    /// Whether the node has a `masterauth` configured (the value itself is not kept).
+    fn has_masterauth(conn: &mut Connection) -> Result<bool, RedisError> {
+        let v: Vec<crate::secret::SecretString> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("masterauth")
+            .query::<Vec<String>>(conn)
+            .map_err(cmd_err("CONFIG GET masterauth"))?
+            .into_iter()
+            .map(crate::secret::SecretString::from)
+            .collect();
+        Ok(v.get(1).is_some_and(|p| !p.expose().is_empty()))
+    }
+
     /// Adds (dual) or sets (in-place) the password on every node, then points replication and
     /// Sentinel at it where they use this user. Returns one audit note per node.
     pub fn apply(
@@ -256,8 +269,15 @@ impl Topology {
             .copied()
             .chain(std::iter::once(password))
             .collect();
-        for replica in &self.replicas {
-            let mut c = replica.admin(&admin_now)?;
+        // Replicas, and a master that is set up to replicate after a failover (a `masterauth`
+        // of its own, as Sentinel deployments configure every node): a demoted master left with
+        // the retired password would never link to the new one.
+        for (i, node) in self.nodes().enumerate() {
+            let mut c = node.admin(&admin_now)?;
+            let is_master = i == 0;
+            if is_master && !Self::has_masterauth(&mut c)? {
+                continue;
+            }
             if Self::replication_user(&mut c)? == user {
                 redis::cmd("CONFIG")
                     .arg("SET")
@@ -269,10 +289,7 @@ impl Topology {
                     Ok(()) => Persisted::ConfigRewrite.as_str(),
                     Err(_) => Persisted::NotPersisted.as_str(),
                 };
-                notes.push(format!(
-                    "{}: masterauth updated, {how}",
-                    replica.addr_text()
-                ));
+                notes.push(format!("{}: masterauth updated, {how}", node.addr_text()));
             }
         }
         if let Some(name) = &self.master_name {

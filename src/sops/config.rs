@@ -114,10 +114,16 @@ impl Config {
     /// The first rule whose `path_regex` matches `path` (relative to the config's directory
     /// when the file lies below it), or that has none.
     pub fn rule_for(&self, path: &str) -> Result<&CreationRule, ConfigError> {
+        self.rule_index_for(path)
+            .map(|i| &self.creation_rules[i])
+            .ok_or_else(|| ConfigError::NoMatchingRule(path.to_owned()))
+    }
+
+    /// The index of the rule `rule_for` picks.
+    pub fn rule_index_for(&self, path: &str) -> Option<usize> {
         self.creation_rules
             .iter()
-            .find(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(path)))
-            .ok_or_else(|| ConfigError::NoMatchingRule(path.to_owned()))
+            .position(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(path)))
     }
 }
 

@@ -11,12 +11,12 @@ use std::process::{Child, Command, Stdio};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Value, json};
 
 use crate::manifests::{of_kind, render};
-use crate::materialize::kubelet_update;
 use crate::support::kube_api::KubeApi;
+use crate::support::kubelet;
 use crate::support::pod::Pod;
 use crate::support::servers::{Postgres, redis_cli_at, redis_server, wait_for};
 use crate::support::{b64, unb64};
@@ -27,66 +27,14 @@ const NS: &str = "platform-services";
 const PG_IP: &str = "127.0.3.1";
 const REDIS_IP: &str = "127.0.3.2";
 
-/// A ConfigMap or Secret volume of `spec` as the kubelet lays it out (`..data` swap,
-/// `items`, `defaultMode`), from the rendered ConfigMaps and the Secrets the API holds now.
+/// A ConfigMap or Secret volume of `spec`, laid out as the kubelet does.
 fn volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    update_volume(api, objects, spec, name, dir.path());
-    dir
+    kubelet::volume(api, objects, spec, name, NS)
 }
 
 /// Lays the volume's current content into `dir`, as the kubelet refreshes a mounted volume.
 fn update_volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str, dir: &Path) {
-    let v = spec
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == name)
-        .unwrap_or_else(|| panic!("no volume {name}"));
-    let (data, items, mode): (Vec<(String, Vec<u8>)>, _, _) = if let Some(cm) = &v.config_map {
-        let found = of_kind::<ConfigMap>(objects, "ConfigMap")
-            .into_iter()
-            .find(|c| c.metadata.name == Some(cm.name.clone()))
-            .unwrap_or_else(|| panic!("no ConfigMap {}", cm.name));
-        let data = found
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_bytes()))
-            .collect();
-        (data, cm.items.clone(), cm.default_mode)
-    } else if let Some(sv) = &v.secret {
-        let secret_name = sv.secret_name.clone().unwrap();
-        let secret = api
-            .get("secrets", NS, &secret_name)
-            .unwrap_or_else(|| panic!("no Secret {secret_name}"));
-        let data = secret["data"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), unb64(v).into_bytes()))
-            .collect();
-        (data, sv.items.clone(), sv.default_mode)
-    } else {
-        panic!("volume {name} is neither a ConfigMap nor a Secret")
-    };
-    let files: Vec<(String, Vec<u8>)> = match items {
-        Some(items) => items
-            .iter()
-            .map(|i| {
-                let bytes = data.iter().find(|(k, _)| *k == i.key).unwrap().1.clone();
-                (i.path.clone(), bytes)
-            })
-            .collect(),
-        None => data,
-    };
-    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    kubelet_update(dir, &refs);
-    let mode = mode.unwrap_or(0o644) as u32;
-    for (f, _) in &files {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    kubelet::update_volume(api, objects, spec, name, NS, dir)
 }
 
 fn deployment_pod(objects: &[Value], name: &str) -> PodSpec {
@@ -146,9 +94,10 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     let objects = render("manifests/base");
     let api = KubeApi::start();
     api.load(&objects);
-    // The cluster key: the example key, which the files in git are encrypted to.
+    // The namespace's cluster key: its example key, which base's files are encrypted to
+    // (beside the admin key, which stays out of the cluster).
     let example_key = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example/age.agekey"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example/platform-services.agekey"),
     )
     .unwrap();
     api.put(

@@ -1,6 +1,7 @@
 //! Test support: running the built binary and the real peers (`sops`, `age`) in temp dirs.
 
 pub mod kube_api;
+pub mod kubelet;
 pub mod pod;
 pub mod rbac;
 pub mod servers;

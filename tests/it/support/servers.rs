@@ -88,6 +88,12 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A throwaway CA and a server certificate for 127.0.0.1 / localhost signed by it.
 pub fn make_certs(dir: &Path, name: &str) {
+    make_certs_for(dir, name, "localhost")
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1, localhost and `dns` (a Service's or
+/// a cloud server's name) signed by it.
+pub fn make_certs_for(dir: &Path, name: &str, dns: &str) {
     openssl(
         dir,
         &[
@@ -123,7 +129,7 @@ pub fn make_certs(dir: &Path, name: &str) {
     );
     std::fs::write(
         dir.join(format!("{name}.ext")),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        format!("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:{dns}\n"),
     )
     .unwrap();
     openssl(
@@ -151,21 +157,28 @@ pub fn make_certs(dir: &Path, name: &str) {
 impl Postgres {
     /// initdb with scram-sha-256 for every connection, `log_statement = all` into `server.log`.
     pub fn start() -> Postgres {
-        Postgres::start_with(false, "127.0.0.1", free_port())
+        Postgres::start_with(None, "127.0.0.1", free_port())
     }
 
     /// A server at `host:port`, e.g. a loopback address of its own on PostgreSQL's real port,
     /// for a pod that reaches it by Service name (`/etc/hosts`) and the port in its config.
     pub fn start_at(host: &str, port: u16) -> Postgres {
-        Postgres::start_with(false, host, port)
+        Postgres::start_with(None, host, port)
     }
 
     /// A server that accepts only TLS connections (`hostssl` in pg_hba.conf, `ssl = on`).
     pub fn start_tls() -> Postgres {
-        Postgres::start_with(true, "127.0.0.1", free_port())
+        Postgres::start_with(Some("localhost"), "127.0.0.1", free_port())
     }
 
-    fn start_with(tls: bool, host: &str, port: u16) -> Postgres {
+    /// A TLS-only server at `host:port` whose certificate also names `dns` (the name clients
+    /// verify with `verify-full`, resolved to `host` in their `/etc/hosts`).
+    pub fn start_tls_at(host: &str, port: u16, dns: &str) -> Postgres {
+        Postgres::start_with(Some(dns), host, port)
+    }
+
+    /// `tls`: the DNS name of the certificate of a TLS-only server.
+    fn start_with(tls: Option<&str>, host: &str, port: u16) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("credseal-pg-")
             .tempdir()
@@ -194,8 +207,8 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut ca = None;
-        if tls {
-            make_certs(dir.path(), "pg");
+        if let Some(dns) = tls {
+            make_certs_for(dir.path(), "pg", dns);
             std::fs::copy(dir.path().join("pg.crt"), data.join("server.crt")).unwrap();
             std::fs::copy(dir.path().join("pg.key"), data.join("server.key")).unwrap();
             std::fs::write(
