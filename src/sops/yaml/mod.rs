@@ -50,6 +50,22 @@ pub enum YamlError {
         "YAML value at line {line}, column {column} is an integer too large for 64 bits (signed); quote it to keep it as a string"
     )]
     IntegerOutOfRange { line: usize, column: usize },
+    /// Mappings and sequences nested deeper than [`MAX_DEPTH`](crate::sops::tree::MAX_DEPTH),
+    /// directly or through an alias.
+    #[error(
+        "YAML at line {line}, column {column}: mappings and sequences nested more than {limit} levels deep (the limit)"
+    )]
+    TooDeep {
+        line: usize,
+        column: usize,
+        limit: usize,
+    },
+    /// Aliases would expand the document far beyond its text (a "billion laughs" document):
+    /// go-yaml's alias budget, which sops applies too.
+    #[error(
+        "YAML alias or anchor at line {line}, column {column}: the document contains excessive aliasing (aliases would expand it far beyond its size)"
+    )]
+    ExcessiveAliasing { line: usize, column: usize },
     /// An alias names an anchor that was not defined before it.
     #[error("YAML alias at line {line}, column {column} refers to an unknown anchor")]
     UnknownAlias { line: usize, column: usize },
