@@ -73,10 +73,23 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
         report.skipped = true;
         return report;
     };
-    // Files that are not YAML/JSON at all (templates, fragments) are not ours to judge.
-    let Ok(tree) = store::parse(bytes, format) else {
-        report.skipped = true;
-        return report;
+    // Files that are not YAML/JSON at all (templates, fragments) are not ours to judge; a file
+    // past a parser limit is, and may hide a plaintext Secret.
+    let tree = match store::parse(bytes, format) {
+        Ok(tree) => tree,
+        Err(e) if e.exceeds_limit() => {
+            report.findings.push(Finding {
+                file: name.to_owned(),
+                check: Check::Structure,
+                location: String::new(),
+                message: e.to_string(),
+            });
+            return report;
+        }
+        Err(_) => {
+            report.skipped = true;
+            return report;
+        }
     };
     let mut found = Findings {
         file: name,

@@ -72,6 +72,22 @@ pub enum StoreError {
     BinaryShape,
 }
 
+impl StoreError {
+    /// Whether the input is well-formed but past a parser limit (nesting depth, alias
+    /// expansion, list index): text that could still hide a value, unlike text that is not
+    /// YAML, JSON or dotenv at all.
+    pub fn exceeds_limit(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Yaml(YamlError::TooDeep { .. } | YamlError::ExcessiveAliasing { .. })
+                | StoreError::Json(JsonError::TooDeep { .. })
+                | StoreError::Dotenv(
+                    DotenvError::MetadataIndex { .. } | DotenvError::MetadataTooDeep { .. }
+                )
+        )
+    }
+}
+
 /// Output settings from `.sops.yaml` `stores:` or flags.
 #[derive(Clone, Debug)]
 pub struct EmitOptions {
