@@ -6,6 +6,7 @@ mod edit_set;
 mod errors;
 mod fixtures;
 mod fuzz;
+mod hostile_parsers;
 mod interop_age;
 mod interop_sops;
 mod kube;
