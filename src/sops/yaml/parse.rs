@@ -726,7 +726,7 @@ impl Builder<'_> {
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let was_key = self.expecting_key();
-                let (node, key_text) = self.scalar(&value, style, &tag, was_key, line, column)?;
+                let (node, key_text) = self.scalar(value, style, &tag, was_key, line, column)?;
                 self.decoded += 1;
                 if anchor != 0 {
                     let node = node.clone();
@@ -780,7 +780,7 @@ impl Builder<'_> {
     /// The tree value of a scalar and, when it can be a key, its string.
     fn scalar(
         &self,
-        value: &str,
+        value: std::borrow::Cow<'_, str>,
         style: ScalarStyle,
         tag: &Option<std::borrow::Cow<'_, Tag>>,
         is_key: bool,
@@ -789,9 +789,17 @@ impl Builder<'_> {
     ) -> Result<(Node, Option<String>), YamlError> {
         let column = column + 1;
         let tag = core_tag(tag);
-        let str_node = |s: String| (Node::str(s.clone()), Some(s));
+        // Only a key needs its text beside the node: a copy of every value would double the
+        // memory a large value takes.
+        let str_node = |s: String| {
+            if is_key {
+                (Node::str(s.clone()), Some(s))
+            } else {
+                (Node::str(s), None)
+            }
+        };
         match tag.as_deref() {
-            Some("str") => return Ok(str_node(value.to_owned())),
+            Some("str") => return Ok(str_node(value.into_owned())),
             Some("binary") => {
                 let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
                 let bytes = B64
@@ -802,7 +810,7 @@ impl Builder<'_> {
                 return Ok(str_node(s));
             }
             Some(t @ ("int" | "float" | "bool" | "null" | "timestamp")) => {
-                let r = resolve_plain(value);
+                let r = resolve_plain(&value);
                 let node = match (t, r) {
                     ("int", Resolved::Int(i)) => Node::Int(i),
                     ("int", Resolved::Uint(_)) => {
@@ -828,14 +836,14 @@ impl Builder<'_> {
                 return Ok((node, None));
             }
             // Unknown tags (and the non-specific `!`) keep the text as a string.
-            Some(_) => return Ok(str_node(value.to_owned())),
+            Some(_) => return Ok(str_node(value.into_owned())),
             None => {}
         }
         if style != ScalarStyle::Plain {
-            return Ok(str_node(value.to_owned()));
+            return Ok(str_node(value.into_owned()));
         }
-        let node = match resolve_plain(value) {
-            Resolved::Str => return Ok(str_node(value.to_owned())),
+        let node = match resolve_plain(&value) {
+            Resolved::Str => return Ok(str_node(value.into_owned())),
             Resolved::Null => Node::Null,
             Resolved::Bool(b) => Node::Bool(b),
             Resolved::Int(i) => Node::Int(i),
