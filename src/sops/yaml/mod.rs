@@ -12,7 +12,7 @@ mod emit;
 mod parse;
 mod resolve;
 
-use crate::sops::tree::{Node, Tree};
+use crate::sops::tree::{MapItem, Node, Tree};
 
 /// Why YAML text could not be read. Messages name the line and column (1-based) and the
 /// problem; they never contain a scalar's content (values may be secrets), only keys.
@@ -104,7 +104,13 @@ pub fn parse(input: &[u8]) -> Result<Tree, YamlError> {
 /// Writes the tree as sops does: one YAML document per tree document, separated by `---`,
 /// ending with a newline.
 pub fn emit(tree: &Tree, opts: &EmitOptions) -> Vec<u8> {
-    emit::emit_tree(tree, opts.indent)
+    emit::emit_tree(tree, None, opts.indent)
+}
+
+/// As [`emit`], with `last` appended to every document (an encrypted file's metadata) without
+/// copying the tree.
+pub fn emit_with(tree: &Tree, last: &MapItem, opts: &EmitOptions) -> Vec<u8> {
+    emit::emit_tree(tree, Some(last), opts.indent)
 }
 
 /// Writes one value as its own YAML document (used by `decrypt --extract` for values that are
