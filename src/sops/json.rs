@@ -307,8 +307,18 @@ impl Parser<'_> {
 /// Emits like sops: compact encoding, then `json.Indent` with `indent` (a tab by default),
 /// comments dropped, trailing newline.
 pub fn emit(map: &Map, indent: &str) -> Result<Vec<u8>, JsonError> {
+    emit_with(map, None, indent)
+}
+
+/// As [`emit`], with `last` (an encrypted file's metadata) as the last pair, without copying
+/// the map.
+pub fn emit_with(
+    map: &Map,
+    last: Option<(&str, &Node)>,
+    indent: &str,
+) -> Result<Vec<u8>, JsonError> {
     let mut out = String::new();
-    write_map(map, indent, 0, &mut out)?;
+    write_pairs(map.pairs().chain(last).collect(), indent, 0, &mut out)?;
     out.push('\n');
     Ok(out.into_bytes())
 }
@@ -328,7 +338,15 @@ fn newline(indent: &str, depth: usize, out: &mut String) {
 }
 
 fn write_map(map: &Map, indent: &str, depth: usize, out: &mut String) -> Result<(), JsonError> {
-    let pairs: Vec<(&str, &Node)> = map.pairs().collect();
+    write_pairs(map.pairs().collect(), indent, depth, out)
+}
+
+fn write_pairs(
+    pairs: Vec<(&str, &Node)>,
+    indent: &str,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), JsonError> {
     if pairs.is_empty() {
         out.push_str("{}");
         return Ok(());
