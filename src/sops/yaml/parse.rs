@@ -900,3 +900,40 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables answer what counting from the start of the text answers, for every offset.
+    #[test]
+    fn position_tables_match_counting_from_the_start() {
+        for text in [
+            String::new(),
+            "a: 1\nb: 2\n".to_owned(),
+            "é€𝄞\n\nx".repeat(50),
+            format!("{}\n{}", "a".repeat(200), "ü".repeat(130)),
+        ] {
+            let pos = Positions::new(&text);
+            let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            for (ci, &byte) in starts.iter().enumerate() {
+                assert_eq!(pos.byte(&text, ci), byte, "{text:?} char {ci}");
+            }
+            assert_eq!(pos.byte(&text, starts.len()), text.len());
+            assert_eq!(pos.byte(&text, starts.len() + 7), text.len());
+            for byte in 0..=text.len() {
+                let line = text.as_bytes()[..byte]
+                    .iter()
+                    .filter(|&&c| c == b'\n')
+                    .count()
+                    + 1;
+                assert_eq!(pos.line_of(byte), line, "{text:?} byte {byte}");
+                let start = text.as_bytes()[..byte]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |n| n + 1);
+                assert_eq!(pos.line_start(byte), start, "{text:?} byte {byte}");
+            }
+        }
+    }
+}
