@@ -390,7 +390,7 @@ mod tests {
             })
         ));
         // Distinct keys are placed through an index, not by scanning the keys placed so far:
-        // 200,000 of them rebuild in one pass (a scan would take minutes).
+        // 200,000 of them rebuild in one pass (a scan per key is quadratic).
         let wide: Vec<String> = (0..200_000).map(|i| format!("k{i}__map_v")).collect();
         let m = unflatten(flat(&wide.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
         assert_eq!(m.pairs().count(), 200_000);
