@@ -110,13 +110,18 @@ impl Encrypted {
     }
 
     pub fn to_text(&self) -> String {
-        format!(
-            "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
-            B64.encode(&self.data),
-            B64.encode(&self.iv),
-            B64.encode(&self.tag),
-            self.value_type.as_str()
-        )
+        // Written in place: a large value's base64 is not built and then copied again.
+        let mut s = String::with_capacity(self.data.len() * 4 / 3 + 100);
+        s.push_str("ENC[AES256_GCM,data:");
+        B64.encode_string(&self.data, &mut s);
+        s.push_str(",iv:");
+        B64.encode_string(&self.iv, &mut s);
+        s.push_str(",tag:");
+        B64.encode_string(&self.tag, &mut s);
+        s.push_str(",type:");
+        s.push_str(self.value_type.as_str());
+        s.push(']');
+        s
     }
 }
 

@@ -1,7 +1,9 @@
 //! The dotenv store (spec §11): `KEY=value` lines, `#` comments, metadata flattened into
 //! `sops_`-prefixed keys with `__map_` / `__list_<n>` separators.
 
-use crate::sops::tree::{Comment, Map, MapItem, Node, Seq, SeqItem};
+use std::collections::HashMap;
+
+use crate::sops::tree::{Comment, MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};
 use crate::sops::value::format_float_f;
 
 const MAP_SEP: &str = "__map_";
@@ -13,8 +15,21 @@ pub enum DotenvError {
     BadLine(usize),
     #[error("key {0:?}: dotenv files hold only flat string values, not mappings or lists")]
     ComplexValue(String),
+    /// sops keeps such bytes as they are; credseal's values are text, and replacing the bytes
+    /// would change the value without a word.
+    #[error(
+        "line {line}, byte {byte}: not UTF-8 text; convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )]
+    NotUtf8 { line: usize, byte: usize },
     #[error("malformed flattened metadata key {0:?}")]
     BadMetadataKey(String),
+    /// A `__list_<n>` index past the entries given: padding to it would allocate without bound.
+    #[error(
+        "flattened metadata key {key:?}: list index {index} is out of range (more than the metadata's list entries)"
+    )]
+    MetadataIndex { key: String, index: usize },
+    #[error("flattened metadata key {key:?}: nested more than {limit} levels deep (the limit)")]
+    MetadataTooDeep { key: String, limit: usize },
 }
 
 pub fn parse(input: &[u8]) -> Result<Map, DotenvError> {
@@ -23,7 +38,10 @@ pub fn parse(input: &[u8]) -> Result<Map, DotenvError> {
         if line.is_empty() {
             continue;
         }
-        let line = String::from_utf8_lossy(line);
+        let line = std::str::from_utf8(line).map_err(|e| DotenvError::NotUtf8 {
+            line: i + 1,
+            byte: e.valid_up_to() + 1,
+        })?;
         if let Some(text) = line.strip_prefix('#') {
             map.items.push(MapItem::Comment(Comment {
                 text: text.to_owned().into(),
@@ -107,54 +125,88 @@ fn flatten_value(v: &Node, key: &str, out: &mut Map) {
 
 /// Rebuilds the nested metadata from flattened keys (prefix already removed).
 pub fn unflatten(flat: Vec<(String, Node)>) -> Result<Map, DotenvError> {
-    let mut root = Map::new();
+    let mut parsed = Vec::with_capacity(flat.len());
     for (key, value) in flat {
-        let mut tokens = Vec::new();
-        let mut rest = key.as_str();
-        let first_end = [rest.find(MAP_SEP), rest.find(LIST_SEP)]
+        let (head, tokens) = split_key(&key)?;
+        let head = head.to_owned();
+        parsed.push((key, head, tokens, value));
+    }
+    // sops writes list entries in order, so every index names an existing entry or the next
+    // one. Lines reordered by hand may skip ahead; the gaps are padded, but never with more
+    // entries in all than the keys hold indices, or one key could demand a huge allocation.
+    let mut slots = parsed
+        .iter()
+        .flat_map(|(_, _, tokens, _)| tokens)
+        .filter(|t| matches!(t, Tok::Index(_)))
+        .count();
+    let mut root = Built::map();
+    for (key, head, tokens, value) in parsed {
+        let mut path = Vec::with_capacity(tokens.len() + 1);
+        path.push(Tok::Key(head));
+        path.extend(tokens);
+        root.place(&path, value, &mut slots).map_err(|e| match e {
+            Misplaced::Shape => DotenvError::BadMetadataKey(key),
+            Misplaced::Index(index) => DotenvError::MetadataIndex { key, index },
+        })?;
+    }
+    match root.into_node() {
+        Node::Map(m) => Ok(m),
+        _ => unreachable!("the root is a mapping"),
+    }
+}
+
+/// The first key of a flattened key and the steps below it.
+fn split_key(key: &str) -> Result<(&str, Vec<Tok>), DotenvError> {
+    let mut tokens = Vec::new();
+    let mut rest = key;
+    let first_end = [rest.find(MAP_SEP), rest.find(LIST_SEP)]
+        .into_iter()
+        .flatten()
+        .min();
+    let head = match first_end {
+        Some(e) => {
+            let h = &rest[..e];
+            rest = &rest[e..];
+            h
+        }
+        None => {
+            let h = rest;
+            rest = "";
+            h
+        }
+    };
+    while !rest.is_empty() {
+        // The metadata sits below a document's top level; placing recurses once per step.
+        if tokens.len() + 2 >= MAX_DEPTH {
+            return Err(DotenvError::MetadataTooDeep {
+                key: key.to_owned(),
+                limit: MAX_DEPTH,
+            });
+        }
+        let (is_list, body) = if let Some(b) = rest.strip_prefix(LIST_SEP) {
+            (true, b)
+        } else if let Some(b) = rest.strip_prefix(MAP_SEP) {
+            (false, b)
+        } else {
+            return Err(DotenvError::BadMetadataKey(key.to_owned()));
+        };
+        let end = [body.find(MAP_SEP), body.find(LIST_SEP)]
             .into_iter()
             .flatten()
-            .min();
-        let head = match first_end {
-            Some(e) => {
-                let h = &rest[..e];
-                rest = &rest[e..];
-                h
-            }
-            None => {
-                let h = rest;
-                rest = "";
-                h
-            }
-        };
-        while !rest.is_empty() {
-            let (is_list, body) = if let Some(b) = rest.strip_prefix(LIST_SEP) {
-                (true, b)
-            } else if let Some(b) = rest.strip_prefix(MAP_SEP) {
-                (false, b)
-            } else {
-                return Err(DotenvError::BadMetadataKey(key.clone()));
-            };
-            let end = [body.find(MAP_SEP), body.find(LIST_SEP)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(body.len());
-            let tok = &body[..end];
-            if is_list {
-                tokens.push(Tok::Index(
-                    tok.parse()
-                        .map_err(|_| DotenvError::BadMetadataKey(key.clone()))?,
-                ));
-            } else {
-                tokens.push(Tok::Key(tok.to_owned()));
-            }
-            rest = &body[end..];
+            .min()
+            .unwrap_or(body.len());
+        let tok = &body[..end];
+        if is_list {
+            tokens.push(Tok::Index(
+                tok.parse()
+                    .map_err(|_| DotenvError::BadMetadataKey(key.to_owned()))?,
+            ));
+        } else {
+            tokens.push(Tok::Key(tok.to_owned()));
         }
-        place_in_map(&mut root, head, &tokens, value)
-            .map_err(|_| DotenvError::BadMetadataKey(key.clone()))?;
+        rest = &body[end..];
     }
-    Ok(root)
+    Ok((head, tokens))
 }
 
 enum Tok {
@@ -162,44 +214,87 @@ enum Tok {
     Index(usize),
 }
 
-fn place_in_map(map: &mut Map, key: &str, rest: &[Tok], value: Node) -> Result<(), ()> {
-    if rest.is_empty() {
-        map.insert(key, value);
-        return Ok(());
-    }
-    if map.get(key).is_none() {
-        let empty = match rest[0] {
-            Tok::Key(_) => Node::Map(Map::new()),
-            Tok::Index(_) => Node::Seq(Seq::default()),
-        };
-        map.insert(key, empty);
-    }
-    place(map.get_mut(key).expect("inserted"), rest, value)
+enum Misplaced {
+    /// A step does not fit what earlier keys built (a key into a list, an index into a map).
+    Shape,
+    /// An index past the list entries left to pad with.
+    Index(usize),
 }
 
-fn place(node: &mut Node, path: &[Tok], value: Node) -> Result<(), ()> {
-    match (&path[0], node) {
-        (Tok::Key(k), Node::Map(m)) => place_in_map(m, k, &path[1..], value),
-        (Tok::Index(i), Node::Seq(s)) => {
-            while s.items.len() <= *i {
-                s.items.push(SeqItem::Node(Node::Null));
-            }
-            let SeqItem::Node(slot) = &mut s.items[*i] else {
-                unreachable!()
-            };
-            if path.len() == 1 {
-                *slot = value;
-                return Ok(());
-            }
-            if matches!(slot, Node::Null) {
-                *slot = match path[1] {
-                    Tok::Key(_) => Node::Map(Map::new()),
-                    Tok::Index(_) => Node::Seq(Seq::default()),
-                };
-            }
-            place(slot, &path[1..], value)
+/// The metadata as it is rebuilt: mappings indexed by key, so each flat key is placed in time
+/// proportional to its length, however many keys there are.
+enum Built {
+    Leaf(Node),
+    Map(Vec<(String, Built)>, HashMap<String, usize>),
+    Seq(Vec<Built>),
+}
+
+impl Built {
+    fn map() -> Built {
+        Built::Map(Vec::new(), HashMap::new())
+    }
+
+    fn for_step(step: &Tok) -> Built {
+        match step {
+            Tok::Key(_) => Built::map(),
+            Tok::Index(_) => Built::Seq(Vec::new()),
         }
-        _ => Err(()),
+    }
+
+    fn place(&mut self, path: &[Tok], value: Node, slots: &mut usize) -> Result<(), Misplaced> {
+        let (step, rest) = path.split_first().expect("a path has a step");
+        let child = match (step, self) {
+            (Tok::Key(k), Built::Map(pairs, index)) => {
+                // A repeated leaf key stays a duplicate pair, as the text has it.
+                if rest.is_empty() {
+                    index.entry(k.clone()).or_insert(pairs.len());
+                    pairs.push((k.clone(), Built::Leaf(value)));
+                    return Ok(());
+                }
+                let at = *index.entry(k.clone()).or_insert_with(|| {
+                    pairs.push((k.clone(), Built::for_step(&rest[0])));
+                    pairs.len() - 1
+                });
+                &mut pairs[at].1
+            }
+            (Tok::Index(i), Built::Seq(items)) => {
+                let missing = i.saturating_add(1).saturating_sub(items.len());
+                if missing > *slots {
+                    return Err(Misplaced::Index(*i));
+                }
+                *slots -= missing;
+                items.resize_with(items.len() + missing, || Built::Leaf(Node::Null));
+                let slot = &mut items[*i];
+                if rest.is_empty() {
+                    *slot = Built::Leaf(value);
+                    return Ok(());
+                }
+                if matches!(slot, Built::Leaf(Node::Null)) {
+                    *slot = Built::for_step(&rest[0]);
+                }
+                slot
+            }
+            _ => return Err(Misplaced::Shape),
+        };
+        child.place(rest, value, slots)
+    }
+
+    fn into_node(self) -> Node {
+        match self {
+            Built::Leaf(n) => n,
+            Built::Map(pairs, _) => Node::Map(Map {
+                items: pairs
+                    .into_iter()
+                    .map(|(k, v)| MapItem::Pair(k, v.into_node()))
+                    .collect(),
+            }),
+            Built::Seq(items) => Node::Seq(Seq {
+                items: items
+                    .into_iter()
+                    .map(|v| SeqItem::Node(v.into_node()))
+                    .collect(),
+            }),
+        }
     }
 }
 
@@ -238,6 +333,85 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, meta);
+    }
+
+    fn flat(keys: &[&str]) -> Vec<(String, Node)> {
+        keys.iter()
+            .map(|k| (k.to_string(), Node::str("x")))
+            .collect()
+    }
+
+    #[test]
+    fn unflatten_bounds_list_indices() {
+        // The attack: one key asking for a list of 10^11 entries.
+        let e = unflatten(flat(&["age__list_99999999999__map_recipient"])).unwrap_err();
+        assert_eq!(
+            e,
+            DotenvError::MetadataIndex {
+                key: "age__list_99999999999__map_recipient".into(),
+                index: 99_999_999_999
+            }
+        );
+        assert!(e.to_string().contains("out of range"), "{e}");
+        // An index too large for usize is malformed, not a panic.
+        assert!(matches!(
+            unflatten(flat(&["age__list_999999999999999999999999"])),
+            Err(DotenvError::BadMetadataKey(_))
+        ));
+        // Lines sorted by hand (10 before 2) still rebuild the list: gaps are padded as long
+        // as the keys hold that many indices.
+        let keys: Vec<String> = (0..12).map(|i| format!("age__list_{i}")).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let m = unflatten(flat(&sorted.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+        let Some(Node::Seq(s)) = m.get("age") else {
+            panic!("age is a list")
+        };
+        assert_eq!(s.nodes().count(), 12);
+        assert!(s.nodes().all(|n| n == &Node::str("x")));
+        // Many keys each skipping ahead cannot pad more than there are indices.
+        let skipping: Vec<String> = (0..1000).map(|i| format!("k{i}__list_999")).collect();
+        assert!(matches!(
+            unflatten(flat(
+                &skipping.iter().map(String::as_str).collect::<Vec<_>>()
+            )),
+            Err(DotenvError::MetadataIndex { index: 999, .. })
+        ));
+    }
+
+    #[test]
+    fn unflatten_bounds_depth_and_stays_linear() {
+        let deep = format!("a{}", "__map_b".repeat(100_000));
+        assert!(matches!(
+            unflatten(flat(&[&deep])),
+            Err(DotenvError::MetadataTooDeep {
+                limit: MAX_DEPTH,
+                ..
+            })
+        ));
+        // Distinct keys are placed through an index, not by scanning the keys placed so far:
+        // 200,000 of them rebuild in one pass (a scan per key is quadratic).
+        let wide: Vec<String> = (0..200_000).map(|i| format!("k{i}__map_v")).collect();
+        let m = unflatten(flat(&wide.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+        assert_eq!(m.pairs().count(), 200_000);
+        // A repeated leaf stays a duplicate pair; a key below a leaf is malformed.
+        let m = unflatten(flat(&["a", "a"])).unwrap();
+        assert_eq!(m.pairs().count(), 2);
+        assert!(matches!(
+            unflatten(flat(&["a", "a__map_b"])),
+            Err(DotenvError::BadMetadataKey(_))
+        ));
+    }
+
+    #[test]
+    fn non_utf8_is_refused_with_its_position() {
+        let e = parse(b"A=ok\nB=caf\xe9\n").unwrap_err();
+        assert_eq!(e, DotenvError::NotUtf8 { line: 2, byte: 6 });
+        assert!(e.to_string().contains("line 2, byte 6: not UTF-8"), "{e}");
+        assert!(matches!(
+            parse(b"#c\xff\n"),
+            Err(DotenvError::NotUtf8 { line: 1, byte: 3 })
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The JSON store (spec §11): order-preserving parse with sops' number rules, and Go
 //! `encoding/json` + `json.Indent` emission.
 
-use crate::sops::tree::{Map, MapItem, Node, Seq, SeqItem};
+use crate::sops::tree::{MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};
 use crate::sops::value::format_float_f;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -12,6 +12,15 @@ pub enum JsonError {
         column: usize,
         message: &'static str,
     },
+    /// Objects and arrays nested deeper than [`MAX_DEPTH`].
+    #[error(
+        "line {line}, column {column}: objects and arrays nested more than {limit} levels deep (the limit)"
+    )]
+    TooDeep {
+        line: usize,
+        column: usize,
+        limit: usize,
+    },
     #[error("the top level must be a JSON object ({{…}}); wrap other values in an object")]
     NotAnObject,
     #[error("a float value ({0}) cannot be written as JSON")]
@@ -20,7 +29,11 @@ pub enum JsonError {
 
 /// Parses a JSON object. Numbers that fit i64 become `Int`, others `Float` (sops 3.13.2+).
 pub fn parse(input: &[u8]) -> Result<Map, JsonError> {
-    let mut p = Parser { s: input, i: 0 };
+    let mut p = Parser {
+        s: input,
+        i: 0,
+        depth: 0,
+    };
     p.ws();
     if p.peek() != Some(b'{') {
         return if p.peek().is_none() {
@@ -43,18 +56,40 @@ pub fn parse(input: &[u8]) -> Result<Map, JsonError> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// Objects and arrays open at `i`: `value` recurses once per level.
+    depth: usize,
 }
 
 impl Parser<'_> {
-    fn err(&self, message: &'static str) -> JsonError {
+    /// Line and column (1-based) of `i`; counted on demand, only for an error.
+    fn position(&self) -> (usize, usize) {
         let before = &self.s[..self.i.min(self.s.len())];
         let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
         let column = before.iter().rev().take_while(|&&c| c != b'\n').count() + 1;
+        (line, column)
+    }
+
+    fn err(&self, message: &'static str) -> JsonError {
+        let (line, column) = self.position();
         JsonError::Syntax {
             line,
             column,
             message,
         }
+    }
+
+    /// Opens an object or array, refusing one nested past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), JsonError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let (line, column) = self.position();
+            return Err(JsonError::TooDeep {
+                line,
+                column,
+                limit: MAX_DEPTH,
+            });
+        }
+        Ok(())
     }
 
     fn peek(&self) -> Option<u8> {
@@ -81,11 +116,13 @@ impl Parser<'_> {
         self.ws();
         match self.peek() {
             Some(b'{') => {
+                self.enter()?;
                 self.i += 1;
                 let mut map = Map::new();
                 self.ws();
                 if self.peek() == Some(b'}') {
                     self.i += 1;
+                    self.depth -= 1;
                     return Ok(Node::Map(map));
                 }
                 loop {
@@ -102,6 +139,7 @@ impl Parser<'_> {
                         Some(b',') => self.i += 1,
                         Some(b'}') => {
                             self.i += 1;
+                            self.depth -= 1;
                             return Ok(Node::Map(map));
                         }
                         _ => return Err(self.err("expected ',' or '}'")),
@@ -109,11 +147,13 @@ impl Parser<'_> {
                 }
             }
             Some(b'[') => {
+                self.enter()?;
                 self.i += 1;
                 let mut seq = Seq::default();
                 self.ws();
                 if self.peek() == Some(b']') {
                     self.i += 1;
+                    self.depth -= 1;
                     return Ok(Node::Seq(seq));
                 }
                 loop {
@@ -123,6 +163,7 @@ impl Parser<'_> {
                         Some(b',') => self.i += 1,
                         Some(b']') => {
                             self.i += 1;
+                            self.depth -= 1;
                             return Ok(Node::Seq(seq));
                         }
                         _ => return Err(self.err("expected ',' or ']'")),
@@ -266,8 +307,18 @@ impl Parser<'_> {
 /// Emits like sops: compact encoding, then `json.Indent` with `indent` (a tab by default),
 /// comments dropped, trailing newline.
 pub fn emit(map: &Map, indent: &str) -> Result<Vec<u8>, JsonError> {
+    emit_with(map, None, indent)
+}
+
+/// As [`emit`], with `last` (an encrypted file's metadata) as the last pair, without copying
+/// the map.
+pub fn emit_with(
+    map: &Map,
+    last: Option<(&str, &Node)>,
+    indent: &str,
+) -> Result<Vec<u8>, JsonError> {
     let mut out = String::new();
-    write_map(map, indent, 0, &mut out)?;
+    write_pairs(map.pairs().chain(last).collect(), indent, 0, &mut out)?;
     out.push('\n');
     Ok(out.into_bytes())
 }
@@ -287,7 +338,15 @@ fn newline(indent: &str, depth: usize, out: &mut String) {
 }
 
 fn write_map(map: &Map, indent: &str, depth: usize, out: &mut String) -> Result<(), JsonError> {
-    let pairs: Vec<(&str, &Node)> = map.pairs().collect();
+    write_pairs(map.pairs().collect(), indent, depth, out)
+}
+
+fn write_pairs(
+    pairs: Vec<(&str, &Node)>,
+    indent: &str,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), JsonError> {
     if pairs.is_empty() {
         out.push_str("{}");
         return Ok(());
@@ -404,6 +463,30 @@ mod tests {
             out,
             "{\n\t\"a\": {\n\t\t\"x\": [\n\t\t\t1,\n\t\t\t2.5,\n\t\t\t\"q\\\"\\u003c\"\n\t\t]\n\t},\n\t\"e\": {},\n\t\"l\": [],\n\t\"n\": null\n}\n"
         );
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let nested = |levels: usize| {
+            let inner = levels - 1;
+            format!("{{\"a\": {}1{}}}", "[".repeat(inner), "]".repeat(inner))
+        };
+        assert!(parse(nested(MAX_DEPTH).as_bytes()).is_ok());
+        assert_eq!(
+            parse(nested(MAX_DEPTH + 1).as_bytes()).unwrap_err(),
+            JsonError::TooDeep {
+                line: 1,
+                column: 6 + MAX_DEPTH,
+                limit: MAX_DEPTH
+            }
+        );
+        // Far deeper input is refused the same way instead of overflowing the stack.
+        let e = parse(nested(1_000_000).as_bytes()).unwrap_err();
+        assert!(matches!(e, JsonError::TooDeep { .. }), "{e:?}");
+        assert!(e.to_string().contains("nested more than 512 levels"), "{e}");
+        // Depth is nesting, not the number of collections.
+        let wide = format!("{{\"a\": [{}]}}", vec!["[[1]]"; 10_000].join(","));
+        assert!(parse(wide.as_bytes()).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! sops tree paths: `["stringData"]["password"]`, `['a'][0]` (spec §14.1).
 
-use crate::sops::tree::{Map, Node, SeqItem};
+use crate::sops::tree::{MAX_DEPTH, Map, Node, SeqItem};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -17,6 +17,11 @@ pub enum PathError {
     NotFound(String),
     #[error("{0}: cannot set a value below a scalar")]
     NotACollection(String),
+    /// The path, with the value set there, would nest past what the stores read back.
+    #[error(
+        "the tree path and its value would be nested more than {limit} levels deep (the limit)"
+    )]
+    TooDeep { limit: usize },
 }
 
 /// Parses sops' syntax: split at `[`, each piece ends in `]`; quoted pieces lose their first
@@ -29,6 +34,9 @@ pub fn parse(text: &str) -> Result<Vec<Step>, PathError> {
         return Err(err());
     }
     for piece in pieces {
+        if steps.len() == MAX_DEPTH {
+            return Err(PathError::TooDeep { limit: MAX_DEPTH });
+        }
         let inner = piece.strip_suffix(']').ok_or_else(err)?;
         if inner.starts_with('"') || inner.starts_with('\'') {
             if inner.len() < 2 {
@@ -77,6 +85,10 @@ pub fn get<'a>(doc: &'a Map, steps: &[Step]) -> Result<&'a Node, PathError> {
 /// Sets the value at `steps`, creating missing mapping keys (appended at the end) like
 /// `sops set`. Returns whether anything changed.
 pub fn set(doc: &mut Map, steps: &[Step], value: Node) -> Result<bool, PathError> {
+    // The document is the first level; the value sits below the path's last step.
+    if steps.len() + value.depth() > MAX_DEPTH {
+        return Err(PathError::TooDeep { limit: MAX_DEPTH });
+    }
     let (first, rest) = steps
         .split_first()
         .ok_or_else(|| PathError::NotFound(String::new()))?;
@@ -227,5 +239,28 @@ mod tests {
         assert!(matches!(get(&doc, &p), Err(PathError::NotFound(_))));
         unset(&mut doc, &parse(r#"["list"]"#).unwrap()).unwrap();
         assert_eq!(doc.pairs().count(), 1, "only a remains");
+    }
+
+    #[test]
+    fn paths_cannot_build_trees_deeper_than_the_stores_read() {
+        let path = |steps: usize| r#"["a"]"#.repeat(steps);
+        assert_eq!(
+            parse(&path(100_000)).unwrap_err(),
+            PathError::TooDeep { limit: MAX_DEPTH }
+        );
+        let at_limit = parse(&path(MAX_DEPTH)).unwrap();
+        let mut doc = Map::new();
+        assert!(set(&mut doc, &at_limit, Node::str("v")).unwrap());
+        assert_eq!(Node::Map(doc.clone()).depth(), MAX_DEPTH);
+        // A collection value counts with its own depth.
+        let list = Node::Seq(Seq {
+            items: vec![SeqItem::Node(Node::Int(1))],
+        });
+        assert_eq!(
+            set(&mut Map::new(), &at_limit, list.clone()),
+            Err(PathError::TooDeep { limit: MAX_DEPTH })
+        );
+        let below = parse(&path(MAX_DEPTH - 1)).unwrap();
+        assert!(set(&mut Map::new(), &below, list).unwrap());
     }
 }

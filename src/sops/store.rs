@@ -72,6 +72,22 @@ pub enum StoreError {
     BinaryShape,
 }
 
+impl StoreError {
+    /// Whether the input is well-formed but past a parser limit (nesting depth, alias
+    /// expansion, list index): text that could still hide a value, unlike text that is not
+    /// YAML, JSON or dotenv at all.
+    pub fn exceeds_limit(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Yaml(YamlError::TooDeep { .. } | YamlError::ExcessiveAliasing { .. })
+                | StoreError::Json(JsonError::TooDeep { .. })
+                | StoreError::Dotenv(
+                    DotenvError::MetadataIndex { .. } | DotenvError::MetadataTooDeep { .. }
+                )
+        )
+    }
+}
+
 /// Output settings from `.sops.yaml` `stores:` or flags.
 #[derive(Clone, Debug)]
 pub struct EmitOptions {
@@ -197,31 +213,35 @@ pub fn emit_encrypted(
     opts: &EmitOptions,
 ) -> Result<Vec<u8>, StoreError> {
     let meta_node = meta.to_node();
-    let mut tree = tree.clone();
+    // The metadata is emitted after the tree's own entries; the tree itself is not copied (it
+    // holds every value, however large).
     match format {
         Format::Dotenv => {
-            let first = tree.documents.first_mut().ok_or(StoreError::NoDocument)?;
+            let mut first = tree
+                .documents
+                .first()
+                .ok_or(StoreError::NoDocument)?
+                .clone();
             let Node::Map(m) = &meta_node else {
                 unreachable!("metadata is a mapping")
             };
-            dotenv::flatten(m, DOTENV_PREFIX, first);
-            Ok(dotenv::emit(first)?)
+            dotenv::flatten(m, DOTENV_PREFIX, &mut first);
+            Ok(dotenv::emit(&first)?)
         }
-        Format::Yaml => {
-            for doc in &mut tree.documents {
-                doc.insert(METADATA_KEY, meta_node.clone());
-            }
-            Ok(yaml::emit(
-                &tree,
-                &yaml::EmitOptions {
-                    indent: opts.yaml_indent,
-                },
-            ))
-        }
+        Format::Yaml => Ok(yaml::emit_with(
+            tree,
+            &MapItem::Pair(METADATA_KEY.into(), meta_node),
+            &yaml::EmitOptions {
+                indent: opts.yaml_indent,
+            },
+        )),
         Format::Json | Format::Binary => {
-            let first = tree.documents.first_mut().ok_or(StoreError::NoDocument)?;
-            first.insert(METADATA_KEY, meta_node);
-            Ok(json::emit(first, &opts.json_indent)?)
+            let first = tree.documents.first().ok_or(StoreError::NoDocument)?;
+            Ok(json::emit_with(
+                first,
+                Some((METADATA_KEY, &meta_node)),
+                &opts.json_indent,
+            )?)
         }
     }
 }

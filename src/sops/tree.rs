@@ -8,6 +8,12 @@ use std::fmt;
 
 use crate::secret::SecretString;
 
+/// The deepest nesting of mappings and sequences that any store reads or builds (a document's
+/// top level is depth 1). Go's `encoding/json` and go-yaml stop at 10,000; credseal stops
+/// sooner because its walks and emitters recurse once per level, and real files stay below 20
+/// levels: at 512 every recursion fits in a 2 MiB thread stack, even in a debug build.
+pub const MAX_DEPTH: usize = 512;
+
 /// One file: a YAML stream has one or more documents, every other store exactly one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tree {
@@ -94,6 +100,15 @@ impl Node {
         match self {
             Node::Str(s) => Some(s.expose()),
             _ => None,
+        }
+    }
+
+    /// Levels of mappings and sequences in this value: 0 for a scalar.
+    pub fn depth(&self) -> usize {
+        match self {
+            Node::Map(m) => 1 + m.pairs().map(|(_, v)| v.depth()).max().unwrap_or(0),
+            Node::Seq(s) => 1 + s.nodes().map(Node::depth).max().unwrap_or(0),
+            _ => 0,
         }
     }
 

@@ -28,20 +28,26 @@ impl Entropy for OsEntropy {
 /// IVs seen while decrypting, by (path, type, plaintext). Re-encrypting an unchanged value at
 /// the same path under the same data key reuses its IV, so its ciphertext stays byte-identical
 /// (sops' "stash"; small git diffs). A changed value never matches, so it gets a fresh IV.
+///
+/// The plaintext is held as its SHA-256: a copy of every value would double the memory of a
+/// decrypt (and a lookup used to copy the value again to build its key).
 #[derive(Default)]
 pub struct IvStash {
-    seen: HashMap<(String, ValueType, SecretBytes), [u8; IV_LEN]>,
+    seen: HashMap<(String, ValueType, [u8; 32]), [u8; IV_LEN]>,
 }
 
 impl IvStash {
-    fn remember(&mut self, aad: &str, ty: ValueType, plain: &SecretBytes, iv: &[u8]) {
+    fn remember(&mut self, aad: &str, ty: ValueType, plain: &[u8], iv: &[u8]) {
         if let Ok(iv) = <[u8; IV_LEN]>::try_from(iv) {
-            self.seen.insert((aad.to_owned(), ty, plain.clone()), iv);
+            self.seen.insert((aad.to_owned(), ty, digest(plain)), iv);
         }
     }
 
-    fn lookup(&self, aad: &str, ty: ValueType, plain: &SecretBytes) -> Option<[u8; IV_LEN]> {
-        self.seen.get(&(aad.to_owned(), ty, plain.clone())).copied()
+    fn lookup(&self, aad: &str, ty: ValueType, plain: &[u8]) -> Option<[u8; IV_LEN]> {
+        if self.seen.is_empty() {
+            return None;
+        }
+        self.seen.get(&(aad.to_owned(), ty, digest(plain))).copied()
     }
 
     /// Adds the IVs of another file under the same data key; ours win where both have one.
@@ -50,6 +56,10 @@ impl IvStash {
             self.seen.entry(k.clone()).or_insert(*iv);
         }
     }
+}
+
+fn digest(plain: &[u8]) -> [u8; 32] {
+    Sha256::digest(plain).into()
 }
 
 /// What went wrong at one leaf. `path` is in `--extract` syntax; no value is ever included.
@@ -390,7 +400,7 @@ impl<'a> Walker<'a> {
             } => {
                 let plain = SecretBytes::new(c.text.expose().as_bytes().to_vec());
                 let iv = stash
-                    .lookup(&aad, ValueType::Comment, &plain)
+                    .lookup(&aad, ValueType::Comment, plain.expose())
                     .unwrap_or_else(|| fresh_iv(&mut **entropy));
                 let enc =
                     cipher::encrypt(key, plain.expose(), aad.as_bytes(), &iv, ValueType::Comment)
@@ -409,7 +419,7 @@ impl<'a> Walker<'a> {
                 if let Ok(enc) = Encrypted::parse(c.text.expose()) {
                     if let Ok(plain) = cipher::decrypt(key, &enc, aad.as_bytes()) {
                         if let Ok(text) = String::from_utf8(plain.expose().to_vec()) {
-                            stash.remember(&aad, ValueType::Comment, &plain, &enc.iv);
+                            stash.remember(&aad, ValueType::Comment, plain.expose(), &enc.iv);
                             c.text = SecretString::new(text);
                         }
                     }
@@ -428,20 +438,28 @@ impl<'a> Walker<'a> {
                 entropy,
                 stash,
             } => {
-                let (plain, ty) = value::to_bytes(n).expect("node() passes only leaves");
+                // A string's own bytes: a copy would double a large value's memory.
+                let owned;
+                let (plain, ty) = match n {
+                    Node::Str(s) => (s.expose().as_bytes(), ValueType::Str),
+                    _ => {
+                        owned = value::to_bytes(n).expect("node() passes only leaves");
+                        (owned.0.expose(), owned.1)
+                    }
+                };
                 if !self.rules.mac_only_encrypted || encrypted {
-                    self.hasher.update(plain.expose());
+                    self.hasher.update(plain);
                 }
                 if encrypted {
-                    if plain.is_empty() {
-                        *n = Node::str("");
+                    let text = if plain.is_empty() {
+                        String::new()
                     } else {
                         let iv = stash
-                            .lookup(&aad, ty, &plain)
+                            .lookup(&aad, ty, plain)
                             .unwrap_or_else(|| fresh_iv(&mut **entropy));
-                        let enc = cipher::encrypt(key, plain.expose(), aad.as_bytes(), &iv, ty);
-                        *n = Node::str(enc.to_text());
-                    }
+                        cipher::encrypt(key, plain, aad.as_bytes(), &iv, ty).to_text()
+                    };
+                    *n = Node::str(text);
                 }
             }
             Mode::Decrypt { key, stash } => {
@@ -469,7 +487,7 @@ impl<'a> Walker<'a> {
                                     source,
                                 }
                             })?;
-                        stash.remember(&aad, enc.value_type, &plain, &enc.iv);
+                        stash.remember(&aad, enc.value_type, plain.expose(), &enc.iv);
                         *n = value::from_bytes(plain, enc.value_type).map_err(|source| {
                             WalkError::Value {
                                 path: path(),
@@ -488,8 +506,13 @@ impl<'a> Walker<'a> {
                     }
                 }
                 if !self.rules.mac_only_encrypted || encrypted {
-                    let (plain, _) = value::to_bytes(n).expect("leaves stay leaves");
-                    self.hasher.update(plain.expose());
+                    match n {
+                        Node::Str(s) => self.hasher.update(s.expose().as_bytes()),
+                        _ => {
+                            let (plain, _) = value::to_bytes(n).expect("leaves stay leaves");
+                            self.hasher.update(plain.expose());
+                        }
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ mod errors;
 mod examples;
 mod fixtures;
 mod fuzz;
+mod hostile_parsers;
 mod inplace;
 mod interop_age;
 mod interop_sops;

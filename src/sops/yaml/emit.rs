@@ -10,6 +10,8 @@
 //!    the text: block style, `{}`/`[]` for empty collections, no line wrapping (`best_width` is
 //!    unlimited by default), comments and go-yaml's column/indent bookkeeping.
 
+use std::borrow::Cow;
+
 use crate::sops::tree::{Map, MapItem, Node, Seq, SeqItem, Tree};
 use crate::sops::yaml::resolve::{
     Resolved, format_float, is_base60_float, is_old_bool, resolve_plain,
@@ -23,23 +25,25 @@ pub(crate) enum Style {
     Literal,
 }
 
-enum YKind {
-    Scalar(String, Style),
+/// Scalars borrow their text from the tree: a copy of every value would double the memory
+/// that emitting a large file takes.
+enum YKind<'a> {
+    Scalar(Cow<'a, str>, Style),
     /// Keys and values alternating, as in `yaml.Node.Content`.
-    Map(Vec<YNode>),
-    Seq(Vec<YNode>),
+    Map(Vec<YNode<'a>>),
+    Seq(Vec<YNode<'a>>),
 }
 
 /// A go-yaml `Node` as sops builds it.
-struct YNode {
-    kind: YKind,
+struct YNode<'a> {
+    kind: YKind<'a>,
     head: String,
     line: String,
     foot: String,
 }
 
-impl YNode {
-    fn new(kind: YKind) -> YNode {
+impl<'a> YNode<'a> {
+    fn new(kind: YKind<'a>) -> YNode<'a> {
         YNode {
             kind,
             head: String::new(),
@@ -80,13 +84,17 @@ fn add_after(target: &mut String, comments: &mut Vec<&str>) {
 }
 
 /// sops `appendTreeBranch`.
-fn map_node(map: &Map) -> YNode {
+fn map_node(map: &Map) -> YNode<'_> {
+    map_items_node(map.items.iter())
+}
+
+fn map_items_node<'a>(items: impl Iterator<Item = &'a MapItem>) -> YNode<'a> {
     let mut node = YNode::new(YKind::Map(Vec::new()));
     let mut content = Vec::new();
     let mut heads: Vec<&str> = Vec::new();
     let mut inlines: Vec<&str> = Vec::new();
     let mut beginning = true;
-    for item in &map.items {
+    for item in items {
         match item {
             MapItem::Comment(c) if c.inline => inlines.push(c.text.expose()),
             MapItem::Comment(c) => heads.push(c.text.expose()),
@@ -118,9 +126,9 @@ fn map_node(map: &Map) -> YNode {
 }
 
 /// sops `appendSequence`.
-fn seq_node(seq: &Seq) -> YNode {
+fn seq_node(seq: &Seq) -> YNode<'_> {
     let mut node = YNode::new(YKind::Seq(Vec::new()));
-    let mut content: Vec<YNode> = Vec::new();
+    let mut content: Vec<YNode<'_>> = Vec::new();
     let mut heads: Vec<&str> = Vec::new();
     let mut inlines: Vec<&str> = Vec::new();
     let mut beginning = true;
@@ -154,8 +162,8 @@ fn seq_node(seq: &Seq) -> YNode {
 }
 
 /// sops `treeValueToNode`.
-fn value_node(node: &Node) -> YNode {
-    let scalar = |s: String| YNode::new(YKind::Scalar(s, Style::Plain));
+fn value_node(node: &Node) -> YNode<'_> {
+    let scalar = |s: String| YNode::new(YKind::Scalar(Cow::Owned(s), Style::Plain));
     match node {
         Node::Map(m) => map_node(m),
         Node::Seq(s) => seq_node(s),
@@ -168,8 +176,8 @@ fn value_node(node: &Node) -> YNode {
     }
 }
 
-fn string_node(s: &str) -> YNode {
-    YNode::new(YKind::Scalar(s.to_owned(), string_style(s)))
+fn string_node(s: &str) -> YNode<'_> {
+    YNode::new(YKind::Scalar(Cow::Borrowed(s), string_style(s)))
 }
 
 /// The style a string gets from `yaml.Node.Encode`: the encoder's choice (`stringv`) refined by
@@ -214,12 +222,12 @@ enum EvKind {
     MapEnd,
 }
 
-struct Event {
+struct Event<'a> {
     kind: EvKind,
     /// Only `!!merge`: a plain `<<` is re-read by go-yaml as a merge key, and its encoder keeps
     /// that tag because `resolve` calls `<<` a string.
     merge_tag: bool,
-    value: String,
+    value: Cow<'a, str>,
     style: Style,
     implicit: bool,
     head: String,
@@ -228,12 +236,12 @@ struct Event {
     tail: String,
 }
 
-impl Event {
-    fn new(kind: EvKind) -> Event {
+impl<'a> Event<'a> {
+    fn new(kind: EvKind) -> Event<'a> {
         Event {
             kind,
             merge_tag: false,
-            value: String::new(),
+            value: Cow::Borrowed(""),
             style: Style::Plain,
             implicit: true,
             head: String::new(),
@@ -244,7 +252,7 @@ impl Event {
     }
 }
 
-fn node_events(node: YNode, tail: String, out: &mut Vec<Event>) {
+fn node_events<'a>(node: YNode<'a>, tail: String, out: &mut Vec<Event<'a>>) {
     match node.kind {
         YKind::Seq(items) => {
             let mut start = Event::new(EvKind::SeqStart);
@@ -296,17 +304,18 @@ fn node_events(node: YNode, tail: String, out: &mut Vec<Event>) {
     }
 }
 
-fn document_events(root: YNode, out: &mut Vec<Event>) {
+fn document_events<'a>(root: YNode<'a>, out: &mut Vec<Event<'a>>) {
     out.push(Event::new(EvKind::DocStart));
     node_events(root, String::new(), out);
     out.push(Event::new(EvKind::DocEnd));
 }
 
-/// The whole tree, as sops' `EmitPlainFile` writes it (one `Encode` per document).
-pub(crate) fn emit_tree(tree: &Tree, indent: usize) -> Vec<u8> {
+/// The whole tree, as sops' `EmitPlainFile` writes it (one `Encode` per document), with
+/// `last` (the metadata) as the last entry of every document when given.
+pub(crate) fn emit_tree(tree: &Tree, last: Option<&MapItem>, indent: usize) -> Vec<u8> {
     let mut events = vec![Event::new(EvKind::StreamStart)];
     for doc in &tree.documents {
-        document_events(map_node(doc), &mut events);
+        document_events(map_items_node(doc.items.iter().chain(last)), &mut events);
     }
     events.push(Event::new(EvKind::StreamEnd));
     Emitter::new(indent).run(&events)
@@ -400,11 +409,16 @@ fn analyze_scalar(value: &str) -> ScalarAnalysis {
         block_indicators = true;
         flow_indicators = true;
     }
-    let chars: Vec<char> = value.chars().collect();
+    // One pass with a character of lookahead: collecting the characters first took four bytes
+    // per byte of the value.
+    let mut chars = value.chars().peekable();
     let mut preceded_by_whitespace = true;
-    for (i, &c) in chars.iter().enumerate() {
-        let followed_by_whitespace = chars.get(i + 1).is_none_or(|&n| is_blank(n));
-        if i == 0 {
+    let mut first = true;
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let followed_by_whitespace = next.is_none_or(is_blank);
+        let last = next.is_none();
+        if first {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
                 | '%' | '@' | '`' => {
@@ -444,9 +458,8 @@ fn analyze_scalar(value: &str) -> ScalarAnalysis {
         } else if !is_printable(c) {
             special_characters = true;
         }
-        let last = i + 1 == chars.len();
         if c == ' ' {
-            if i == 0 {
+            if first {
                 leading_space = true;
             }
             if last {
@@ -459,7 +472,7 @@ fn analyze_scalar(value: &str) -> ScalarAnalysis {
             previous_break = false;
         } else if is_break(c) {
             line_breaks = true;
-            if i == 0 {
+            if first {
                 leading_break = true;
             }
             if last {
@@ -475,6 +488,7 @@ fn analyze_scalar(value: &str) -> ScalarAnalysis {
             previous_break = false;
         }
         preceded_by_whitespace = is_blankz(c);
+        first = false;
     }
     let mut a = ScalarAnalysis {
         multiline: line_breaks,
@@ -572,7 +586,7 @@ impl Emitter {
         }
     }
 
-    fn run(mut self, events: &[Event]) -> Vec<u8> {
+    fn run(mut self, events: &[Event<'_>]) -> Vec<u8> {
         for i in 0..events.len() {
             if events[i].kind == EvKind::StreamEnd {
                 // encoder.finish: no "..." after an open-ended last document.
@@ -713,7 +727,7 @@ impl Emitter {
 
     // --- events and states ---
 
-    fn analyze_event(&mut self, ev: &Event) {
+    fn analyze_event(&mut self, ev: &Event<'_>) {
         if !ev.head.is_empty() {
             self.head_comment = ev.head.clone();
         }
@@ -753,7 +767,7 @@ impl Emitter {
         self.state = self.states.pop().unwrap_or(State::End);
     }
 
-    fn state_machine(&mut self, events: &[Event], i: usize) {
+    fn state_machine(&mut self, events: &[Event<'_>], i: usize) {
         let ev = &events[i];
         match self.state {
             State::StreamStart => {
@@ -869,7 +883,7 @@ impl Emitter {
         }
     }
 
-    fn document_start(&mut self, ev: &Event, first: bool) {
+    fn document_start(&mut self, ev: &Event<'_>, first: bool) {
         match ev.kind {
             EvKind::DocStart => {
                 let implicit = ev.implicit && first;
@@ -888,7 +902,7 @@ impl Emitter {
         }
     }
 
-    fn emit_node(&mut self, events: &[Event], i: usize, root: bool, simple_key: bool) {
+    fn emit_node(&mut self, events: &[Event<'_>], i: usize, root: bool, simple_key: bool) {
         self.root_context = root;
         self.simple_key_context = simple_key;
         let ev = &events[i];
@@ -928,7 +942,7 @@ impl Emitter {
         }
     }
 
-    fn check_simple_key(&self, events: &[Event], i: usize) -> bool {
+    fn check_simple_key(&self, events: &[Event<'_>], i: usize) -> bool {
         let ev = &events[i];
         match ev.kind {
             EvKind::Scalar => {
@@ -941,7 +955,7 @@ impl Emitter {
         }
     }
 
-    fn select_scalar_style(&mut self, ev: &Event) {
+    fn select_scalar_style(&mut self, ev: &Event<'_>) {
         let mut style = ev.style;
         if self.simple_key_context && self.scalar.multiline {
             style = Style::Double;
@@ -980,6 +994,19 @@ impl Emitter {
     fn write_plain(&mut self, value: &str) {
         if !value.is_empty() && !self.whitespace {
             self.put(b' ');
+        }
+        if !value.chars().any(is_break) {
+            // One line: the loop below would copy it a character at a time to the same bytes.
+            self.out.extend_from_slice(value.as_bytes());
+            self.column += value.chars().count() as i64;
+            if !value.is_empty() {
+                self.whitespace = false;
+            }
+            self.indention = false;
+            if self.root_context {
+                self.open_ended = true;
+            }
+            return;
         }
         let mut breaks = false;
         for c in value.chars() {

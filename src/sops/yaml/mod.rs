@@ -12,7 +12,7 @@ mod emit;
 mod parse;
 mod resolve;
 
-use crate::sops::tree::{Node, Tree};
+use crate::sops::tree::{MapItem, Node, Tree};
 
 /// Why YAML text could not be read. Messages name the line and column (1-based) and the
 /// problem; they never contain a scalar's content (values may be secrets), only keys.
@@ -50,6 +50,22 @@ pub enum YamlError {
         "YAML value at line {line}, column {column} is an integer too large for 64 bits (signed); quote it to keep it as a string"
     )]
     IntegerOutOfRange { line: usize, column: usize },
+    /// Mappings and sequences nested deeper than [`MAX_DEPTH`](crate::sops::tree::MAX_DEPTH),
+    /// directly or through an alias.
+    #[error(
+        "YAML at line {line}, column {column}: mappings and sequences nested more than {limit} levels deep (the limit)"
+    )]
+    TooDeep {
+        line: usize,
+        column: usize,
+        limit: usize,
+    },
+    /// Aliases would expand the document far beyond its text (a "billion laughs" document):
+    /// go-yaml's alias budget, which sops applies too.
+    #[error(
+        "YAML alias or anchor at line {line}, column {column}: the document contains excessive aliasing (aliases would expand it far beyond its size)"
+    )]
+    ExcessiveAliasing { line: usize, column: usize },
     /// An alias names an anchor that was not defined before it.
     #[error("YAML alias at line {line}, column {column} refers to an unknown anchor")]
     UnknownAlias { line: usize, column: usize },
@@ -88,7 +104,13 @@ pub fn parse(input: &[u8]) -> Result<Tree, YamlError> {
 /// Writes the tree as sops does: one YAML document per tree document, separated by `---`,
 /// ending with a newline.
 pub fn emit(tree: &Tree, opts: &EmitOptions) -> Vec<u8> {
-    emit::emit_tree(tree, opts.indent)
+    emit::emit_tree(tree, None, opts.indent)
+}
+
+/// As [`emit`], with `last` appended to every document (an encrypted file's metadata) without
+/// copying the tree.
+pub fn emit_with(tree: &Tree, last: &MapItem, opts: &EmitOptions) -> Vec<u8> {
+    emit::emit_tree(tree, Some(last), opts.indent)
 }
 
 /// Writes one value as its own YAML document (used by `decrypt --extract` for values that are

@@ -17,7 +17,9 @@
 //!   reaches; the first line right after the content also stays inside when it is indented more
 //!   than the next entry (go-yaml takes it as a foot comment of the content above).
 //!
-//! Spans count characters; they are converted to byte offsets through a table.
+//! Spans count characters; they are converted to byte offsets, and byte offsets to lines,
+//! through tables built once ([`Positions`]), so every event costs the same however far into
+//! the file it is.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,11 +28,56 @@ use base64::engine::general_purpose::STANDARD as B64;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use crate::secret::SecretString;
-use crate::sops::tree::{Comment, Map, MapItem, Node, Seq, SeqItem, Tree};
+use crate::sops::tree::{Comment, MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem, Tree};
 use crate::sops::yaml::YamlError;
 use crate::sops::yaml::resolve::{Resolved, resolve_plain};
 
 const CORE: &str = "tag:yaml.org,2002:";
+
+/// go-yaml v3's alias budget (`decode.go`, `allowedAliasRatio`): the share of a document's
+/// nodes that may come from expanding aliases, 99% up to 400,000 nodes, falling linearly to
+/// 10% at 4,000,000 and beyond. It refuses billion-laughs documents after a few thousand nodes
+/// while every document with ordinary anchors passes, as it does in sops.
+fn allowed_alias_ratio(decoded: usize) -> f64 {
+    const LOW: usize = 400_000;
+    const HIGH: usize = 4_000_000;
+    match decoded {
+        ..=LOW => 0.99,
+        HIGH.. => 0.10,
+        _ => 0.99 - 0.89 * ((decoded - LOW) as f64 / (HIGH - LOW) as f64),
+    }
+}
+
+/// Anchored collections are kept as copies for later aliases; nested anchors copy the same
+/// nodes again at every level. Copies beyond this many per node read (plus a fixed allowance)
+/// are refused like excessive aliasing, so nesting cannot multiply memory either.
+const ANCHOR_COPIES_PER_NODE: usize = 4;
+const ANCHOR_COPIES_ALLOWANCE: usize = 100_000;
+
+/// How much tree a value stands for: its nodes (keys included, as go-yaml counts them) and
+/// its levels of collections.
+#[derive(Clone, Copy)]
+struct Size {
+    nodes: usize,
+    height: usize,
+}
+
+impl Size {
+    const SCALAR: Size = Size {
+        nodes: 1,
+        height: 0,
+    };
+    const EMPTY_COLLECTION: Size = Size {
+        nodes: 1,
+        height: 1,
+    };
+}
+
+/// An anchored value, kept for the aliases that repeat it.
+struct Anchored {
+    node: Node,
+    size: Size,
+}
 
 struct Pending {
     line: usize,
@@ -47,6 +94,7 @@ enum Frame {
         /// The key whose value comes next, with its position.
         key: Option<(String, usize, usize)>,
         seen: HashSet<String>,
+        size: Size,
     },
     Seq {
         seq: Seq,
@@ -55,6 +103,7 @@ enum Frame {
         anchor: usize,
         /// A block sequence at the column of its parent mapping's keys (`key:\n- item`).
         indentless: bool,
+        size: Size,
     },
 }
 
@@ -69,6 +118,13 @@ impl Frame {
         match self {
             Frame::Map { flow, .. } | Frame::Seq { flow, .. } => *flow,
         }
+    }
+
+    /// Counts a finished child into this collection's size.
+    fn grow(&mut self, child: Size) {
+        let (Frame::Map { size, .. } | Frame::Seq { size, .. }) = self;
+        size.nodes += child.nodes;
+        size.height = size.height.max(child.height + 1);
     }
 
     /// The smallest column a comment needs to belong inside this collection.
@@ -135,12 +191,89 @@ enum Prev {
     DocStart,
 }
 
+/// Characters to lines and bytes: a byte offset per [`CHAR_STRIDE`] characters (none for ASCII
+/// text, where they are equal) and the byte offset of every line start.
+struct Positions {
+    ascii: bool,
+    marks: Vec<usize>,
+    /// Characters in the text.
+    chars: usize,
+    line_starts: Vec<usize>,
+}
+
+/// One byte offset kept per this many characters: a table entry per character would take
+/// eight times the size of the text.
+const CHAR_STRIDE: usize = 64;
+
+impl Positions {
+    fn new(src: &str) -> Positions {
+        let line_starts = std::iter::once(0)
+            .chain(
+                src.bytes()
+                    .enumerate()
+                    .filter_map(|(i, c)| (c == b'\n').then_some(i + 1)),
+            )
+            .collect();
+        if src.is_ascii() {
+            return Positions {
+                ascii: true,
+                marks: Vec::new(),
+                chars: src.len(),
+                line_starts,
+            };
+        }
+        let mut marks = Vec::new();
+        let mut chars = 0;
+        for (i, (at, _)) in src.char_indices().enumerate() {
+            if i % CHAR_STRIDE == 0 {
+                marks.push(at);
+            }
+            chars = i + 1;
+        }
+        Positions {
+            ascii: false,
+            marks,
+            chars,
+            line_starts,
+        }
+    }
+
+    /// The byte offset of a character index (the end of the text past its last character).
+    fn byte(&self, src: &str, char_index: usize) -> usize {
+        if char_index >= self.chars {
+            return src.len();
+        }
+        if self.ascii {
+            return char_index;
+        }
+        let mark = self.marks[char_index / CHAR_STRIDE];
+        src[mark..]
+            .char_indices()
+            .nth(char_index % CHAR_STRIDE)
+            .map_or(src.len(), |(i, _)| mark + i)
+    }
+
+    /// The line (1-based) holding a byte offset.
+    fn line_of(&self, byte: usize) -> usize {
+        self.line_starts.partition_point(|&start| start <= byte)
+    }
+
+    /// The byte offset where the line holding `byte` starts.
+    fn line_start(&self, byte: usize) -> usize {
+        self.line_starts[self.line_of(byte) - 1]
+    }
+}
+
 struct Builder<'a> {
     src: &'a str,
-    /// Byte offset of every character, plus the end.
-    offsets: Vec<usize>,
+    pos: Positions,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, Anchored>,
+    /// Nodes read so far, those that came from expanding aliases, and those copied to keep
+    /// anchored values (the alias budget).
+    decoded: usize,
+    aliased: usize,
+    anchor_copies: usize,
     pending: Vec<Pending>,
     cursor: usize,
     prev: Prev,
@@ -160,13 +293,14 @@ pub(crate) fn parse(input: &[u8]) -> Result<Tree, YamlError> {
             line: before.iter().filter(|&&c| c == b'\n').count() + 1,
         }
     })?;
-    let mut offsets: Vec<usize> = src.char_indices().map(|(i, _)| i).collect();
-    offsets.push(src.len());
     let mut b = Builder {
         src,
-        offsets,
+        pos: Positions::new(src),
         stack: Vec::new(),
         anchors: HashMap::new(),
+        decoded: 0,
+        aliased: 0,
+        anchor_copies: 0,
         pending: Vec::new(),
         cursor: 0,
         prev: Prev::Other,
@@ -212,15 +346,11 @@ fn core_tag(tag: &Option<std::borrow::Cow<'_, Tag>>) -> Option<String> {
 
 impl Builder<'_> {
     fn byte(&self, char_index: usize) -> usize {
-        self.offsets[char_index.min(self.offsets.len() - 1)]
+        self.pos.byte(self.src, char_index)
     }
 
     fn line_of(&self, byte: usize) -> usize {
-        self.src.as_bytes()[..byte]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count()
-            + 1
+        self.pos.line_of(byte)
     }
 
     /// The line of the last non-blank character in `[start, end)`, or of `start`.
@@ -273,13 +403,11 @@ impl Builder<'_> {
         }
     }
 
-    /// Column (characters) of the next content after `from`, skipping blanks and comments.
-    fn next_token_col(&self, from: usize) -> usize {
+    /// Column (characters) of the next content after `from`, which is at column `from_col`,
+    /// skipping blanks and comments.
+    fn next_token_col(&self, from: usize, from_col: usize) -> usize {
         let rest = &self.src[from..];
-        let mut col_at_line_start = {
-            let ls = self.src[..from].rfind('\n').map_or(0, |i| i + 1);
-            self.src[ls..from].chars().count()
-        };
+        let mut col_at_line_start = from_col;
         for line in rest.split('\n') {
             let trimmed = line.trim_start_matches([' ', '\t', '\r']);
             if !trimmed.is_empty() && !trimmed.starts_with('#') {
@@ -306,7 +434,7 @@ impl Builder<'_> {
             let line_end = self.src[at..].find('\n').map_or(self.src.len(), |n| at + n);
             let end = line_end.min(to);
             if is_comment {
-                let line_start = self.src[..at].rfind('\n').map_or(0, |n| n + 1);
+                let line_start = self.pos.line_start(at);
                 let prefix = &self.src[line_start..at];
                 let trailing = !prefix.trim().is_empty();
                 let text = self.src[at + 1..end].trim_end_matches('\r').to_owned();
@@ -449,6 +577,14 @@ impl Builder<'_> {
                 self.prev = Prev::Other;
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(YamlError::TooDeep {
+                        line,
+                        column: column + 1,
+                        limit: MAX_DEPTH,
+                    });
+                }
+                self.decoded += 1;
                 let is_map = matches!(ev, Event::MappingStart(..));
                 let flow = end > start && matches!(&self.src[start..end], "{" | "[");
                 // Own-line comments before the first entry of a nested collection belong to it,
@@ -473,6 +609,7 @@ impl Builder<'_> {
                         anchor,
                         key: None,
                         seen: HashSet::new(),
+                        size: Size::EMPTY_COLLECTION,
                     }
                 } else {
                     Frame::Seq {
@@ -481,6 +618,7 @@ impl Builder<'_> {
                         flow,
                         anchor,
                         indentless: !flow && parent_indent == Some(column),
+                        size: Size::EMPTY_COLLECTION,
                     }
                 };
                 self.stack.push(frame);
@@ -497,7 +635,7 @@ impl Builder<'_> {
                 if top.flow() {
                     self.flush_pending_into_top();
                 } else {
-                    let next_col = self.next_token_col(start);
+                    let next_col = self.next_token_col(start, column);
                     let own = top.own_col();
                     let mut take = 0;
                     for (i, p) in self.pending.iter().enumerate() {
@@ -516,15 +654,29 @@ impl Builder<'_> {
                 }
                 let frame = self.stack.pop().expect("checked above");
                 let flow = frame.flow();
-                let (node, anchor) = match frame {
-                    Frame::Map { map, anchor, .. } => (Node::Map(map), anchor),
-                    Frame::Seq { seq, anchor, .. } => (Node::Seq(seq), anchor),
+                let (node, anchor, size) = match frame {
+                    Frame::Map {
+                        map, anchor, size, ..
+                    } => (Node::Map(map), anchor, size),
+                    Frame::Seq {
+                        seq, anchor, size, ..
+                    } => (Node::Seq(seq), anchor, size),
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchor_copies += size.nodes;
+                    if self.anchor_copies
+                        > ANCHOR_COPIES_PER_NODE * self.decoded + ANCHOR_COPIES_ALLOWANCE
+                    {
+                        return Err(YamlError::ExcessiveAliasing {
+                            line,
+                            column: column + 1,
+                        });
+                    }
+                    let node = node.clone();
+                    self.anchors.insert(anchor, Anchored { node, size });
                 }
                 let was_value = matches!(self.stack.last(), Some(Frame::Map { key: Some(_), .. }));
-                self.complete(node, None, line, column)?;
+                self.complete(node, None, size, line, column)?;
                 self.prev = if flow {
                     Prev::FlowEnd(was_value)
                 } else {
@@ -535,14 +687,31 @@ impl Builder<'_> {
                 }
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or(YamlError::UnknownAlias {
+                let anchored = self.anchors.get(&id).ok_or(YamlError::UnknownAlias {
+                    line,
+                    column: column + 1,
+                })?;
+                let size = anchored.size;
+                if self.stack.len() + size.height > MAX_DEPTH {
+                    return Err(YamlError::TooDeep {
                         line,
                         column: column + 1,
-                    })?;
+                        limit: MAX_DEPTH,
+                    });
+                }
+                // Checked before the copy is made: the copy is what would exhaust memory.
+                self.decoded += 1 + size.nodes;
+                self.aliased += size.nodes;
+                if self.aliased > 100
+                    && self.decoded > 1000
+                    && self.aliased as f64 / self.decoded as f64 > allowed_alias_ratio(self.decoded)
+                {
+                    return Err(YamlError::ExcessiveAliasing {
+                        line,
+                        column: column + 1,
+                    });
+                }
+                let node = anchored.node.clone();
                 let key_text = match &node {
                     Node::Str(s) => Some(s.expose().to_owned()),
                     _ => None,
@@ -551,15 +720,23 @@ impl Builder<'_> {
                 if !was_key {
                     self.flush_pending_into_top();
                 }
-                self.complete(node, Some(key_text), line, column)?;
+                self.complete(node, Some(key_text), size, line, column)?;
                 self.prev = if was_key { Prev::Key } else { Prev::Value };
                 self.last_content_line = self.last_content_line_in(start, end);
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let was_key = self.expecting_key();
-                let (node, key_text) = self.scalar(&value, style, &tag, was_key, line, column)?;
+                let (node, key_text) = self.scalar(value, style, &tag, was_key, line, column)?;
+                self.decoded += 1;
                 if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    let node = node.clone();
+                    self.anchors.insert(
+                        anchor,
+                        Anchored {
+                            node,
+                            size: Size::SCALAR,
+                        },
+                    );
                 }
                 // `- # note` on an empty item: go-yaml makes the note a head comment of what
                 // follows the (null) item.
@@ -568,7 +745,7 @@ impl Builder<'_> {
                 if !empty_item {
                     self.flush_pending_into_top();
                 }
-                self.complete(node, Some(key_text), line, column)?;
+                self.complete(node, Some(key_text), Size::SCALAR, line, column)?;
                 self.prev = if was_key {
                     Prev::Key
                 } else if end == start {
@@ -603,7 +780,7 @@ impl Builder<'_> {
     /// The tree value of a scalar and, when it can be a key, its string.
     fn scalar(
         &self,
-        value: &str,
+        value: std::borrow::Cow<'_, str>,
         style: ScalarStyle,
         tag: &Option<std::borrow::Cow<'_, Tag>>,
         is_key: bool,
@@ -612,9 +789,17 @@ impl Builder<'_> {
     ) -> Result<(Node, Option<String>), YamlError> {
         let column = column + 1;
         let tag = core_tag(tag);
-        let str_node = |s: String| (Node::str(s.clone()), Some(s));
+        // Only a key needs its text beside the node: a copy of every value would double the
+        // memory a large value takes.
+        let str_node = |s: String| {
+            if is_key {
+                (Node::str(s.clone()), Some(s))
+            } else {
+                (Node::str(s), None)
+            }
+        };
         match tag.as_deref() {
-            Some("str") => return Ok(str_node(value.to_owned())),
+            Some("str") => return Ok(str_node(value.into_owned())),
             Some("binary") => {
                 let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
                 let bytes = B64
@@ -625,7 +810,7 @@ impl Builder<'_> {
                 return Ok(str_node(s));
             }
             Some(t @ ("int" | "float" | "bool" | "null" | "timestamp")) => {
-                let r = resolve_plain(value);
+                let r = resolve_plain(&value);
                 let node = match (t, r) {
                     ("int", Resolved::Int(i)) => Node::Int(i),
                     ("int", Resolved::Uint(_)) => {
@@ -651,14 +836,14 @@ impl Builder<'_> {
                 return Ok((node, None));
             }
             // Unknown tags (and the non-specific `!`) keep the text as a string.
-            Some(_) => return Ok(str_node(value.to_owned())),
+            Some(_) => return Ok(str_node(value.into_owned())),
             None => {}
         }
         if style != ScalarStyle::Plain {
-            return Ok(str_node(value.to_owned()));
+            return Ok(str_node(value.into_owned()));
         }
-        let node = match resolve_plain(value) {
-            Resolved::Str => return Ok(str_node(value.to_owned())),
+        let node = match resolve_plain(&value) {
+            Resolved::Str => return Ok(str_node(value.into_owned())),
             Resolved::Null => Node::Null,
             Resolved::Bool(b) => Node::Bool(b),
             Resolved::Int(i) => Node::Int(i),
@@ -677,10 +862,14 @@ impl Builder<'_> {
         &mut self,
         node: Node,
         key_text: Option<Option<String>>,
+        size: Size,
         line: usize,
         column: usize,
     ) -> Result<(), YamlError> {
         let first_doc = self.doc_index == 0;
+        if let Some(top) = self.stack.last_mut() {
+            top.grow(size);
+        }
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
@@ -709,5 +898,42 @@ impl Builder<'_> {
             Some(Frame::Seq { seq, .. }) => seq.items.push(SeqItem::Node(node)),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables answer what counting from the start of the text answers, for every offset.
+    #[test]
+    fn position_tables_match_counting_from_the_start() {
+        for text in [
+            String::new(),
+            "a: 1\nb: 2\n".to_owned(),
+            "é€𝄞\n\nx".repeat(50),
+            format!("{}\n{}", "a".repeat(200), "ü".repeat(130)),
+        ] {
+            let pos = Positions::new(&text);
+            let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            for (ci, &byte) in starts.iter().enumerate() {
+                assert_eq!(pos.byte(&text, ci), byte, "{text:?} char {ci}");
+            }
+            assert_eq!(pos.byte(&text, starts.len()), text.len());
+            assert_eq!(pos.byte(&text, starts.len() + 7), text.len());
+            for byte in 0..=text.len() {
+                let line = text.as_bytes()[..byte]
+                    .iter()
+                    .filter(|&&c| c == b'\n')
+                    .count()
+                    + 1;
+                assert_eq!(pos.line_of(byte), line, "{text:?} byte {byte}");
+                let start = text.as_bytes()[..byte]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |n| n + 1);
+                assert_eq!(pos.line_start(byte), start, "{text:?} byte {byte}");
+            }
+        }
     }
 }

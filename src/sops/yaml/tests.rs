@@ -243,6 +243,122 @@ fn structure_rules() {
     assert_eq!(m.get("d").unwrap().as_str(), Some("5"));
 }
 
+/// `levels` levels of nine aliases of the level below: 9^levels leaves from ~30 bytes a line.
+fn billion_laughs(levels: usize) -> String {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for l in 1..=levels {
+        let refs = vec![format!("*a{}", l - 1); 9].join(", ");
+        text.push_str(&format!("a{l}: &a{l} [{refs}]\n"));
+    }
+    text
+}
+
+#[test]
+fn alias_bombs_are_refused_before_they_expand() {
+    let e = err(&billion_laughs(8));
+    assert!(
+        matches!(e, YamlError::ExcessiveAliasing { .. }),
+        "{e:?}: {e}"
+    );
+    assert!(e.to_string().contains("excessive aliasing"), "{e}");
+    // Ordinary reuse stays fine: one small anchor used many times (a tenth of the budget's
+    // allowance), and a large anchor used a few times.
+    let mut many = String::from("base: &b {user: app, port: 5432}\n");
+    for i in 0..5000 {
+        many.push_str(&format!("s{i}: *b\n"));
+    }
+    let t = parse(many.as_bytes()).unwrap();
+    assert_eq!(t.documents[0].pairs().count(), 5001);
+    let big: String = (0..20_000).map(|i| format!("  k{i}: v\n")).collect();
+    let reused = format!("base: &b\n{big}x: *b\ny: *b\nz: *b\n");
+    assert!(parse(reused.as_bytes()).is_ok());
+    // A few levels of the bomb are small enough to be an ordinary document.
+    assert!(parse(billion_laughs(2).as_bytes()).is_ok());
+}
+
+#[test]
+fn nested_anchors_cannot_multiply_memory() {
+    // Every level anchors a copy of everything below it: 200 levels of a 20,000-item list.
+    let items = vec!["x"; 20_000].join(", ");
+    let depth = 200;
+    let text = format!(
+        "a: {}[{items}]{}\n",
+        (0..depth).map(|i| format!("&n{i} [")).collect::<String>(),
+        "]".repeat(depth)
+    );
+    assert!(matches!(err(&text), YamlError::ExcessiveAliasing { .. }));
+}
+
+/// `levels` block mappings, one inside the other (the document's is the first), then `tail`.
+fn block_nest(levels: usize, tail: &str) -> String {
+    let mut text: String = (0..levels - 1)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
+    text.push_str(&format!("{}k: {tail}\n", " ".repeat(levels - 1)));
+    text
+}
+
+#[test]
+fn nesting_is_limited() {
+    use crate::sops::tree::MAX_DEPTH;
+    assert!(parse(block_nest(MAX_DEPTH, "1").as_bytes()).is_ok());
+    assert_eq!(
+        err(&block_nest(MAX_DEPTH + 1, "1")),
+        YamlError::TooDeep {
+            line: MAX_DEPTH + 1,
+            column: MAX_DEPTH + 1,
+            limit: MAX_DEPTH
+        }
+    );
+    assert!(matches!(
+        err(&block_nest(20_000, "1")),
+        YamlError::TooDeep { .. }
+    ));
+    // Flow collections stop sooner, in the scanner (255 levels).
+    let flow = format!("a: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(matches!(err(&flow), YamlError::Syntax { .. }));
+    // An alias counts with the depth of what it stands for, where it is used.
+    let deep = format!(
+        "a: &deep {}1{}\n{}",
+        "[".repeat(200),
+        "]".repeat(200),
+        block_nest(MAX_DEPTH - 199, "*deep")
+    );
+    assert!(matches!(err(&deep), YamlError::TooDeep { line, .. } if line == MAX_DEPTH - 198));
+    let fits = format!(
+        "a: &deep {}1{}\n{}",
+        "[".repeat(200),
+        "]".repeat(200),
+        block_nest(MAX_DEPTH - 200, "*deep")
+    );
+    assert!(parse(fits.as_bytes()).is_ok());
+}
+
+#[test]
+fn positions_are_right_past_multibyte_text() {
+    // Character and line positions come from tables: check them far from the start, after
+    // multi-byte characters (spans count characters, the text is bytes).
+    let mut text = String::new();
+    for i in 0..300 {
+        text.push_str(&format!("k{i}: \"é€𝄞 {i}\" # note {i}\n"));
+    }
+    text.push_str("dup: 1\ndup: 2\n");
+    assert_eq!(
+        err(&text),
+        YamlError::DuplicateKey {
+            key: "dup".into(),
+            line: 302,
+            column: 1
+        }
+    );
+    let t = parse(text.replace("dup: 2\n", "").as_bytes()).unwrap();
+    let out = emit_str(&t, 4);
+    assert!(
+        out.contains("k299: \"é€\\U0001D11E 299\" # note 299\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn emit_node_writes_one_value() {
     let opts = EmitOptions::default();
