@@ -979,19 +979,26 @@ impl<'a> Runner<'a> {
                     let grace = cred.grace.unwrap_or(std::time::Duration::from_secs(3600));
                     let until =
                         Timestamp::from_unix(now_unix() + grace.as_secs() as i64).to_rfc3339();
-                    if pg_role_exists(pg, &admin, old).await {
-                        pg.expire(&admin, old, &until).await.map_err(|source| {
-                            RotateError::Postgres {
-                                credential: cred.name.clone(),
-                                source,
-                            }
-                        })?;
+                    let pg_err = |source| RotateError::Postgres {
+                        credential: cred.name.clone(),
+                        source,
+                    };
+                    // A failed lookup stops here: the audit line never claims an expiry
+                    // that did not happen.
+                    if pg.role_exists(&admin, old).await.map_err(pg_err)? {
+                        pg.expire(&admin, old, &until).await.map_err(pg_err)?;
+                        self.audit(
+                            cred,
+                            "retire",
+                            &format!("ok role {old} valid until {until}"),
+                        );
+                    } else {
+                        self.audit(
+                            cred,
+                            "retire",
+                            &format!("ok role {old} no longer exists, nothing to expire"),
+                        );
                     }
-                    self.audit(
-                        cred,
-                        "retire",
-                        &format!("ok role {old} valid until {until}"),
-                    );
                 } else {
                     self.audit(cred, "retire", "ok (nothing to retire)");
                 }
@@ -1004,15 +1011,6 @@ impl<'a> Runner<'a> {
         }
         Ok(())
     }
-}
-
-async fn pg_role_exists(_pg: &Postgres, admin: &tokio_postgres::Client, role: &str) -> bool {
-    admin
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-        .await
-        .ok()
-        .flatten()
-        .is_some()
 }
 
 fn now_unix() -> i64 {

@@ -208,17 +208,22 @@ impl Postgres {
         })
     }
 
+    /// Whether `role` exists; a failed query is an error, never a "no".
+    pub async fn role_exists(&self, admin: &Client, role: &str) -> Result<bool, PgError> {
+        admin
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .map(|row| row.is_some())
+            .map_err(|e| PgError::Query {
+                what: format!("look up role {}", quote_ident(role)),
+                reason: e.to_string(),
+            })
+    }
+
     /// Makes sure `<base>_a`/`<base>_b` exist: login roles that are members of the base role,
     /// so both hold exactly its grants.
     pub async fn ensure_role(&self, admin: &Client, role: &str, base: &str) -> Result<(), PgError> {
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-            .await
-            .map_err(|e| PgError::Query {
-                what: "look up role".into(),
-                reason: e.to_string(),
-            })?
-            .is_some();
+        let exists = self.role_exists(admin, role).await?;
         if exists {
             return Ok(());
         }
