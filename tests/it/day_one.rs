@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Value, json};
@@ -37,18 +36,6 @@ fn update_volume(api: &KubeApi, objects: &[Value], spec: &PodSpec, name: &str, d
     kubelet::update_volume(api, objects, spec, name, NS, dir)
 }
 
-fn deployment_pod(objects: &[Value], name: &str) -> PodSpec {
-    of_kind::<Deployment>(objects, "Deployment")
-        .into_iter()
-        .find(|d| d.metadata.name.as_deref() == Some(name))
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-}
-
 /// The backend container's readiness probe, run as the kubelet runs an exec probe: in the app
 /// container (its image, UID, fsGroup, mounts, env), against the servers by Service name.
 fn backend_ready(spec: &PodSpec, credentials: &Path) -> crate::support::Out {
@@ -66,18 +53,6 @@ fn backend_ready(spec: &PodSpec, credentials: &Path) -> crate::support::Out {
 
 fn secret_value(api: &KubeApi, name: &str, key: &str) -> String {
     unb64(&api.get("secrets", NS, name).unwrap()["data"][key])
-}
-
-fn statefulset_pod(objects: &[Value], name: &str) -> PodSpec {
-    of_kind::<StatefulSet>(objects, "StatefulSet")
-        .into_iter()
-        .find(|s| s.metadata.name.as_deref() == Some(name))
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
 }
 
 struct Server(Child);
@@ -132,7 +107,7 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     // 2. PostgreSQL: initdb, then the init script of the StatefulSet, as the image runs it.
     let pg = Postgres::start_at(PG_IP, 5432);
     pg.psql("CREATE DATABASE saas_platform").unwrap();
-    let pg_spec = statefulset_pod(&objects, "postgres");
+    let pg_spec = crate::manifests::pod_spec(&objects, "postgres");
     let init = volume(&api, &objects, &pg_spec, "init");
     let app = volume(&api, &objects, &pg_spec, "app");
     let out = Pod::distro(70)
@@ -153,7 +128,7 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     assert!(pg.can_login("app_user", &pg_password));
 
     // 3. Redis: the ACL init container, then the server on that data volume.
-    let redis_spec = statefulset_pod(&objects, "redis");
+    let redis_spec = crate::manifests::pod_spec(&objects, "redis");
     let data = tempfile::tempdir().unwrap();
     let password_volume = volume(&api, &objects, &redis_spec, "password");
     let out = Pod::distro(999)
@@ -188,7 +163,7 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
 
     // 4. The backend: its credseal sidecar renders DATABASE_URL from the Secret volumes, and
     // the app's readiness probe logs in with it.
-    let backend = deployment_pod(&objects, "backend");
+    let backend = crate::manifests::pod_spec(&objects, "backend");
     let sidecar = &backend.init_containers.as_ref().unwrap()[0];
     let pg_volume = volume(&api, &objects, &backend, "postgres-credentials");
     let redis_volume = volume(&api, &objects, &backend, "redis-credentials");

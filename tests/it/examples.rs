@@ -570,18 +570,6 @@ fn the_managed_postgres_rotator_alternates_over_verify_full() {
 const REDIS_IPS: [&str; 3] = ["127.0.5.1", "127.0.5.2", "127.0.5.3"];
 const SENTINEL_IPS: [&str; 3] = ["127.0.5.11", "127.0.5.12", "127.0.5.13"];
 
-fn statefulset_pod(objects: &[Value], name: &str) -> PodSpec {
-    of_kind::<StatefulSet>(objects, "StatefulSet")
-        .into_iter()
-        .find(|s| s.metadata.name.as_deref() == Some(name))
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-}
-
 /// Redis and Sentinel: three nodes and three Sentinels started from the example's own init
 /// containers and container args (the Secret the admin applied, the pod's hostname and
 /// namespace, cluster DNS names in /etc/hosts), each on its own loopback address; then the
@@ -616,7 +604,7 @@ fn the_redis_sentinel_rotator_rotates_every_node_and_sentinel() {
         ("redis", REDIS_IPS, vec![]),
         ("redis-sentinel", SENTINEL_IPS, vec!["--sentinel"]),
     ] {
-        let spec = statefulset_pod(&d.objects, set);
+        let spec = crate::manifests::pod_spec(&d.objects, set);
         let password = volume(&d.api, &d.objects, &spec, "password", ns);
         for (i, ip) in ips.iter().enumerate() {
             let pod = || {

@@ -61,6 +61,15 @@ impl Setup {
             .key(&self.key)
     }
 
+    fn cluster_key(&self, args: &[&str]) -> crate::support::Out {
+        Cmd::credseal()
+            .cwd(self.dir.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg("cluster-key")
+            .args(args)
+            .run()
+    }
+
     fn live_value(&self, key: &str) -> Option<String> {
         let s = self.api.get("secrets", NS, "postgres-credentials")?;
         let b64 = s["data"][key].as_str()?;
@@ -275,14 +284,7 @@ fn kube_client_maps_conflicts_and_not_found() {
 #[test]
 fn cluster_key_lifecycle() {
     let s = setup();
-    let ck = |args: &[&str]| {
-        Cmd::credseal()
-            .cwd(s.dir.path())
-            .env("KUBECONFIG", &s.kubeconfig)
-            .arg("cluster-key")
-            .args(args)
-            .run()
-    };
+    let ck = |args: &[&str]| s.cluster_key(args);
     let out = ck(&["show"]).code(210);
     assert!(out.stderr.contains("cluster-key init"), "{}", out.stderr);
     let first = ck(&["init"]).ok().text().trim().to_owned();
@@ -444,18 +446,7 @@ fn kubectl_is_a_second_client_of_the_same_server() {
 fn the_rendered_deploy_hook_survives_a_key_rotation() {
     use k8s_openapi::api::batch::v1::Job;
     let s = setup();
-    let ck = |args: &[&str]| {
-        Cmd::credseal()
-            .cwd(s.dir.path())
-            .env("KUBECONFIG", &s.kubeconfig)
-            .arg("cluster-key")
-            .args(args)
-            .run()
-            .ok()
-            .text()
-            .trim()
-            .to_owned()
-    };
+    let ck = |args: &[&str]| s.cluster_key(args).ok().text().trim().to_owned();
     let first = ck(&["init"]);
     let second = ck(&["add"]);
     let secrets = s.dir.path().join("secrets");

@@ -69,6 +69,15 @@ pub fn pod_specs(objects: &[Value]) -> Vec<(String, PodSpec)> {
     out
 }
 
+/// The pod template of the workload (StatefulSet, Deployment, CronJob or Job) `name`.
+pub fn pod_spec(objects: &[Value], name: &str) -> PodSpec {
+    pod_specs(objects)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no workload {name}"))
+        .1
+}
+
 pub fn assert_restricted(pod: &str, spec: &PodSpec, c: &Container) {
     let what = format!("{pod}/{}", c.name);
     let sc = c
