@@ -2,11 +2,17 @@
 //! when given, the in-cluster service account inside a pod, else the kubeconfig.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::k8s::error::K8sError;
+
+/// Connecting to the Kubernetes API.
+pub const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One API request (no call credseal makes is a watch or a long poll).
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the configuration comes from; the cli fills it from flags and the environment.
 #[derive(Clone, Debug, Default)]
@@ -53,6 +59,12 @@ pub async fn connect(source: &Source) -> Result<Connection, K8sError> {
             "no kubeconfig found (set KUBECONFIG or create ~/.kube/config) and not running in a pod".into(),
         ));
     };
+    // An API server (or a proxy in front of it) that accepts and never answers must not hold
+    // a run, and a CronJob with concurrencyPolicy: Forbid, for good.
+    let mut config = config;
+    config.connect_timeout = Some(API_CONNECT_TIMEOUT);
+    config.read_timeout = Some(API_REQUEST_TIMEOUT);
+    config.write_timeout = Some(API_REQUEST_TIMEOUT);
     let default_namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(|e| K8sError::Config(e.to_string()))?;
     Ok(Connection {

@@ -456,12 +456,12 @@ impl<'a> Runner<'a> {
 
         let engine = match cred.engine {
             Engine::Postgres => Engineer::Pg(Box::new(
-                Postgres::new(&cred.admin.url, ca.as_ref()).map_err(|source| {
-                    RotateError::Postgres {
+                Postgres::new(&cred.admin.url, ca.as_ref())
+                    .map_err(|source| RotateError::Postgres {
                         credential: cred.name.clone(),
                         source,
-                    }
-                })?,
+                    })?
+                    .with_timeouts(cred.timeouts),
             )),
             Engine::Redis => Engineer::Redis(Box::new(
                 Redis::new(
@@ -471,7 +471,8 @@ impl<'a> Runner<'a> {
                         .as_ref()
                         .map(|(c, k)| ClientCert { cert: c, key: k }),
                 )
-                .map_err(|source| redis_error(&cred.name, source))?,
+                .map_err(|source| redis_error(&cred.name, source))?
+                .with_timeouts(cred.timeouts),
             )),
         };
         if pending.is_none() {

@@ -68,6 +68,11 @@ pub struct Credential {
     /// after that retires it, for consumers that read a file target only when they start.
     #[serde(default, deserialize_with = "duration_opt")]
     pub grace: Option<Duration>,
+    /// How long to wait for the databases: `{connect: 10s, request: 30s}` by default. A server
+    /// that accepts a connection and never answers fails the run after these, changing nothing
+    /// it had not already.
+    #[serde(default)]
+    pub timeouts: Timeouts,
     /// How long the rotation lock (a Lease) outlives a run that died holding it, before
     /// another run may take it over (default `60s`; renewed every third of it while held).
     #[serde(default, deserialize_with = "duration_opt")]
@@ -77,6 +82,28 @@ pub struct Credential {
     /// Redis: which nodes hold the user (ACL changes are not replicated).
     #[serde(default)]
     pub topology: Topology,
+}
+
+/// Connect and request timeouts for one credential's database connections.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connecting and logging in (TCP, TLS, authentication).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub connect: Option<Duration>,
+    /// One request once connected.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub request: Option<Duration>,
+}
+
+impl Timeouts {
+    pub fn connect(&self) -> Duration {
+        self.connect.unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn request(&self) -> Duration {
+        self.request.unwrap_or(Duration::from_secs(30))
+    }
 }
 
 impl Credential {

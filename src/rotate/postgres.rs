@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::rotate::plan::Timeouts;
 use crate::rotate::tls::{self, Pem, SslMode, TlsError};
 use crate::secret::SecretString;
 
@@ -41,6 +42,7 @@ pub struct Postgres {
     host: String,
     tls: Option<rustls::ClientConfig>,
     pub mode: SslMode,
+    timeouts: Timeouts,
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a URL's query (tokio-postgres knows only some
@@ -101,7 +103,39 @@ impl Postgres {
             host,
             tls,
             mode,
+            timeouts: Timeouts::default(),
         })
+    }
+
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Postgres {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Runs one request, failing it when the server does not answer within the request
+    /// timeout (a connection can be accepted and then never answered).
+    async fn request<T>(
+        &self,
+        what: impl Into<String>,
+        fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, PgError> {
+        let limit = self.timeouts.request();
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r.map_err(|e| PgError::Query {
+                what: what.into(),
+                reason: e
+                    .as_db_error()
+                    .map(|d| d.message().to_owned())
+                    .unwrap_or_else(|| e.to_string()),
+            }),
+            Err(_) => Err(PgError::Query {
+                what: what.into(),
+                reason: format!(
+                    "no answer within {}s (timeouts.request)",
+                    limit.as_secs_f64()
+                ),
+            }),
+        }
     }
 
     pub fn admin_user(&self) -> String {
@@ -111,6 +145,16 @@ impl Postgres {
     async fn connect(&self, user: &str, password: &SecretString) -> Result<Client, PgError> {
         let mut config = self.base.clone();
         config.user(user).password(password.expose().as_bytes());
+        let limit = self.timeouts.connect();
+        config.connect_timeout(limit);
+        let timed_out = || PgError::Login {
+            host: self.host.clone(),
+            user: user.to_owned(),
+            reason: format!(
+                "no answer within {}s (timeouts.connect)",
+                limit.as_secs_f64()
+            ),
+        };
         let login_err = |e: tokio_postgres::Error| PgError::Login {
             host: self.host.clone(),
             user: user.to_owned(),
@@ -125,7 +169,10 @@ impl Postgres {
         match &self.tls {
             None => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                let (client, conn) = config.connect(NoTls).await.map_err(login_err)?;
+                let (client, conn) = tokio::time::timeout(limit, config.connect(NoTls))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(login_err)?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -135,7 +182,10 @@ impl Postgres {
                 // Require: without TLS the connection fails instead of going on in clear.
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
                 let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
-                let (client, conn) = config.connect(connector).await.map_err(login_err)?;
+                let (client, conn) = tokio::time::timeout(limit, config.connect(connector))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(login_err)?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -186,13 +236,11 @@ impl Postgres {
         if let Some(v) = valid_until {
             sql.push_str(&format!(" VALID UNTIL {}", quote_literal(v)));
         }
-        admin.batch_execute(&sql).await.map_err(|e| PgError::Query {
-            what: format!("ALTER ROLE {}", quote_ident(role)),
-            reason: e
-                .as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string()),
-        })
+        self.request(
+            format!("ALTER ROLE {}", quote_ident(role)),
+            admin.batch_execute(&sql),
+        )
+        .await
     }
 
     /// Expires a role's password at `until` (alternating: the retired role's grace period).
@@ -202,22 +250,21 @@ impl Postgres {
             quote_ident(role),
             quote_literal(until)
         );
-        admin.batch_execute(&sql).await.map_err(|e| PgError::Query {
-            what: format!("ALTER ROLE {} VALID UNTIL", quote_ident(role)),
-            reason: e.to_string(),
-        })
+        self.request(
+            format!("ALTER ROLE {} VALID UNTIL", quote_ident(role)),
+            admin.batch_execute(&sql),
+        )
+        .await
     }
 
     /// Whether `role` exists; a failed query is an error, never a "no".
     pub async fn role_exists(&self, admin: &Client, role: &str) -> Result<bool, PgError> {
-        admin
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-            .await
-            .map(|row| row.is_some())
-            .map_err(|e| PgError::Query {
-                what: format!("look up role {}", quote_ident(role)),
-                reason: e.to_string(),
-            })
+        self.request(
+            format!("look up role {}", quote_ident(role)),
+            admin.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role]),
+        )
+        .await
+        .map(|row| row.is_some())
     }
 
     /// Makes sure `<base>_a`/`<base>_b` exist: login roles that are members of the base role,
@@ -232,10 +279,14 @@ impl Postgres {
             quote_ident(role),
             quote_ident(base)
         );
-        admin
-            .batch_execute(&sql)
-            .await
-            .map_err(|_| PgError::NoRole(role.to_owned()))
+        match tokio::time::timeout(self.timeouts.request(), admin.batch_execute(&sql)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(PgError::NoRole(role.to_owned())),
+            Err(_) => Err(PgError::Query {
+                what: format!("CREATE ROLE {}", quote_ident(role)),
+                reason: "no answer (timeouts.request)".into(),
+            }),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use redis::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::rotate::plan::Timeouts;
 use crate::rotate::tls::Pem;
 use crate::secret::SecretString;
 
@@ -64,6 +65,7 @@ pub struct Redis {
     tls: Option<Option<Vec<u8>>>,
     /// A client certificate and key (PEM) for servers that require one.
     client: Option<(Vec<u8>, Vec<u8>)>,
+    timeouts: Timeouts,
 }
 
 /// The client certificate and key, for servers with `tls-auth-clients yes`.
@@ -101,6 +103,7 @@ impl Redis {
                 .unwrap_or_else(|| "default".into()),
             tls,
             client: client_cert.map(|c| (c.cert.bytes.to_vec(), c.key.bytes.to_vec())),
+            timeouts: Timeouts::default(),
         })
     }
 
@@ -124,6 +127,7 @@ impl Redis {
             admin_user: self.admin_user.clone(),
             tls: self.tls.clone(),
             client: self.client.clone(),
+            timeouts: self.timeouts,
         }
     }
 
@@ -144,6 +148,7 @@ impl Redis {
             admin_user: self.admin_user.clone(),
             tls: self.tls.clone(),
             client: self.client.clone(),
+            timeouts: self.timeouts,
         }
     }
 
@@ -165,6 +170,35 @@ impl Redis {
         .map_err(|e| RedisError::Url(e.to_string()))
     }
 
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Redis {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// A connection within the connect timeout (TCP, TLS, AUTH), whose every request then
+    /// fails after the request timeout instead of waiting for a server that never answers.
+    fn open(&self, client: &Client, user: &str) -> Result<Connection, RedisError> {
+        let login_err = |e: redis::RedisError| RedisError::Login {
+            addr: self.addr_text(),
+            user: user.to_owned(),
+            reason: if e.is_timeout() {
+                format!(
+                    "no answer within {}s (timeouts.connect)",
+                    self.timeouts.connect().as_secs_f64()
+                )
+            } else {
+                e.to_string()
+            },
+        };
+        let conn = client
+            .get_connection_with_timeout(self.timeouts.connect())
+            .map_err(login_err)?;
+        conn.set_read_timeout(Some(self.timeouts.request()))
+            .and_then(|()| conn.set_write_timeout(Some(self.timeouts.request())))
+            .map_err(login_err)?;
+        Ok(conn)
+    }
+
     /// A connection without authentication (Sentinels without `requirepass`).
     pub fn connect_plain(&self) -> Result<Connection, RedisError> {
         let info = ConnectionInfo {
@@ -172,11 +206,7 @@ impl Redis {
             redis: RedisConnectionInfo::default(),
         };
         let client = self.client_for(info)?;
-        client.get_connection().map_err(|e| RedisError::Login {
-            addr: self.addr_text(),
-            user: "(sentinel)".into(),
-            reason: e.to_string(),
-        })
+        self.open(&client, "(sentinel)")
     }
 
     pub fn admin_user(&self) -> &str {
@@ -194,11 +224,7 @@ impl Redis {
             },
         };
         let client = self.client_for(info)?;
-        let mut conn = client.get_connection().map_err(|e| RedisError::Login {
-            addr: self.addr_text(),
-            user: user.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let mut conn = self.open(&client, user)?;
         redis::cmd("PING")
             .query::<String>(&mut conn)
             .map_err(|e| RedisError::Login {

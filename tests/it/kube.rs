@@ -753,3 +753,24 @@ fn server_side_apply_owns_list_elements_by_key() {
         assert_eq!(names(&left), [("proxy".into(), "proxy:1".into())]);
     });
 }
+
+/// An API server (or a proxy in front of it) that accepts connections and never answers
+/// fails the command after the client's timeouts instead of holding it forever.
+#[test]
+fn an_api_server_that_never_answers_fails_the_command() {
+    let s = setup();
+    let hole = crate::support::servers::blackhole();
+    let kubeconfig = std::fs::read_to_string(&s.kubeconfig)
+        .unwrap()
+        .replace(&s.api.url(), &format!("https://127.0.0.1:{hole}"));
+    let kubeconfig = write(s.dir.path(), "blackholed-kubeconfig", kubeconfig);
+    let file = s.encrypt("db.enc.yaml", &secret_yaml(NS, "pw", "", None));
+    let cmd = Cmd::credseal()
+        .cwd(s.dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .key(&s.key)
+        .args(["apply", "-f"])
+        .arg(&file);
+    let (code, stderr) = crate::support::run_bounded(cmd, std::time::Duration::from_secs(60));
+    assert_eq!(code, Some(210), "{stderr}");
+}

@@ -846,3 +846,44 @@ fn a_second_run_on_a_file_target_waits_its_turn() {
     assert_ne!(newer, new);
     assert!(pg.can_login("app_user", &newer));
 }
+
+/// A database that accepts connections and never answers fails the run after the plan's
+/// timeouts, before anything was staged; before, the run waited forever (and with
+/// concurrencyPolicy: Forbid blocked every later rotation).
+#[test]
+fn a_database_that_never_answers_fails_the_run_within_its_timeouts() {
+    let hole = crate::support::servers::blackhole();
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let before = std::fs::read(&target).unwrap();
+    for (engine, url) in [
+        (
+            "postgres",
+            format!("postgresql://postgres@127.0.0.1:{hole}/postgres"),
+        ),
+        ("redis", format!("redis://default@127.0.0.1:{hole}/0")),
+    ] {
+        let plan = s.plan(&format!(
+            "  - name: app\n    engine: {engine}\n    strategy: in-place\n    role: app_user\n    target:\n      file:\n        path: db.enc.yaml\n        key: '[\"stringData\"][\"password\"]'\n    admin:\n      url: {url}\n      password: {{env: PG_ADMIN_PASSWORD}}\n    timeouts: {{connect: 1s, request: 1s}}\n"
+        ));
+        let (code, stderr) =
+            crate::support::run_bounded(s.rotate_cmd(&plan), std::time::Duration::from_secs(30));
+        assert_eq!(code, Some(220), "{engine}: {stderr}");
+        assert!(
+            stderr.contains("within 1s") || stderr.contains("timed out"),
+            "{engine}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            before,
+            "{engine}: nothing changed"
+        );
+        assert!(
+            !s.dir
+                .path()
+                .join(".db.enc.yaml.credseal-pending.yaml")
+                .exists(),
+            "{engine}: nothing staged"
+        );
+    }
+}

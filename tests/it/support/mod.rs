@@ -278,3 +278,22 @@ pub fn sealed_secret() -> Sealed {
         .ok();
     Sealed { dir, key, enc }
 }
+
+/// Runs `cmd` and waits at most `limit` for it: a run that is still going then hung.
+pub fn run_bounded(cmd: Cmd, limit: std::time::Duration) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut running = cmd.spawn(Some(&stderr));
+    let end = std::time::Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "still running after {limit:?}: it hangs on a server that never answers"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    (code, std::fs::read_to_string(stderr).unwrap_or_default())
+}

@@ -821,3 +821,17 @@ impl Drop for RedisSet {
         }
     }
 }
+
+/// A server that accepts connections and never answers (a blackholed database or API, a
+/// stuck proxy): the port it listens on. The connections are held until the test ends.
+pub fn blackhole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
