@@ -938,3 +938,28 @@ fn every_rendered_object_validates_against_the_kubernetes_schemas() {
         }
     }
 }
+
+/// The rotator's Job is bounded in time: with `concurrencyPolicy: Forbid`, one hung run
+/// would otherwise block every later rotation.
+#[test]
+fn the_rotator_job_has_a_deadline() {
+    for dir in [
+        "manifests/base",
+        "manifests/examples/cnpg",
+        "manifests/examples/managed-postgres",
+        "manifests/examples/redis-sentinel",
+    ] {
+        let objects = render(dir);
+        let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some("credseal-rotate"))
+            .unwrap_or_else(|| panic!("{dir}: no rotator"));
+        let spec = cron.spec.unwrap();
+        assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"), "{dir}");
+        let deadline = spec.job_template.spec.unwrap().active_deadline_seconds;
+        assert!(
+            deadline.is_some_and(|d| d > 0 && d <= 6 * 3600),
+            "{dir}: {deadline:?}"
+        );
+    }
+}
