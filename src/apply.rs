@@ -17,6 +17,9 @@ use crate::sops::store::Format;
 /// Bumped by the rotator on every committed rotation; a file older than the live Secret must
 /// not overwrite it.
 pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
+/// The keys of a Secret the rotator sets (`password,username`): what `apply` keeps from the
+/// cluster while git is behind.
+pub const ROTATED_KEYS_ANNOTATION: &str = "credseal.dev/rotated-keys";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -25,7 +28,8 @@ pub enum ApplyError {
     Scope { file: PathBuf, source: ScopeError },
     #[error("{file}: annotation {GENERATION_ANNOTATION} is not a number")]
     BadGeneration { file: PathBuf },
-    /// The live Secret was rotated after the file was encrypted.
+    /// The live Secret was rotated after the file was encrypted, by a rotator that did not say
+    /// which keys it owns (older than `credseal.dev/rotated-keys`).
     #[error(
         "secret {namespace}/{name}: the cluster has generation {live} (rotated after this file was encrypted, generation {file_generation}); \
          refusing to downgrade. Bring {file} up to date: run the rotation with a file target, or \
@@ -125,43 +129,90 @@ pub enum Outcome {
     Created,
     Updated,
     Unchanged,
+    /// Applied, keeping the values a later rotation set (the file is older than the cluster).
+    KeptRotated {
+        keys: Vec<String>,
+        generation: u64,
+    },
 }
 
-/// Checks every item against the cluster first (no downgrade anywhere), then applies them in
-/// order. Nothing is written when any check fails.
+/// The Secret to apply for `item` when the cluster holds a later rotation: the file's values,
+/// except the rotated keys, whose live values stay; the live generation. `None` when the live
+/// Secret does not say which keys were rotated.
+fn keeping_rotated(item: &Item, live: &Secret, generation: u64) -> Option<(Secret, Vec<String>)> {
+    let annotations = live.metadata.annotations.as_ref()?;
+    let keys: Vec<String> = annotations
+        .get(ROTATED_KEYS_ANNOTATION)?
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let live_data = live.data.clone().unwrap_or_default();
+    let mut object = to_object(&item.values);
+    let data = object.data.get_or_insert_with(BTreeMap::new);
+    let mut kept = Vec::new();
+    for k in &keys {
+        if let Some(v) = live_data.get(k) {
+            data.insert(k.clone(), v.clone());
+            kept.push(k.clone());
+        }
+    }
+    let a = object
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
+    a.insert(GENERATION_ANNOTATION.to_owned(), generation.to_string());
+    Some((object, kept))
+}
+
+/// Plans every item against the cluster first, then applies them in order; nothing is written
+/// when any check fails. A Secret rotated after its file was encrypted keeps the rotated values
+/// (everything else is applied), unless `force`. Every apply of an existing Secret is
+/// conditional on the resourceVersion read, so a rotation committed in between is a conflict
+/// (rerun), never overwritten by the stale file.
 pub async fn apply_all(
     client: &kube::Client,
     items: &[Item],
     dry_run: bool,
+    force: bool,
 ) -> Result<Vec<Outcome>, ApplyError> {
-    let mut live = Vec::new();
+    let mut planned = Vec::new();
     for item in items {
         let api = Secrets::new(client.clone(), &item.values.namespace);
         let current = api.get(&item.values.name).await?;
-        if let Some(current) = &current {
-            let g = live_generation(current);
-            if g > item.generation {
-                return Err(ApplyError::Downgrade {
-                    file: item.file.clone(),
-                    namespace: item.values.namespace.clone(),
-                    name: item.values.name.clone(),
-                    live: g,
-                    file_generation: item.generation,
-                });
+        let mut object = to_object(&item.values);
+        let mut kept = None;
+        if let Some(live) = &current {
+            let g = live_generation(live);
+            if g > item.generation && !force {
+                let Some((keeping, keys)) = keeping_rotated(item, live, g) else {
+                    return Err(ApplyError::Downgrade {
+                        file: item.file.clone(),
+                        namespace: item.values.namespace.clone(),
+                        name: item.values.name.clone(),
+                        live: g,
+                        file_generation: item.generation,
+                    });
+                };
+                object = keeping;
+                kept = Some((keys, g));
             }
+            object.metadata.resource_version = live.metadata.resource_version.clone();
         }
-        live.push(current);
+        planned.push((object, current, kept));
     }
     let mut outcomes = Vec::new();
-    for (item, current) in items.iter().zip(live) {
+    for (item, (object, current, kept)) in items.iter().zip(planned) {
         let api = Secrets::new(client.clone(), &item.values.namespace);
-        let applied = api.apply(&to_object(&item.values), dry_run).await?;
-        outcomes.push(match current {
-            None => Outcome::Created,
-            Some(c) if c.metadata.resource_version == applied.metadata.resource_version => {
+        let applied = api.apply(&object, dry_run).await?;
+        outcomes.push(match (current, kept) {
+            (_, Some((keys, generation))) => Outcome::KeptRotated { keys, generation },
+            (None, None) => Outcome::Created,
+            (Some(c), None) if c.metadata.resource_version == applied.metadata.resource_version => {
                 Outcome::Unchanged
             }
-            Some(_) => Outcome::Updated,
+            (Some(_), None) => Outcome::Updated,
         });
     }
     Ok(outcomes)

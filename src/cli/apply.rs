@@ -30,6 +30,10 @@ pub struct Args {
     /// after `retire`. Without it, keys are found as sops finds them (SOPS_AGE_KEY_FILE, …).
     #[arg(long, value_name = "DIR")]
     pub keys: Option<PathBuf>,
+    /// Overwrite values that a rotation set after the file was encrypted (by default they are
+    /// kept, and everything else is applied).
+    #[arg(long)]
+    pub force: bool,
     /// Ask the API server to validate without persisting (server-side dry run).
     #[arg(long)]
     pub dry_run: bool,
@@ -111,21 +115,56 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             };
             items.extend(apply::decrypt_file(file, &bytes, ring, &namespace).map_err(failure)?);
         }
-        let outcomes = apply::apply_all(&conn.client, &items, args.dry_run)
+        let outcomes = apply::apply_all(&conn.client, &items, args.dry_run, args.force)
             .await
             .map_err(failure)?;
         for (item, outcome) in items.iter().zip(outcomes) {
-            let what = match outcome {
-                Outcome::Created => "created",
-                Outcome::Updated => "configured",
-                Outcome::Unchanged => "unchanged",
-            };
             let dry = if args.dry_run {
                 " (server dry run)"
             } else {
                 ""
             };
-            println!("secret/{} {what}{dry}", item.values.name);
+            let (ns, name) = (&item.values.namespace, &item.values.name);
+            let what = match &outcome {
+                Outcome::Created => "created",
+                Outcome::Updated => "configured",
+                Outcome::Unchanged => "unchanged",
+                Outcome::KeptRotated { .. } => "configured",
+            };
+            println!("secret/{name} {what}{dry}");
+            if let Outcome::KeptRotated { keys, generation } = outcome {
+                // Not a failure: the rotation is newer than git. Said once on stderr and as
+                // an Event on the Secret, so the drift is visible where people look.
+                let message = format!(
+                    "kept {} from rotation generation {generation}, newer than {} (generation {}); to bring git up to date, `credseal set` the rotated values into it with metadata.annotations[\"credseal.dev/generation\"] \"{generation}\"; --force overwrites",
+                    keys.join(", "),
+                    item.file.display(),
+                    item.generation
+                );
+                eprintln!("credseal: secret {ns}/{name}: {message}");
+                if !args.dry_run {
+                    let uid = crate::k8s::secrets::Secrets::new(conn.client.clone(), ns)
+                        .get(name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.metadata.uid);
+                    if let Err(e) = crate::k8s::events::record(
+                        conn.client.clone(),
+                        ns,
+                        "Secret",
+                        name,
+                        uid,
+                        "KeptRotatedValues",
+                        &message,
+                        "Normal",
+                    )
+                    .await
+                    {
+                        eprintln!("credseal: event on secret {ns}/{name} not recorded: {e}");
+                    }
+                }
+            }
         }
         Ok(())
     })

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
+use crate::apply::ROTATED_KEYS_ANNOTATION;
 use crate::k8s::K8sError;
 use crate::k8s::secrets::Secrets;
 use crate::rotate::plan::SecretRef;
@@ -281,6 +282,11 @@ impl SecretTarget {
             let annotations = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
             annotations.insert(GENERATION_ANNOTATION.to_owned(), p.generation.to_string());
             annotations.insert(ROTATED_AT_ANNOTATION.to_owned(), now.to_rfc3339());
+            // What the deploy hook keeps from the cluster while git is behind.
+            let rotated: Vec<&str> = std::iter::once(self.spec.key.as_str())
+                .chain(self.spec.username_key.as_deref())
+                .collect();
+            annotations.insert(ROTATED_KEYS_ANNOTATION.to_owned(), rotated.join(","));
             s.metadata.managed_fields = None;
             match self.secrets.replace(&s).await {
                 Ok(_) => return Ok(()),

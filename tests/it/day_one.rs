@@ -89,17 +89,20 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
     let secrets_cm = volume(&api, &objects, &spec, "credseal-secrets");
     let cluster_key = volume(&api, &objects, &spec, "cluster-key");
-    let out = Pod::credseal_under_test()
-        .in_cluster(&api, sa.path())
-        .container(
-            &spec.containers[0],
-            &[
-                ("credseal-secrets", secrets_cm.path()),
-                ("cluster-key", cluster_key.path()),
-            ],
-            &|_, _| None,
-        )
-        .run();
+    let deploy_hook = || {
+        Pod::credseal_under_test()
+            .in_cluster(&api, sa.path())
+            .container(
+                &spec.containers[0],
+                &[
+                    ("credseal-secrets", secrets_cm.path()),
+                    ("cluster-key", cluster_key.path()),
+                ],
+                &|_, _| None,
+            )
+            .run()
+    };
+    let out = deploy_hook();
     assert_eq!(out.code, 0, "the deploy hook failed: {}", out.stderr);
     let pg_password = secret_value(&api, "postgres-credentials", "password");
     let redis_password = secret_value(&api, "redis-credentials", "password");
@@ -230,6 +233,24 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
         redis_cli_at(REDIS_IP, 6379, Some(&new_redis), &["PING"]).trim(),
         "PONG"
     );
+    // The next sync runs the deploy hook with git still behind: it keeps the rotated values,
+    // applies the rest, and succeeds (it used to fail every sync from here on).
+    let out = deploy_hook();
+    assert_eq!(
+        out.code, 0,
+        "the deploy hook after a rotation: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("kept password"), "{}", out.stderr);
+    assert_eq!(
+        secret_value(&api, "postgres-credentials", "password"),
+        new_pg
+    );
+    assert_eq!(
+        secret_value(&api, "redis-credentials", "password"),
+        new_redis
+    );
+
     // The kubelet refreshes the Secret volumes; the sidecar renders the new URL and the
     // backend logs in with it.
     update_volume(

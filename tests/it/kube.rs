@@ -197,6 +197,67 @@ fn apply_refuses_to_downgrade_a_rotated_secret() {
     assert_eq!(s.live_value("password").as_deref(), Some("current-pw"));
 }
 
+/// After a rotation the cluster is newer than git: the deploy hook keeps the rotated values
+/// (the keys the rotator names in credseal.dev/rotated-keys), applies everything else, says so
+/// on stderr and as an Event, and succeeds; --force overwrites them.
+#[test]
+fn apply_keeps_what_a_later_rotation_set_and_applies_the_rest() {
+    let s = setup();
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "postgres-credentials", "namespace": NS,
+                            "annotations": {"credseal.dev/generation": "3",
+                                            "credseal.dev/rotated-keys": "password,username"}},
+               "data": {"password": "cm90YXRlZA==", "username": "YXBwX3VzZXI="}}),
+    );
+    let file = s.encrypt(
+        "db.enc.yaml",
+        &secret_yaml(NS, "stale-pw", "    port: '5433'\n", Some(1)),
+    );
+    let out = s.credseal().args(["apply", "-f"]).arg(&file).run().ok();
+    assert_eq!(out.text(), "secret/postgres-credentials configured\n");
+    assert!(
+        out.stderr
+            .contains("kept password, username from rotation generation 3"),
+        "{}",
+        out.stderr
+    );
+    out.never_shows("stale-pw");
+    assert_eq!(s.live_value("password").as_deref(), Some("rotated"), "kept");
+    assert_eq!(
+        s.live_value("port").as_deref(),
+        Some("5433"),
+        "the rest applied"
+    );
+    let live = s.api.get("secrets", NS, "postgres-credentials").unwrap();
+    assert_eq!(
+        live["metadata"]["annotations"]["credseal.dev/generation"],
+        "3"
+    );
+    let event = s
+        .api
+        .list("events", NS)
+        .into_iter()
+        .find(|e| e["reason"] == "KeptRotatedValues")
+        .expect("an Event on the Secret");
+    assert_eq!(event["involvedObject"]["uid"], live["metadata"]["uid"]);
+    // Every apply of an existing Secret is conditional on the resourceVersion it read.
+    assert!(
+        s.api
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.ends_with("/secrets/postgres-credentials")),
+    );
+    // --force overwrites.
+    s.credseal()
+        .args(["apply", "--force", "-f"])
+        .arg(&file)
+        .run()
+        .ok();
+    assert_eq!(s.live_value("password").as_deref(), Some("stale-pw"));
+}
+
 #[test]
 fn apply_refuses_another_namespace_and_follows_the_context() {
     let s = setup();
