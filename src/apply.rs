@@ -217,3 +217,105 @@ pub async fn apply_all(
     }
     Ok(outcomes)
 }
+
+/// What `pull` changed in one Secret document.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pulled {
+    /// The file is at the cluster's generation (or ahead of it).
+    UpToDate,
+    /// The rotated keys now hold the cluster's values, and the generation annotation follows.
+    Updated { keys: Vec<String>, generation: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(
+        "secret {0}: rotated, but it does not name its rotated keys ({ROTATED_KEYS_ANNOTATION}); rotate it once more with this credseal, or set the values by hand"
+    )]
+    NoRotatedKeys(String),
+    #[error("secret {secret}: {source}")]
+    Path {
+        secret: String,
+        source: crate::sops::path::PathError,
+    },
+}
+
+/// Brings the values a rotation set on `live` into the Secret document `doc` (decrypted), so
+/// git catches up with the cluster: only the rotated keys and the generation annotation
+/// change, so every other value keeps its ciphertext when the file is written back. A value
+/// lands where the file keeps it: `stringData` as text, `data` as base64.
+pub fn pull_values(doc: &mut crate::sops::tree::Map, live: &Secret) -> Result<Pulled, PullError> {
+    use crate::sops::path::{self, Step};
+    use crate::sops::tree::Node;
+    use base64::Engine as _;
+    let what = format!(
+        "{}/{}",
+        live.metadata.namespace.clone().unwrap_or_default(),
+        live.metadata.name.clone().unwrap_or_default()
+    );
+    let file_generation = doc
+        .get("metadata")
+        .and_then(Node::as_map)
+        .and_then(|m| m.get("annotations"))
+        .and_then(Node::as_map)
+        .and_then(|a| a.get(GENERATION_ANNOTATION))
+        .and_then(Node::as_str)
+        .and_then(|g| g.parse::<u64>().ok())
+        .unwrap_or(0);
+    let generation = live_generation(live);
+    if generation <= file_generation {
+        return Ok(Pulled::UpToDate);
+    }
+    let keys: Vec<String> = live
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATED_KEYS_ANNOTATION))
+        .ok_or_else(|| PullError::NoRotatedKeys(what.clone()))?
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let data = live.data.clone().unwrap_or_default();
+    fn in_field(doc: &crate::sops::tree::Map, field: &str, key: &str) -> bool {
+        doc.get(field)
+            .and_then(Node::as_map)
+            .is_some_and(|m| m.get(key).is_some())
+    }
+    let mut pulled = Vec::new();
+    let path_err = |source| PullError::Path {
+        secret: what.clone(),
+        source,
+    };
+    for key in keys {
+        let Some(bytes) = data.get(&key) else {
+            continue;
+        };
+        let text = std::str::from_utf8(&bytes.0).ok();
+        let (field, value) = match text {
+            Some(t) if in_field(doc, "stringData", &key) || !in_field(doc, "data", &key) => {
+                ("stringData", t.to_owned())
+            }
+            _ => (
+                "data",
+                base64::engine::general_purpose::STANDARD.encode(&bytes.0),
+            ),
+        };
+        let steps = [Step::Key(field.to_owned()), Step::Key(key.clone())];
+        let value = Node::Str(crate::secret::SecretString::new(value));
+        path::set(doc, &steps, value).map_err(path_err)?;
+        pulled.push(key);
+    }
+    let steps = [
+        Step::Key("metadata".into()),
+        Step::Key("annotations".into()),
+        Step::Key(GENERATION_ANNOTATION.into()),
+    ];
+    let value = Node::Str(crate::secret::SecretString::new(generation.to_string()));
+    path::set(doc, &steps, value).map_err(path_err)?;
+    Ok(Pulled::Updated {
+        keys: pulled,
+        generation,
+    })
+}

@@ -136,10 +136,11 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 // Not a failure: the rotation is newer than git. Said once on stderr and as
                 // an Event on the Secret, so the drift is visible where people look.
                 let message = format!(
-                    "kept {} from rotation generation {generation}, newer than {} (generation {}); to bring git up to date, `credseal set` the rotated values into it with metadata.annotations[\"credseal.dev/generation\"] \"{generation}\"; --force overwrites",
+                    "kept {} from rotation generation {generation}, newer than {} (generation {}); bring git up to date with `credseal pull {}`; --force overwrites",
                     keys.join(", "),
                     item.file.display(),
-                    item.generation
+                    item.generation,
+                    item.file.display()
                 );
                 eprintln!("credseal: secret {ns}/{name}: {message}");
                 if !args.dry_run {

@@ -20,6 +20,8 @@ pub mod keyring;
 pub mod kube;
 pub mod materialize;
 pub mod merge_driver;
+#[cfg(feature = "cluster")]
+pub mod pull;
 pub mod rekey;
 #[cfg(feature = "cluster")]
 pub mod rotate;
@@ -79,6 +81,10 @@ pub enum Command {
     /// deploy hook).
     Apply(apply::Args),
     #[cfg(feature = "cluster")]
+    /// Bring values a rotation set in the cluster back into the encrypted files in git
+    /// (only those values, lastmodified and mac change).
+    Pull(pull::Args),
+    #[cfg(feature = "cluster")]
     /// Manage the cluster's age identity Secret (Flux sops-age layout).
     #[command(name = "cluster-key")]
     ClusterKey(cluster_key::Args),
@@ -110,6 +116,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Materialize(a) => materialize::run(a),
         #[cfg(feature = "cluster")]
         Command::Apply(a) => apply::run(a, &env),
+        #[cfg(feature = "cluster")]
+        Command::Pull(a) => pull::run(a, &env),
         #[cfg(feature = "cluster")]
         Command::ClusterKey(a) => cluster_key::run(a, &env),
         #[cfg(feature = "cluster")]

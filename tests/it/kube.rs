@@ -835,3 +835,63 @@ fn an_api_server_that_never_answers_fails_the_command() {
     let (code, stderr) = crate::support::run_bounded(cmd, std::time::Duration::from_secs(60));
     assert_eq!(code, Some(210), "{stderr}");
 }
+
+/// `pull` brings the rotated values back into the git file, churn-free: only the rotated
+/// value, the generation annotation, lastmodified and the MAC change; sops reads the result;
+/// the next apply has nothing to keep.
+#[test]
+fn pull_brings_rotated_values_back_into_git_churn_free() {
+    let s = setup();
+    let file = s.encrypt(
+        "db.enc.yaml",
+        &secret_yaml(NS, "stale-pw", "    port: '5432'\n", Some(1)),
+    );
+    let before = std::fs::read_to_string(&file).unwrap();
+    s.api.put(
+        "secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "postgres-credentials", "namespace": NS,
+                            "annotations": {"credseal.dev/generation": "3",
+                                            "credseal.dev/rotated-keys": "password,username"}},
+               "data": {"password": crate::support::b64("rotated-pw"), "username": crate::support::b64("app_user"),
+                        "port": crate::support::b64("5432")}}),
+    );
+    let out = s.credseal().arg("pull").arg(&file).run().ok();
+    assert!(
+        out.text()
+            .contains("pulled password, username (generation 3)"),
+        "{}",
+        out.text()
+    );
+    out.never_shows("rotated-pw");
+    let after = std::fs::read_to_string(&file).unwrap();
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    // lastmodified is in whole seconds: it changes unless the pull ran within the second.
+    let kinds: Vec<String> = changed
+        .iter()
+        .map(|(_, b)| b.trim().split(':').next().unwrap().to_owned())
+        .filter(|k| k != "lastmodified")
+        .collect();
+    assert_eq!(
+        kinds,
+        ["credseal.dev/generation", "password", "mac"],
+        "only the rotated value and what must follow it changed: {changed:?}"
+    );
+    let decrypted = Cmd::sops()
+        .key(&s.key)
+        .args(["decrypt", "--extract", r#"["stringData"]["password"]"#])
+        .arg(&file)
+        .run()
+        .ok();
+    assert_eq!(decrypted.text(), "rotated-pw");
+    // git has caught up: a second pull changes nothing, and apply keeps nothing.
+    let again = s.credseal().arg("pull").arg(&file).run().ok();
+    assert!(again.text().contains("up to date"), "{}", again.text());
+    let applied = s.credseal().args(["apply", "-f"]).arg(&file).run().ok();
+    assert!(!applied.stderr.contains("kept"), "{}", applied.stderr);
+    assert_eq!(s.live_value("password").as_deref(), Some("rotated-pw"));
+}
