@@ -37,6 +37,7 @@ fn code(e: &RotateError) -> Code {
     match e {
         RotateError::Target { .. } => Code::CouldNotReadInput,
         RotateError::Verify { .. } => Code::RotationFailed,
+        RotateError::Forbidden { .. } => Code::KubeForbidden,
         RotateError::Locked { source, .. }
             if matches!(
                 **source,

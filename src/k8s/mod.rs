@@ -1,6 +1,7 @@
 //! The Kubernetes side: connecting like kubectl, and the API calls credseal makes, with
 //! errors a user can act on. Knows nothing of the SOPS format.
 
+pub mod access;
 pub mod client;
 pub mod error;
 pub mod events;

@@ -33,6 +33,7 @@ use self::secret_target::{SecretTarget, SecretTargetError};
 use self::target::{Current, FileTarget, Pending, Phase, TargetError};
 use self::tls::Pem;
 use crate::k8s::K8sError;
+use crate::k8s::access::Access;
 use crate::k8s::workloads::{self, Kind, Workload, Workloads};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,11 @@ pub enum RotateError {
         credential: String,
         source: Box<LockError>,
     },
+    /// The ServiceAccount may not make every call the run would: nothing was changed.
+    #[error(
+        "credential {credential}: this identity may not make every call the rotation would make; nothing was changed. Add to its Role:\n{rules}"
+    )]
+    Forbidden { credential: String, rules: String },
     #[error("credential {credential}: the pending record belongs to credential {other}")]
     ForeignPending { credential: String, other: String },
     #[error("credential {credential}: {source}")]
@@ -377,6 +383,7 @@ impl<'a> Runner<'a> {
     /// run, which changes nothing).
     pub async fn rotate(&mut self, cred: &Credential) -> Result<Outcome, RotateError> {
         let target = self.target(cred)?;
+        self.may_do_everything(cred).await?;
         let locked = |source| RotateError::Locked {
             credential: cred.name.clone(),
             source: Box::new(source),
@@ -415,6 +422,55 @@ impl<'a> Runner<'a> {
             }
         }
         result
+    }
+
+    /// Preflight for the cluster side: every call the run will make, the consumers found now
+    /// included, asked of the API server (SelfSubjectAccessReview) before anything changes,
+    /// so a Role that misses one is reported with the rule to add instead of failing with a
+    /// 403 after the password changed.
+    async fn may_do_everything(&mut self, cred: &Credential) -> Result<(), RotateError> {
+        if self.dry_run || !cred.needs_cluster() {
+            return Ok(());
+        }
+        let client = self.cluster(cred)?;
+        let kube_err = |source| RotateError::Kube {
+            credential: cred.name.clone(),
+            source,
+        };
+        let mut wanted = cluster_calls(cred);
+        let first = crate::k8s::access::denied(&client, &wanted)
+            .await
+            .map_err(kube_err)?;
+        if first.is_empty() {
+            if let Some(s) = &cred.target.secret {
+                let consumers = Workloads::new(client.clone())
+                    .discover(&s.namespace, &s.name)
+                    .await
+                    .map_err(kube_err)?;
+                wanted = consumers.iter().flat_map(workload_calls).collect();
+            } else {
+                wanted.clear();
+            }
+        }
+        let mut missing = first;
+        missing.extend(
+            crate::k8s::access::denied(&client, &wanted)
+                .await
+                .map_err(kube_err)?,
+        );
+        missing.sort();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(RotateError::Forbidden {
+            credential: cred.name.clone(),
+            rules: missing
+                .iter()
+                .map(|a| format!("  {}", a.rule()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
     }
 
     async fn rotate_locked(
@@ -1012,6 +1068,95 @@ impl<'a> Runner<'a> {
         }
         Ok(())
     }
+}
+
+/// The calls a rotation of `cred` makes whatever its consumers are: its target Secret, the
+/// pending record, its Lease, listing what may consume it, the plan's `also` workloads and
+/// Secrets it reads PEMs or the admin password from.
+fn cluster_calls(cred: &Credential) -> Vec<Access> {
+    let mut calls = Vec::new();
+    if let Some(s) = &cred.target.secret {
+        let ns = s.namespace.as_str();
+        let pending = format!("{}-credseal-pending", s.name);
+        let lease = lock::lease_name(&s.name);
+        for verb in ["get", "update"] {
+            calls.push(Access::new(verb, "", "secrets", ns, Some(&s.name)));
+        }
+        for verb in ["get", "patch", "delete"] {
+            calls.push(Access::new(verb, "", "secrets", ns, Some(&pending)));
+        }
+        calls.push(Access::new(
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            ns,
+            None,
+        ));
+        for verb in ["get", "update", "delete"] {
+            calls.push(Access::new(
+                verb,
+                "coordination.k8s.io",
+                "leases",
+                ns,
+                Some(&lease),
+            ));
+        }
+        for (group, resource) in [
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("apps", "daemonsets"),
+            ("batch", "cronjobs"),
+        ] {
+            calls.push(Access::new("list", group, resource, ns, None));
+        }
+    }
+    for w in &cred.rollout.also {
+        if let Some(kind) = Kind::parse(&w.kind) {
+            calls.extend(workload_calls(&Workload {
+                kind,
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+            }));
+        }
+    }
+    let secrets = [
+        &cred.admin.ca,
+        &cred.admin.client_cert,
+        &cred.admin.client_key,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| p.secret.as_ref())
+    .chain(cred.admin.password.as_ref().and_then(|p| p.secret.as_ref()));
+    for r in secrets {
+        calls.push(Access::new(
+            "get",
+            "",
+            "secrets",
+            &r.namespace,
+            Some(&r.name),
+        ));
+    }
+    calls
+}
+
+/// Rolling a workload: stamp its pod template and read its rollout status.
+fn workload_calls(w: &Workload) -> Vec<Access> {
+    let (group, resource) = match w.kind {
+        Kind::Deployment => ("apps", "deployments"),
+        Kind::StatefulSet => ("apps", "statefulsets"),
+        Kind::DaemonSet => ("apps", "daemonsets"),
+        Kind::CronJob => ("batch", "cronjobs"),
+    };
+    // A CronJob has no rollout to wait for: its next run uses the new template.
+    let verbs: &[&'static str] = match w.kind {
+        Kind::CronJob => &["patch"],
+        _ => &["get", "patch"],
+    };
+    verbs
+        .iter()
+        .map(|verb| Access::new(verb, group, resource, &w.namespace, Some(&w.name)))
+        .collect()
 }
 
 fn now_unix() -> i64 {

@@ -116,9 +116,15 @@ impl Credential {
         ]
         .iter()
         .any(|p| p.as_ref().is_some_and(|p| p.secret.is_some()));
+        let password_in_secret = self
+            .admin
+            .password
+            .as_ref()
+            .is_some_and(|p| p.secret.is_some());
         self.target.secret.is_some()
             || !self.rollout.also.is_empty()
             || pem_in_secret
+            || password_in_secret
             || matches!(
                 self.topology,
                 Topology::Replication {

@@ -285,3 +285,56 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
         "{backend}"
     );
 }
+
+/// A consumer the rotator's Role does not cover (a Deployment added after the Role was
+/// written) is found before anything changes: the run exits 211 with the Role rule to add,
+/// and the Secret, the databases and the lock are as they were.
+#[test]
+fn a_consumer_the_role_does_not_cover_stops_the_rotation_before_it_starts() {
+    let objects = render("manifests/base");
+    let api = KubeApi::start();
+    api.load(&objects);
+    for name in ["postgres-credentials", "redis-credentials"] {
+        api.put(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+                   "data": {"password": b64("unchanged-password"), "username": b64("app_user")}}),
+        );
+    }
+    api.put(
+        "deployments",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "reporting", "namespace": NS},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reporting"}},
+                        "template": {"metadata": {"labels": {"app": "reporting"}},
+                                     "spec": {"containers": [{"name": "r", "image": "r:1",
+                                              "envFrom": [{"secretRef": {"name": "postgres-credentials"}}]}]}}}}),
+    );
+    let spec = crate::manifests::pod_spec(&objects, "credseal-rotate");
+    let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
+    let plan = volume(&api, &objects, &spec, "plan");
+    let out = Pod::credseal_under_test()
+        .in_cluster(&api, sa.path())
+        .container(&spec.containers[0], &[("plan", plan.path())], &|_, _| None)
+        .run();
+    assert_eq!(out.code, 211, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            r#"resources: ["deployments"], resourceNames: ["reporting"], verbs: ["patch"]"#
+        ),
+        "names the rule to add: {}",
+        out.stderr
+    );
+    assert_eq!(
+        secret_value(&api, "postgres-credentials", "password"),
+        "unchanged-password"
+    );
+    assert!(
+        api.get("secrets", NS, "postgres-credentials-credseal-pending")
+            .is_none()
+    );
+    assert!(
+        api.get("leases", NS, "postgres-credentials-credseal-rotation")
+            .is_none()
+    );
+}

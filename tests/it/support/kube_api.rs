@@ -602,6 +602,37 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             return (200, d);
         }
     }
+    // Any authenticated identity may ask what it may do (system:basic-user).
+    if req.method == "POST" && req.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    {
+        let mut review: Value = serde_json::from_slice(body).unwrap_or_default();
+        let attrs = &review["spec"]["resourceAttributes"];
+        let text = |k: &str| attrs[k].as_str().unwrap_or_default().to_owned();
+        let (verb, group, resource, namespace, name) = (
+            text("verb"),
+            text("group"),
+            text("resource"),
+            text("namespace"),
+            attrs["name"].as_str().map(str::to_owned),
+        );
+        let allowed = match st.tokens.get(&req.token) {
+            None => true,
+            Some(user) => super::rbac::allowed(
+                &st.objects,
+                &super::rbac::Attributes {
+                    user,
+                    verb: &verb,
+                    group: &group,
+                    resource: &resource,
+                    subresource: None,
+                    namespace: &namespace,
+                    name: name.as_deref(),
+                },
+            ),
+        };
+        review["status"] = json!({"allowed": allowed});
+        return (201, review);
+    }
     // /api/v1/namespaces/{ns}/{resource}[/{name}[/{subresource}]] or /apis/{g}/{v}/namespaces/...
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     let (group, rest) = match segs.as_slice() {
