@@ -1,6 +1,6 @@
 //! age identities and recipients, and wrapping the data key for them (spec §9.3, §13).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::str::FromStr;
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
@@ -26,6 +26,9 @@ pub enum KeyError {
         line: usize,
         kind: &'static str,
     },
+    /// An identity source that is not text. Names the source, never its content.
+    #[error("{source_name}: not UTF-8 text (expected an identities file as age-keygen writes it)")]
+    NotText { source_name: String },
     #[error("{0:?} is not an age recipient (expected age1…)")]
     BadRecipient(String),
     #[error(
@@ -95,6 +98,19 @@ impl Keyring {
         Ok(n)
     }
 
+    /// [`Keyring::add_identities`] for a source read as bytes (a key file, a command's output),
+    /// checked to be UTF-8 in place: the text is never copied out of its zeroizing buffer.
+    pub fn add_identities_bytes(
+        &mut self,
+        bytes: &[u8],
+        source_name: &str,
+    ) -> Result<usize, KeyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| KeyError::NotText {
+            source_name: source_name.to_owned(),
+        })?;
+        self.add_identities(text, source_name)
+    }
+
     pub fn push(&mut self, id: age::x25519::Identity) {
         self.identities.push(id);
     }
@@ -114,10 +130,9 @@ impl Keyring {
         }
         let decryptor = age::Decryptor::new(ArmoredReader::new(enc.as_bytes())).ok()?;
         let ids = self.identities.iter().map(|i| i as &dyn age::Identity);
-        let mut reader = decryptor.decrypt(ids).ok()?;
-        let mut out = Vec::new();
-        reader.read_to_end(&mut out).ok()?;
-        Some(SecretBytes::new(out))
+        let reader = decryptor.decrypt(ids).ok()?;
+        // A data key is 32 bytes; read into a zeroizing buffer from the start.
+        SecretBytes::read_from(reader, 32).ok()
     }
 
     /// Recovers the data key: every entry of every group is tried with every identity; with
@@ -263,11 +278,17 @@ pub fn key_group_for(key: &DataKey, recipients: &[Recipient]) -> Result<KeyGroup
 pub fn generate_identity(created: &str) -> (crate::secret::SecretString, String) {
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();
-    let text = format!(
-        "# created: {created}\n# public key: {recipient}\n{}\n",
-        id.to_string().expose_secret()
-    );
-    (crate::secret::SecretString::new(text), recipient)
+    let secret = id.to_string();
+    let header = format!("# created: {created}\n# public key: {recipient}\n");
+    // Sized up front and filled in place, so the key text is never left in a freed buffer.
+    let mut text = crate::secret::SecretString::new(String::with_capacity(
+        header.len() + secret.expose_secret().len() + 1,
+    ));
+    let out = text.expose_mut();
+    out.push_str(&header);
+    out.push_str(secret.expose_secret());
+    out.push('\n');
+    (text, recipient)
 }
 
 #[cfg(test)]
