@@ -6,6 +6,7 @@ mod edit_set;
 mod errors;
 mod fixtures;
 mod fuzz;
+mod identities;
 mod interop_age;
 mod interop_sops;
 mod kube;
