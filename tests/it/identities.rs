@@ -151,6 +151,24 @@ fn a_secret_key_in_sops_yaml_is_not_printed() {
     }
 }
 
+#[test]
+fn a_secret_key_given_to_cluster_key_retire_is_not_printed() {
+    let g = given();
+    // Refused before any cluster is contacted (there is none here).
+    let out = Cmd::credseal()
+        .cwd(g.dir.path())
+        .args(["cluster-key", "retire", &g.secret])
+        .run()
+        .code(1);
+    never_shows_key(&out, &g.secret);
+    assert!(
+        out.stderr.contains("cluster-key retire, recipient 1 of 1")
+            && out.stderr.contains("secret key"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A key source much larger than one read (and than a pipe buffer): comments before the key.
 fn padded_key_file(s: &Sealed) -> std::path::PathBuf {
     let key = std::fs::read_to_string(&s.key).unwrap();
