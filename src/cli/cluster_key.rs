@@ -46,6 +46,12 @@ fn failure(e: ClusterKeyError) -> Failure {
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
+    if let Action::Retire { recipient } = &args.action {
+        // Checked before the cluster is asked anything; the error never shows the text (a
+        // private key pasted by mistake would otherwise be printed back).
+        crate::sops::keys::Recipient::parse_each(&[recipient], "cluster-key retire")
+            .map_err(|e| Failure::new(Code::Generic, e))?;
+    }
     runtime()?.block_on(async {
         let conn = connect(&args.kube, env).await?;
         let key = ClusterKey::new(conn.client, &args.namespace, &args.name);

@@ -78,6 +78,11 @@ pub fn run(args: Args, env: &Env) -> CliResult {
 
     let loaded = config::find(args.config.as_deref(), env.config.as_deref())?;
     let flag_recipients = args.age.as_deref().or(env.age_recipients.as_deref());
+    let flag_source = if args.age.is_some() {
+        "--age"
+    } else {
+        "SOPS_AGE_RECIPIENTS"
+    };
     let rule = match &loaded {
         Some(l) => match l.config.rule_for(&l.rule_path(args.input.name())) {
             Ok(r) => Some(r),
@@ -91,7 +96,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     };
 
     let recipients = match flag_recipients {
-        Some(list) => Recipient::parse_list(list).map_err(|e| Failure::new(Code::Generic, e))?,
+        Some(list) => Recipient::parse_list_from(list, flag_source)
+            .map_err(|e| Failure::new(Code::Generic, e))?,
         None => match rule {
             Some(r) => {
                 if !r.other_key_types.is_empty() && r.key_groups.iter().all(Vec::is_empty) {

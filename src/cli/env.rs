@@ -3,10 +3,12 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::secret::SecretString;
+
 #[derive(Clone, Default)]
 pub struct Env {
-    /// `SOPS_AGE_KEY`: identities inline.
-    pub age_key: Option<String>,
+    /// `SOPS_AGE_KEY`: identities inline, held zeroizing from the moment it is read.
+    pub age_key: Option<SecretString>,
     /// `SOPS_AGE_KEY_FILE`: path of an identities file.
     pub age_key_file: Option<PathBuf>,
     /// `SOPS_AGE_KEY_CMD`: a command whose stdout is an identities file.
@@ -42,13 +44,28 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Like [`var`], for a variable holding a secret: the value moves (no copy) into a
+/// [`SecretString`], and a value that is not UTF-8 is zeroized before it is dropped.
+fn secret_var(name: &str) -> Option<SecretString> {
+    use zeroize::Zeroize;
+    match std::env::var_os(name)?.into_string() {
+        Ok(s) if s.is_empty() => None,
+        Ok(s) => Some(SecretString::new(s)),
+        Err(not_utf8) => {
+            not_utf8.into_encoded_bytes().zeroize();
+            None
+        }
+    }
+}
+
 impl Env {
     pub fn from_process() -> Env {
         let user_config_dir = var("XDG_CONFIG_HOME")
             .map(PathBuf::from)
             .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")));
         Env {
-            age_key: var("SOPS_AGE_KEY"),
+            // Moved (not copied) from the OsString into the secret type.
+            age_key: secret_var("SOPS_AGE_KEY"),
             age_key_file: var("SOPS_AGE_KEY_FILE").map(PathBuf::from),
             age_key_cmd: var("SOPS_AGE_KEY_CMD"),
             age_recipients: var("SOPS_AGE_RECIPIENTS"),

@@ -2,11 +2,12 @@
 //! it touches the environment, files and processes.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::fsx;
+use crate::fsx::FsError;
+use crate::secret::SecretBytes;
 use crate::sops::keys::Keyring;
 use crate::sops::metadata::Metadata;
 
@@ -17,7 +18,8 @@ pub fn load(env: &Env, meta: Option<&Metadata>) -> CliResult<Keyring> {
     let mut ring = Keyring::new();
     let bad = |e| Failure::new(Code::CouldNotRetrieveKey, e);
     if let Some(text) = &env.age_key {
-        ring.add_identities(text, "SOPS_AGE_KEY").map_err(bad)?;
+        ring.add_identities(text.expose(), "SOPS_AGE_KEY")
+            .map_err(bad)?;
     }
     if let Some(path) = &env.age_key_file {
         add_file(&mut ring, path, "SOPS_AGE_KEY_FILE")?;
@@ -32,8 +34,8 @@ pub fn load(env: &Env, meta: Option<&Metadata>) -> CliResult<Keyring> {
             recipients
         };
         for recipient in runs {
-            let text = run_key_cmd(cmd, &recipient)?;
-            ring.add_identities(&text, "SOPS_AGE_KEY_CMD output")
+            let output = run_key_cmd(cmd, &recipient)?;
+            ring.add_identities_bytes(output.expose(), "SOPS_AGE_KEY_CMD output")
                 .map_err(bad)?;
         }
     }
@@ -46,15 +48,24 @@ pub fn load(env: &Env, meta: Option<&Metadata>) -> CliResult<Keyring> {
 }
 
 fn add_file(ring: &mut Keyring, path: &Path, what: &str) -> CliResult {
-    let text = fsx::read_to_string(path).map_err(|e| {
+    // Straight into a zeroizing buffer: the identities never sit in a plain String.
+    let bytes = SecretBytes::read_file(path).map_err(|source| {
+        let e = FsError {
+            path: path.to_owned(),
+            action: "cannot read",
+            source,
+        };
         Failure::new(Code::CouldNotRetrieveKey, e).context(format!("{what} is not usable"))
     })?;
-    ring.add_identities(&text, &path.display().to_string())
+    ring.add_identities_bytes(bytes.expose(), &path.display().to_string())
         .map_err(|e| Failure::new(Code::CouldNotRetrieveKey, e))?;
     Ok(())
 }
 
-fn run_key_cmd(cmd: &str, recipient: &str) -> CliResult<String> {
+/// Runs `SOPS_AGE_KEY_CMD` and reads its standard output straight into a zeroizing buffer
+/// (`Command::output` would collect it in a plain `Vec` that grows by reallocation, leaving
+/// copies of the identities behind).
+fn run_key_cmd(cmd: &str, recipient: &str) -> CliResult<SecretBytes> {
     let argv = split_command(cmd).ok_or_else(|| {
         Failure::msg(
             Code::CouldNotRetrieveKey,
@@ -64,27 +75,41 @@ fn run_key_cmd(cmd: &str, recipient: &str) -> CliResult<String> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Failure::msg(Code::CouldNotRetrieveKey, "SOPS_AGE_KEY_CMD is empty"))?;
-    let out = Command::new(prog)
+    let mut child = Command::new(prog)
         .args(args)
         .env("SOPS_AGE_RECIPIENT", recipient)
-        .stderr(std::process::Stdio::inherit())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
         .map_err(|e| {
             Failure::new(Code::CouldNotRetrieveKey, e)
                 .context(format!("cannot run SOPS_AGE_KEY_CMD ({prog})"))
         })?;
-    if !out.status.success() {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let read = SecretBytes::read_from(stdout, 4096);
+    let status = child.wait().map_err(|e| {
+        Failure::new(Code::CouldNotRetrieveKey, e)
+            .context(format!("cannot run SOPS_AGE_KEY_CMD ({prog})"))
+    })?;
+    let output = read.map_err(|e| {
+        Failure::new(Code::CouldNotRetrieveKey, e).context(format!(
+            "cannot read the output of SOPS_AGE_KEY_CMD ({prog})"
+        ))
+    })?;
+    if !status.success() {
         return Err(Failure::msg(
             Code::CouldNotRetrieveKey,
-            format!("SOPS_AGE_KEY_CMD ({prog}) failed with {}", out.status),
+            format!("SOPS_AGE_KEY_CMD ({prog}) failed with {status}"),
         ));
     }
-    String::from_utf8(out.stdout).map_err(|_| {
-        Failure::msg(
+    if std::str::from_utf8(output.expose()).is_err() {
+        return Err(Failure::msg(
             Code::CouldNotRetrieveKey,
             "SOPS_AGE_KEY_CMD output is not UTF-8",
-        )
-    })
+        ));
+    }
+    Ok(output)
 }
 
 /// Splits a command line shell-style (quotes and backslashes, no expansion), as sops does.

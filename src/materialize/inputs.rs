@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::fsx::{self, FsError};
+use crate::fsx::FsError;
+use crate::secret::SecretBytes;
 use crate::sops::keys::{KeyError, Keyring};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +49,13 @@ fn is_key_file(p: &Path) -> bool {
 pub fn load_keyring(dir: &Path) -> Result<Keyring, InputError> {
     let mut ring = Keyring::new();
     for path in visible_files(dir)?.into_iter().filter(|p| is_key_file(p)) {
-        let text = fsx::read_to_string(&path)?;
-        ring.add_identities(&text, &path.display().to_string())?;
+        // Straight into a zeroizing buffer: the identities never sit in a plain String.
+        let bytes = SecretBytes::read_file(&path).map_err(|source| FsError {
+            path: path.clone(),
+            action: "cannot read",
+            source,
+        })?;
+        ring.add_identities_bytes(bytes.expose(), &path.display().to_string())?;
     }
     if ring.is_empty() {
         return Err(InputError::NoIdentities(dir.to_owned()));

@@ -115,7 +115,8 @@ impl Template {
 
     /// Renders with the values of the decrypted Secrets.
     pub fn render(&self, secrets: &[SecretValues]) -> Result<SecretBytes, TemplateError> {
-        let mut out = Vec::new();
+        // Built in the zeroizing buffer from the first byte: it grows without leaving copies.
+        let mut out = SecretBytes::with_capacity(256);
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.extend_from_slice(t.as_bytes()),
@@ -144,17 +145,19 @@ impl Template {
                 }
             }
         }
-        Ok(SecretBytes::new(out))
+        Ok(out)
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (safe in any URL component).
-fn percent_encode(value: &[u8], out: &mut Vec<u8>) {
+/// Percent-encodes everything but RFC 3986 unreserved characters (safe in any URL component),
+/// byte by byte into `out` (no temporary strings holding parts of the value).
+fn percent_encode(value: &[u8], out: &mut SecretBytes) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in value {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b);
         } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         }
     }
 }

@@ -317,7 +317,11 @@ impl Default for PasswordPolicy {
     }
 }
 
-/// `90s`, `10m`, `24h`, `7d`, or a sum like `1h30m`.
+/// The longest duration a plan may give: 100 years. Durations are added to clocks
+/// (`Instant::now() + timeout`, `now + grace`), which overflow and panic far beyond it.
+pub const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
+
+/// `90s`, `10m`, `24h`, `7d`, or a sum like `1h30m`; at most [`MAX_DURATION_SECS`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = 0u64;
     let mut num = String::new();
@@ -327,16 +331,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         } else {
             let n: u64 = num.parse().ok()?;
             num.clear();
-            total += n * match c {
+            let unit = match c {
                 's' => 1,
                 'm' => 60,
                 'h' => 3600,
                 'd' => 86_400,
                 _ => return None,
             };
+            total = total.checked_add(n.checked_mul(unit)?)?;
         }
     }
-    if !num.is_empty() {
+    if !num.is_empty() || total > MAX_DURATION_SECS {
         return None;
     }
     Some(Duration::from_secs(total))
@@ -346,7 +351,9 @@ fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duratio
     let s = Option::<String>::deserialize(d)?;
     s.map(|s| {
         parse_duration(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("{s:?} is not a duration like 10m or 24h"))
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like 10m or 24h (at most 36500d)"
+            ))
         })
     })
     .transpose()
@@ -464,6 +471,22 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("3w"), None);
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_overflowed() {
+        // Found by the rotation_plan fuzz target: the product overflowed (a panic with overflow
+        // checks, a silently wrapped duration without them).
+        assert_eq!(parse_duration("2222222222222222221h"), None);
+        assert_eq!(parse_duration("18446744073709551615s1s"), None);
+        assert_eq!(parse_duration("36501d"), None);
+        assert_eq!(
+            parse_duration("36500d"),
+            Some(Duration::from_secs(MAX_DURATION_SECS))
+        );
+        let plan = "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: x\n    engine: postgres\n    role: app\n    rotateAfter: 2222222222222222221hm\n    target:\n      file: {path: s.enc.yaml, key: '[\"a\"]'}\n    admin:\n      url: postgresql://postgres@127.0.0.1/db\n";
+        let e = Plan::parse(plan.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("not a duration"), "{e}");
     }
 
     #[test]

@@ -165,10 +165,9 @@ fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
         }
         Some(_) => return Err(invalid("path_regex is not a string".into())),
     };
-    let recipients = |list: Vec<String>| -> Result<Vec<Recipient>, ConfigError> {
-        list.iter()
-            .map(|r| Recipient::parse(r).map_err(|source| ConfigError::Keys { index, source }))
-            .collect()
+    // Errors name the field and the position, never the text (it may be a private key).
+    let recipients = |list: Vec<String>, field: &str| -> Result<Vec<Recipient>, ConfigError> {
+        Recipient::parse_each(&list, field).map_err(|source| ConfigError::Keys { index, source })
     };
     let mut other_key_types = Vec::new();
     let key_groups = match rule.get("key_groups") {
@@ -180,6 +179,7 @@ fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
                     .ok_or_else(|| invalid(format!("key_groups[{g}] is not a mapping")))?;
                 out.push(recipients(
                     string_or_list(group.get("age")).map_err(invalid)?,
+                    &format!("key_groups[{g}].age"),
                 )?);
                 for t in OTHER_KEY_FIELDS {
                     if group.get(t).is_some_and(|n| !matches!(n, Node::Null)) {
@@ -197,6 +197,7 @@ fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
             }
             vec![recipients(
                 string_or_list(rule.get("age")).map_err(invalid)?,
+                "age",
             )?]
         }
     };

@@ -1,6 +1,6 @@
 //! age identities and recipients, and wrapping the data key for them (spec §9.3, §13).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::str::FromStr;
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
@@ -26,8 +26,17 @@ pub enum KeyError {
         line: usize,
         kind: &'static str,
     },
-    #[error("{0:?} is not an age recipient (expected age1…)")]
-    BadRecipient(String),
+    /// An identity source that is not text. Names the source, never its content.
+    #[error("{source_name}: not UTF-8 text (expected an identities file as age-keygen writes it)")]
+    NotText { source_name: String },
+    /// A recipient that does not parse. Names where it was given and what it looks like,
+    /// never the text itself: a private key pasted where a recipient belongs must not end up
+    /// in a terminal, a CI log or a bug report.
+    #[error("{location}: {kind}")]
+    BadRecipient {
+        location: String,
+        kind: BadRecipientKind,
+    },
     #[error(
         "no age recipients given: pass --age, set SOPS_AGE_RECIPIENTS, or add a creation rule to .sops.yaml"
     )]
@@ -95,6 +104,19 @@ impl Keyring {
         Ok(n)
     }
 
+    /// [`Keyring::add_identities`] for a source read as bytes (a key file, a command's output),
+    /// checked to be UTF-8 in place: the text is never copied out of its zeroizing buffer.
+    pub fn add_identities_bytes(
+        &mut self,
+        bytes: &[u8],
+        source_name: &str,
+    ) -> Result<usize, KeyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| KeyError::NotText {
+            source_name: source_name.to_owned(),
+        })?;
+        self.add_identities(text, source_name)
+    }
+
     pub fn push(&mut self, id: age::x25519::Identity) {
         self.identities.push(id);
     }
@@ -114,10 +136,9 @@ impl Keyring {
         }
         let decryptor = age::Decryptor::new(ArmoredReader::new(enc.as_bytes())).ok()?;
         let ids = self.identities.iter().map(|i| i as &dyn age::Identity);
-        let mut reader = decryptor.decrypt(ids).ok()?;
-        let mut out = Vec::new();
-        reader.read_to_end(&mut out).ok()?;
-        Some(SecretBytes::new(out))
+        let reader = decryptor.decrypt(ids).ok()?;
+        // A data key is 32 bytes; read into a zeroizing buffer from the start.
+        SecretBytes::read_from(reader, 32).ok()
     }
 
     /// Recovers the data key: every entry of every group is tried with every identity; with
@@ -192,6 +213,72 @@ fn parse_identity(
     })
 }
 
+/// What a string given as a recipient looks like, when it is not one (see
+/// [`KeyError::BadRecipient`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRecipientKind {
+    /// An `AGE-SECRET-KEY-…` identity: the private half.
+    SecretKey,
+    /// An `AGE-PLUGIN-…` identity: private too.
+    PluginIdentity,
+    /// An SSH public key (`ssh-ed25519 …`, `ssh-rsa …`).
+    Ssh,
+    /// Starts like a recipient (`age1`) but is not a valid X25519 one: a typo, a truncation,
+    /// or a plugin or post-quantum recipient.
+    MalformedAge { chars: usize },
+    /// Anything else.
+    Other { chars: usize },
+}
+
+impl std::fmt::Display for BadRecipientKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadRecipientKind::SecretKey => f.write_str(
+                "an age secret key was given as a recipient (not shown). It is private: treat it as \
+                 exposed and rotate it (a new key, `credseal updatekeys`, then `credseal rekey`); \
+                 recipients are public keys, age1…, as `credseal keygen` prints them",
+            ),
+            BadRecipientKind::PluginIdentity => f.write_str(
+                "an age plugin identity was given as a recipient (not shown). It is private; \
+                 recipients are public keys, age1…, and credseal supports X25519 ones only",
+            ),
+            BadRecipientKind::Ssh => f.write_str(
+                "an SSH key is not supported as a recipient; use an X25519 age recipient (age1…)",
+            ),
+            BadRecipientKind::MalformedAge { chars } => write!(
+                f,
+                "not a valid X25519 age recipient ({chars} characters starting with age1, \
+                 expected 62: check for a typo or a truncation; plugin and post-quantum \
+                 recipients are not supported)"
+            ),
+            BadRecipientKind::Other { chars } => write!(
+                f,
+                "not an age recipient ({chars} characters; expected age1… as `credseal keygen` \
+                 prints it)"
+            ),
+        }
+    }
+}
+
+impl BadRecipientKind {
+    /// Classifies a string that failed to parse as a recipient, looking only at its shape.
+    pub fn of(text: &str) -> BadRecipientKind {
+        let upper = text.to_ascii_uppercase();
+        let chars = text.chars().count();
+        if upper.contains("AGE-SECRET-KEY-") {
+            BadRecipientKind::SecretKey
+        } else if upper.contains("AGE-PLUGIN-") {
+            BadRecipientKind::PluginIdentity
+        } else if text.starts_with("ssh-") || text.starts_with("ecdsa-sha2-") {
+            BadRecipientKind::Ssh
+        } else if upper.starts_with("AGE1") {
+            BadRecipientKind::MalformedAge { chars }
+        } else {
+            BadRecipientKind::Other { chars }
+        }
+    }
+}
+
 /// A validated age recipient, kept as the exact string the user gave (sops compares by it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recipient {
@@ -201,9 +288,16 @@ pub struct Recipient {
 
 impl Recipient {
     pub fn parse(s: &str) -> Result<Recipient, KeyError> {
+        Recipient::parse_at(s, || "age recipient".to_owned())
+    }
+
+    /// [`Recipient::parse`], naming the place it was given (`location`) in the error.
+    fn parse_at(s: &str, location: impl FnOnce() -> String) -> Result<Recipient, KeyError> {
         let text = s.trim();
-        let key = age::x25519::Recipient::from_str(text)
-            .map_err(|_| KeyError::BadRecipient(text.to_owned()))?;
+        let key = age::x25519::Recipient::from_str(text).map_err(|_| KeyError::BadRecipient {
+            location: location(),
+            kind: BadRecipientKind::of(text),
+        })?;
         Ok(Recipient {
             text: text.to_owned(),
             key,
@@ -212,10 +306,33 @@ impl Recipient {
 
     /// Parses sops' comma-separated form (`--age`, `SOPS_AGE_RECIPIENTS`, a rule's `age:`).
     pub fn parse_list(s: &str) -> Result<Vec<Recipient>, KeyError> {
-        s.split(',')
+        Recipient::parse_list_from(s, "recipients")
+    }
+
+    /// [`Recipient::parse_list`]; errors say `source_name, recipient N of M`.
+    pub fn parse_list_from(s: &str, source_name: &str) -> Result<Vec<Recipient>, KeyError> {
+        let items: Vec<&str> = s
+            .split(',')
             .map(str::trim)
             .filter(|r| !r.is_empty())
-            .map(Recipient::parse)
+            .collect();
+        Recipient::parse_each(&items, source_name)
+    }
+
+    /// Parses each item of an already split list; errors say `source_name, recipient N of M`.
+    pub fn parse_each(
+        items: &[impl AsRef<str>],
+        source_name: &str,
+    ) -> Result<Vec<Recipient>, KeyError> {
+        let count = items.len();
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Recipient::parse_at(r.as_ref(), || {
+                    format!("{source_name}, recipient {} of {count}", i + 1)
+                })
+            })
             .collect()
     }
 
@@ -263,11 +380,17 @@ pub fn key_group_for(key: &DataKey, recipients: &[Recipient]) -> Result<KeyGroup
 pub fn generate_identity(created: &str) -> (crate::secret::SecretString, String) {
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();
-    let text = format!(
-        "# created: {created}\n# public key: {recipient}\n{}\n",
-        id.to_string().expose_secret()
-    );
-    (crate::secret::SecretString::new(text), recipient)
+    let secret = id.to_string();
+    let header = format!("# created: {created}\n# public key: {recipient}\n");
+    // Sized up front and filled in place, so the key text is never left in a freed buffer.
+    let mut text = crate::secret::SecretString::new(String::with_capacity(
+        header.len() + secret.expose_secret().len() + 1,
+    ));
+    let out = text.expose_mut();
+    out.push_str(&header);
+    out.push_str(secret.expose_secret());
+    out.push('\n');
+    (text, recipient)
 }
 
 #[cfg(test)]
@@ -316,5 +439,69 @@ mod tests {
             vec![r1.as_str(), r2.as_str()]
         );
         assert!(Recipient::parse_list("age1nope").is_err());
+    }
+
+    #[test]
+    fn a_secret_key_given_as_recipient_is_never_echoed() {
+        let (text, r1) = generate_identity("x");
+        let secret = text.expose().lines().last().unwrap().to_owned();
+        // The bech32 payload after the `-1` separator.
+        let payload = &secret.rsplit_once('-').unwrap().1[1..];
+        for list in [
+            secret.clone(),
+            format!("{r1},{secret}"),
+            secret.to_lowercase(),
+            text.expose().replace('\n', " "),
+        ] {
+            let err = Recipient::parse_list_from(&list, "--age").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    KeyError::BadRecipient {
+                        kind: BadRecipientKind::SecretKey,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let shown = format!("{err} {err:?}");
+            for window in payload.as_bytes().windows(10) {
+                let window = std::str::from_utf8(window).unwrap();
+                assert!(
+                    !shown.to_uppercase().contains(&window.to_uppercase()),
+                    "{shown}"
+                );
+            }
+            assert!(shown.contains("--age, recipient"), "{shown}");
+            assert!(
+                shown.contains("secret key") && shown.contains("rotate"),
+                "{shown}"
+            );
+        }
+        let err = Recipient::parse_list_from(&format!("{r1}, {secret}"), "SOPS_AGE_RECIPIENTS")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("SOPS_AGE_RECIPIENTS, recipient 2 of 2: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_bad_recipients_are_described_not_echoed() {
+        let (_, r) = generate_identity("x");
+        let kind = |s: &str| match Recipient::parse(s).unwrap_err() {
+            KeyError::BadRecipient { kind, .. } => kind,
+            e => panic!("{e:?}"),
+        };
+        assert_eq!(kind(&r[..40]), BadRecipientKind::MalformedAge { chars: 40 });
+        assert_eq!(kind("ssh-ed25519 AAAAC3Nza"), BadRecipientKind::Ssh);
+        assert_eq!(
+            kind(&format!("{}-YUBIKEY-1QQQ", "AGE-PLUGIN")),
+            BadRecipientKind::PluginIdentity
+        );
+        assert_eq!(kind("hunter2"), BadRecipientKind::Other { chars: 7 });
+        let shown = Recipient::parse("hunter2").unwrap_err().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -39,10 +39,13 @@ pub fn parse(text: &str) -> Result<Vec<Step>, PathError> {
         }
         let inner = piece.strip_suffix(']').ok_or_else(err)?;
         if inner.starts_with('"') || inner.starts_with('\'') {
-            if inner.len() < 2 {
+            // sops drops the first and the last character without looking at them; the last
+            // one may be multi-byte (slicing off one byte would split it and panic).
+            let mut chars = inner[1..].chars();
+            if chars.next_back().is_none() {
                 return Err(err());
             }
-            steps.push(Step::Key(inner[1..inner.len() - 1].to_owned()));
+            steps.push(Step::Key(chars.as_str().to_owned()));
         } else {
             steps.push(Step::Index(inner.parse().map_err(|_| err())?));
         }
@@ -215,6 +218,19 @@ mod tests {
         for bad in ["", "stringData", r#"["a"]x"#, "[a]", r#"["a""#] {
             assert!(matches!(parse(bad), Err(PathError::Syntax(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_multibyte_last_character_is_dropped_whole() {
+        // Found by the extract_path fuzz target: `['ؓ]` split the two-byte character and
+        // panicked. Like sops, the piece loses its first and last character, whatever they are.
+        assert_eq!(parse("['\u{613}]").unwrap(), vec![Step::Key(String::new())]);
+        assert_eq!(
+            parse("[\"pässwörd\"]['é]").unwrap(),
+            vec![Step::Key("pässwörd".into()), Step::Key(String::new())]
+        );
+        assert_eq!(parse("['abé]").unwrap(), vec![Step::Key("ab".into())]);
+        assert!(matches!(parse("[']"), Err(PathError::Syntax(_))));
     }
 
     #[test]

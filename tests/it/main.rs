@@ -10,6 +10,7 @@ mod fixtures;
 mod fuzz;
 mod hostile_parsers;
 mod inplace;
+mod identities;
 mod interop_age;
 mod interop_sops;
 mod key_custody;
