@@ -155,12 +155,14 @@ impl Pod {
         volumes: &[(&str, &Path)],
         secret_key: &dyn Fn(&str, &str) -> Option<String>,
     ) -> Cmd {
-        if let Some(uid) = container
-            .security_context
-            .as_ref()
-            .and_then(|s| s.run_as_user)
-        {
+        let context = container.security_context.as_ref();
+        if let Some(uid) = context.and_then(|s| s.run_as_user) {
             self.uid = uid as u32;
+        }
+        // The process's group: fsGroup when the pod sets one (file access needs it), else
+        // runAsGroup; a user namespace maps one group only.
+        if self.gid.is_none() {
+            self.gid = context.and_then(|s| s.run_as_group).map(|g| g as u32);
         }
         for m in container.volume_mounts.iter().flatten() {
             let host = volumes
