@@ -147,7 +147,7 @@ pub fn sops_failure(file: &str, e: SopsError) -> Failure {
             | StoreError::BinaryNotUtf8 => Code::CouldNotReadInput,
             StoreError::NoDocument => Code::NeedAtLeastOneDocument,
             StoreError::AlreadyEncrypted => Code::FileAlreadyEncrypted,
-            StoreError::BinaryShape => Code::ErrorDumpingTree,
+            StoreError::BinaryShape | StoreError::WouldNotReadBack(_) => Code::ErrorDumpingTree,
             StoreError::Metadata(_) => Code::Generic,
         },
         SopsError::Key(k) => match k {

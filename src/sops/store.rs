@@ -70,6 +70,11 @@ pub enum StoreError {
     AlreadyEncrypted,
     #[error("the binary store's data key is missing or not a string")]
     BinaryShape,
+    /// The emitter's output would not parse: refused rather than written.
+    #[error(
+        "the YAML written for this file would not read back ({0}); nothing was written. This is a credseal bug: please report the shape of the input (its structure and comments, not its values)"
+    )]
+    WouldNotReadBack(String),
 }
 
 impl StoreError {
@@ -228,13 +233,21 @@ pub fn emit_encrypted(
             dotenv::flatten(m, DOTENV_PREFIX, &mut first);
             Ok(dotenv::emit(&first)?)
         }
-        Format::Yaml => Ok(yaml::emit_with(
-            tree,
-            &MapItem::Pair(METADATA_KEY.into(), meta_node),
-            &yaml::EmitOptions {
-                indent: opts.yaml_indent,
-            },
-        )),
+        Format::Yaml => {
+            let out = yaml::emit_with(
+                tree,
+                &MapItem::Pair(METADATA_KEY.into(), meta_node),
+                &yaml::EmitOptions {
+                    indent: opts.yaml_indent,
+                },
+            );
+            // The emitter follows go-yaml byte for byte, and for a few pathological shapes
+            // (fuzz/findings: a comment before an empty flow collection, a block scalar that
+            // starts with a blank line) its output does not parse. Never write a file that no
+            // one can open again: read it back first.
+            yaml::parse(&out).map_err(|e| StoreError::WouldNotReadBack(e.to_string()))?;
+            Ok(out)
+        }
         Format::Json | Format::Binary => {
             let first = tree.documents.first().ok_or(StoreError::NoDocument)?;
             Ok(json::emit_with(
