@@ -29,6 +29,11 @@ pub struct Args {
     /// lock to expire, if it died) instead of exiting 221 at once.
     #[arg(long, value_name = "SECONDS", default_value = "0")]
     pub wait_for_lock: u64,
+    /// Print the Role rules this plan needs (per namespace) and exit: every call a run makes,
+    /// except `get` and `patch` on the workloads that read a rotated Secret, which are found
+    /// when it runs (the preflight names any that are missing).
+    #[arg(long)]
+    pub print_role: bool,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -57,6 +62,21 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     let plan = Plan::parse(&text).map_err(|e| {
         Failure::new(Code::ErrorReadingConfig, e).context(args.plan.display().to_string())
     })?;
+    if args.print_role {
+        let calls: Vec<_> = plan
+            .credentials
+            .iter()
+            .filter(|c| args.only.as_deref().is_none_or(|o| o == c.name))
+            .flat_map(crate::rotate::cluster_calls)
+            .collect();
+        for (ns, rules) in crate::k8s::access::role_rules(&calls) {
+            println!("# Role in namespace {ns}\nrules:");
+            for r in rules {
+                println!("  {r}");
+            }
+        }
+        return Ok(());
+    }
     let creds: Vec<_> = plan
         .credentials
         .iter()

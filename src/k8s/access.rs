@@ -50,6 +50,50 @@ impl Access {
     }
 }
 
+/// Role rules granting exactly `calls`, per namespace: calls on the same resource with the
+/// same verbs share a rule and list their names; unnamed calls (create, list) get rules
+/// without resourceNames. Deterministic, so the output can be compared and committed.
+pub fn role_rules(calls: &[Access]) -> std::collections::BTreeMap<String, Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // (namespace, group, resource, name) -> verbs
+    let mut verbs: BTreeMap<(&str, &str, &str, Option<&str>), BTreeSet<&str>> = BTreeMap::new();
+    for c in calls {
+        verbs
+            .entry((&c.namespace, c.group, &c.resource, c.name.as_deref()))
+            .or_default()
+            .insert(c.verb);
+    }
+    // (namespace, group, resource, verbs) -> names
+    type Rule<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>);
+    let mut rules: BTreeMap<Rule<'_>, Vec<Option<&str>>> = BTreeMap::new();
+    for ((ns, group, resource, name), v) in verbs {
+        rules
+            .entry((ns, group, resource, v.into_iter().collect()))
+            .or_default()
+            .push(name);
+    }
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((ns, group, resource, verbs), names) in rules {
+        let quoted = |v: &[&str]| {
+            v.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let named: Vec<&str> = names.iter().flatten().copied().collect();
+        let names_part = if named.is_empty() {
+            String::new()
+        } else {
+            format!(", resourceNames: [{}]", quoted(&named))
+        };
+        out.entry(ns.to_owned()).or_default().push(format!(
+            "- {{apiGroups: [\"{group}\"], resources: [\"{resource}\"]{names_part}, verbs: [{}]}}",
+            quoted(&verbs)
+        ));
+    }
+    out
+}
+
 /// The calls of `wanted` the caller may not make.
 pub async fn denied(client: &kube::Client, wanted: &[Access]) -> Result<Vec<Access>, K8sError> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());

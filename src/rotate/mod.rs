@@ -1072,8 +1072,9 @@ impl<'a> Runner<'a> {
 
 /// The calls a rotation of `cred` makes whatever its consumers are: its target Secret, the
 /// pending record, its Lease, listing what may consume it, the plan's `also` workloads and
-/// Secrets it reads PEMs or the admin password from.
-fn cluster_calls(cred: &Credential) -> Vec<Access> {
+/// Secrets it reads PEMs or the admin password from. The one list the permission preflight
+/// asks about and `rotate --print-role` prints.
+pub fn cluster_calls(cred: &Credential) -> Vec<Access> {
     let mut calls = Vec::new();
     if let Some(s) = &cred.target.secret {
         let ns = s.namespace.as_str();

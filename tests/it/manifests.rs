@@ -963,3 +963,85 @@ fn the_rotator_job_has_a_deadline() {
         );
     }
 }
+
+/// `rotate --print-role` lists the calls the code makes (the same list the permission
+/// preflight asks about); every shipped rotator Role grants each of them, and the README shows
+/// the base plan's output as it is.
+#[test]
+fn every_rotator_role_grants_what_the_code_says_it_calls() {
+    for (dir, plan) in [
+        ("manifests/base", "manifests/base/rotation-plan.yaml"),
+        (
+            "manifests/examples/cnpg",
+            "manifests/examples/cnpg/rotation-plan.yaml",
+        ),
+        (
+            "manifests/examples/managed-postgres",
+            "manifests/examples/managed-postgres/rotation-plan.yaml",
+        ),
+        (
+            "manifests/examples/redis-sentinel",
+            "manifests/examples/redis-sentinel/rotation-plan.yaml",
+        ),
+    ] {
+        let printed = Cmd::credseal()
+            .args(["rotate", "--print-role", "--plan"])
+            .arg(repo().join(plan))
+            .run()
+            .ok()
+            .text();
+        if dir == "manifests/base" {
+            let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+            assert!(
+                readme.contains(&printed),
+                "the README shows `credseal rotate --plan {plan} --print-role` as it is:\n{printed}"
+            );
+        }
+        let wanted =
+            Node::Map(yaml::parse(printed.as_bytes()).unwrap().documents.remove(0)).to_json();
+        let objects = render(dir);
+        let role: Role = of_kind::<Role>(&objects, "Role")
+            .into_iter()
+            .find(|r| r.metadata.name.as_deref() == Some("credseal-rotator"))
+            .unwrap_or_else(|| panic!("{dir}: no rotator Role"));
+        let granted = |group: &str, resource: &str, name: Option<&str>, verb: &str| {
+            role.rules.iter().flatten().any(|r| {
+                let has = |list: Option<&Vec<String>>, want: &str| {
+                    list.is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
+                };
+                has(r.api_groups.as_ref(), group)
+                    && has(r.resources.as_ref(), resource)
+                    && r.verbs.iter().any(|v| v == verb || v == "*")
+                    && match (&r.resource_names, name) {
+                        (None, _) => true,
+                        (Some(n), _) if n.is_empty() => true,
+                        (Some(n), Some(name)) => n.iter().any(|x| x == name),
+                        (Some(_), None) => false,
+                    }
+            })
+        };
+        for rule in wanted["rules"].as_array().unwrap() {
+            let s = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default()
+            };
+            let names = s("resourceNames");
+            let names: Vec<Option<&str>> = if names.is_empty() {
+                vec![None]
+            } else {
+                names.iter().map(|n| Some(n.as_str())).collect()
+            };
+            for verb in s("verbs") {
+                for name in &names {
+                    assert!(
+                        granted(&s("apiGroups")[0], &s("resources")[0], *name, &verb),
+                        "{dir}: the Role does not grant {verb} {}/{name:?}",
+                        s("resources")[0]
+                    );
+                }
+            }
+        }
+    }
+}
