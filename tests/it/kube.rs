@@ -33,6 +33,15 @@ fn setup() -> Setup {
     }
 }
 
+/// Runs the kube::Client calls of a test.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn secret_yaml(ns: &str, password: &str, extra: &str, generation: Option<u64>) -> String {
     let annotations = generation
         .map(|g| format!("    annotations:\n        credseal.dev/generation: \"{g}\"\n"))
@@ -59,6 +68,13 @@ impl Setup {
             .cwd(self.dir.path())
             .env("KUBECONFIG", &self.kubeconfig)
             .key(&self.key)
+    }
+
+    /// A kube::Config for the fake (its CA trusted), as the admin unless a token is set.
+    fn client_config(&self) -> kube::Config {
+        let mut config = kube::Config::new(self.api.url().parse().unwrap());
+        config.root_cert = Some(vec![self.api.ca_der()]);
+        config
     }
 
     fn cluster_key(&self, args: &[&str]) -> crate::support::Out {
@@ -322,13 +338,8 @@ fn kube_client_maps_conflicts_and_not_found() {
         "secrets",
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": NS}}),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut config = kube::Config::new(s.api.url().parse().unwrap());
-        config.root_cert = Some(vec![s.api.ca_der()]);
+    block_on(async {
+        let config = s.client_config();
         let client = kube::Client::try_from(config).unwrap();
         let api = Secrets::new(client, NS);
         let mut live = api.get("x").await.unwrap().unwrap();
@@ -338,7 +349,10 @@ fn kube_client_maps_conflicts_and_not_found() {
         live.type_ = Some("changed".into());
         let err = api.replace(&live).await.unwrap_err();
         assert!(err.is_conflict(), "{err}");
-        assert!(api.create(&live).await.unwrap_err().is_conflict(), "already exists is a conflict too");
+        assert!(
+            api.create(&live).await.unwrap_err().is_conflict(),
+            "already exists is a conflict too"
+        );
     });
 }
 
@@ -581,13 +595,8 @@ fn service_accounts_get_exactly_what_the_rendered_rbac_grants() {
     }
     let sa = s.api.service_account(NS, "credseal-rotator");
     let token = std::fs::read_to_string(sa.path().join("token")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut config = kube::Config::new(s.api.url().parse().unwrap());
-        config.root_cert = Some(vec![s.api.ca_der()]);
+    block_on(async {
+        let mut config = s.client_config();
         config.auth_info.token = Some(token.into());
         let client = kube::Client::try_from(config).unwrap();
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
@@ -599,15 +608,20 @@ fn service_accounts_get_exactly_what_the_rendered_rbac_grants() {
             ),
             "{denied}"
         );
-        assert!(secrets.list(&ListParams::default()).await.is_err(), "no list of Secrets");
-        let new: Secret = serde_json::from_value(
-            json!({"metadata": {"name": "anything", "namespace": NS}}),
-        )
-        .unwrap();
+        assert!(
+            secrets.list(&ListParams::default()).await.is_err(),
+            "no list of Secrets"
+        );
+        let new: Secret =
+            serde_json::from_value(json!({"metadata": {"name": "anything", "namespace": NS}}))
+                .unwrap();
         // A create carries no name when it is authorized, so the rotator has none: it could
         // create any Secret (a token for another ServiceAccount). Its pending record is a
         // server-side apply of one name instead.
-        let err = secrets.create(&PostParams::default(), &new).await.unwrap_err();
+        let err = secrets
+            .create(&PostParams::default(), &new)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("cannot create resource"), "{err}");
         let pending: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -710,13 +724,8 @@ fn strategic_merge_patches_and_apply_preconditions_behave_as_the_api_server() {
         .as_str()
         .unwrap()
         .to_owned();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut config = kube::Config::new(s.api.url().parse().unwrap());
-        config.root_cert = Some(vec![s.api.ca_der()]);
+    block_on(async {
+        let config = s.client_config();
         let api: Api<Secret> = Api::namespaced(kube::Client::try_from(config).unwrap(), NS);
         let pp = PatchParams::apply("test").force();
         let stale = json!({"apiVersion": "v1", "kind": "Secret",
@@ -747,13 +756,8 @@ fn server_side_apply_owns_list_elements_by_key() {
                         "template": {"metadata": {"labels": {"app": "web"}},
                                      "spec": {"containers": containers}}}})
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut config = kube::Config::new(s.api.url().parse().unwrap());
-        config.root_cert = Some(vec![s.api.ca_der()]);
+    block_on(async {
+        let config = s.client_config();
         let api: Api<Deployment> = Api::namespaced(kube::Client::try_from(config).unwrap(), NS);
         let names = |d: &Deployment| -> Vec<(String, String)> {
             d.spec
