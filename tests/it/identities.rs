@@ -7,7 +7,7 @@ use crate::support::{Out, Sealed, new_key, sealed_secret, write};
 
 use crate::support::Cmd;
 
-/// The `AGE-SECRET-KEY-1…` line of a key file written by `credseal keygen` (read at run time:
+/// The identity (secret key) line of a key file written by `credseal keygen` (read at run time:
 /// no key-shaped literal sits in the source).
 fn secret_line(key_file: &Path) -> String {
     std::fs::read_to_string(key_file)
