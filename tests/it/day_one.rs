@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Value, json};
 
@@ -191,19 +191,7 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     assert_eq!(ready.code, 0, "the backend is not ready: {}", ready.stderr);
 
     // 5. The rotator, as its ServiceAccount, reaching the databases by Service name.
-    let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some("credseal-rotate"))
-        .unwrap();
-    let spec = cron
-        .spec
-        .unwrap()
-        .job_template
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
+    let spec = crate::manifests::pod_spec(&objects, "credseal-rotate");
     let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
     let plan = volume(&api, &objects, &spec, "plan");
     let out = Pod::credseal_under_test()

@@ -122,7 +122,7 @@ impl Deployed {
 
     /// The rotator CronJob's pod spec.
     fn rotator(&self) -> PodSpec {
-        cronjob_pod(&self.objects, "credseal-rotate")
+        crate::manifests::pod_spec(&self.objects, "credseal-rotate")
     }
 
     /// The rotator as its CronJob runs it: in-cluster as its ServiceAccount, its volumes laid
@@ -157,21 +157,6 @@ impl Deployed {
         })
         .run()
     }
-}
-
-fn cronjob_pod(objects: &[Value], name: &str) -> PodSpec {
-    of_kind::<CronJob>(objects, "CronJob")
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("no CronJob {name}"))
-        .spec
-        .unwrap()
-        .job_template
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
 }
 
 fn config_map(objects: &[Value], name: &str) -> ConfigMap {
@@ -278,7 +263,7 @@ fn every_example_ships_what_it_runs_on() {
         }
 
         // The rotator.
-        let spec = cronjob_pod(&objects, "credseal-rotate");
+        let spec = crate::manifests::pod_spec(&objects, "credseal-rotate");
         let sa = spec.service_account_name.clone().unwrap();
         let binding = of_kind::<RoleBinding>(&objects, "RoleBinding")
             .into_iter()

@@ -757,19 +757,7 @@ fn the_backup_job_keeps_the_newest_dumps_and_they_restore() {
     use crate::support::pod::Pod;
     use crate::support::servers::Postgres;
     let objects = render("manifests/base");
-    let cron: CronJob = of_kind::<CronJob>(&objects, "CronJob")
-        .into_iter()
-        .find(|c| c.metadata.name.as_deref() == Some("postgres-backup"))
-        .unwrap();
-    let spec = cron
-        .spec
-        .unwrap()
-        .job_template
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
+    let spec = pod_spec(&objects, "postgres-backup");
     let claim = spec
         .volumes
         .iter()
