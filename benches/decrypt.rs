@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use credseal::sops::file::{self, Context, EncryptSettings, EncryptedFile};
+use credseal::sops::file::{self, Context, EncryptSettings, EncryptedFile, KeyPlan};
 use credseal::sops::keys::{Keyring, Recipient, generate_identity};
 use credseal::sops::rules::Selector;
 use credseal::sops::store::{self, EmitOptions, Format};
@@ -28,7 +28,7 @@ stringData:
 fn encrypted(recipient: &Recipient) -> Vec<u8> {
     let tree = store::load_plain(SECRET.as_bytes(), Format::Yaml).unwrap();
     let settings = EncryptSettings {
-        recipients: vec![recipient.clone()],
+        keys: KeyPlan::age(std::slice::from_ref(recipient)),
         selector: Selector::from_key("encrypted_regex", "^(data|stringData)$").unwrap(),
         mac_only_encrypted: false,
     };

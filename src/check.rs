@@ -14,6 +14,7 @@ use crate::manifest;
 use crate::sops::cipher::Encrypted;
 use crate::sops::file::{EncryptedFile, SopsError};
 use crate::sops::keys::Keyring;
+use crate::sops::master_key::{KeyKind, MasterKey};
 use crate::sops::store::{self, Format, METADATA_KEY};
 use crate::sops::tree::{Map, Node};
 use crate::sops::{value, walk};
@@ -26,7 +27,8 @@ pub enum Check {
     PlaintextSecret,
     /// A value of a SOPS file that its own selection rules say is encrypted, in clear.
     ClearValue,
-    /// Age recipients that differ from what the matching `.sops.yaml` rule requires.
+    /// Keys (of any type) that differ from what the matching `.sops.yaml` rule requires, or a
+    /// matching rule whose keys are invalid.
     Recipients,
     /// A SOPS file that cannot be read: bad `ENC[...]`, bad metadata, unknown version.
     Structure,
@@ -54,8 +56,8 @@ pub struct Finding {
 
 /// What one file is checked against.
 pub struct Expect<'a> {
-    /// The age recipients of the matching `.sops.yaml` creation rule, if there is one.
-    pub recipients: Option<&'a [String]>,
+    /// The keys of the matching `.sops.yaml` creation rule (every type), if there is one.
+    pub keys: Option<&'a [MasterKey]>,
     /// Identities for MAC verification; files it cannot open are reported as unverified.
     pub keyring: Option<&'a Keyring>,
 }
@@ -486,24 +488,31 @@ fn check_sops(bytes: &[u8], format: Format, expect: &Expect<'_>, found: &mut Fin
     for p in malformed {
         found.add(Check::Structure, p, "malformed ENC[...] value".into());
     }
-    if let Some(want) = expect.recipients {
-        let have: BTreeSet<&str> = file.metadata.age_recipients().collect();
-        let want: BTreeSet<&str> = want.iter().map(String::as_str).collect();
-        for r in have.difference(&want) {
+    if let Some(want) = expect.keys {
+        let have: BTreeSet<MasterKey> = file.metadata.keys().into_iter().collect();
+        let want: BTreeSet<&MasterKey> = want.iter().collect();
+        // An age key is named as before ("recipient age1…"), other kinds by type.
+        let named = |k: &MasterKey| match k.kind {
+            KeyKind::Age => format!("recipient {}", k.id),
+            _ => format!("{} key {}", k.kind.field(), k.id),
+        };
+        for k in have.iter().filter(|k| !want.contains(k)) {
             found.add(
                 Check::Recipients,
                 String::new(),
                 format!(
-                    "recipient {r} is not in the .sops.yaml rule (stale); run `credseal updatekeys`"
+                    "{} is not in the .sops.yaml rule (stale); run `credseal updatekeys`",
+                    named(k)
                 ),
             );
         }
-        for r in want.difference(&have) {
+        for k in want.iter().filter(|k| !have.contains(**k)) {
             found.add(
                 Check::Recipients,
                 String::new(),
                 format!(
-                    "recipient {r} required by .sops.yaml is missing; run `credseal updatekeys`"
+                    "{} required by .sops.yaml is missing; run `credseal updatekeys`",
+                    named(k)
                 ),
             );
         }
@@ -615,7 +624,7 @@ mod tests {
     #[test]
     fn a_file_without_a_manifest_is_not_counted() {
         let expect = Expect {
-            recipients: None,
+            keys: None,
             keyring: None,
         };
         assert!(check_file("NOTES", b"password: x\n", &expect).skipped);

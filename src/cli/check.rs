@@ -9,6 +9,7 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::fsx;
+use crate::sops::master_key::{KeyKind, MasterKey};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -86,21 +87,24 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         let rule_index = loaded
             .as_ref()
             .and_then(|l| l.config.rule_index_for(&l.rule_path(file)));
-        let recipients: Option<Vec<String>> = loaded.as_ref().and_then(|l| {
-            let rule = l.config.rule_for(&l.rule_path(file)).ok()?;
-            Some(
-                rule.key_groups
-                    .iter()
-                    .flatten()
-                    .map(|r| r.as_str().to_owned())
-                    .collect(),
-            )
-        });
+        let rule = loaded
+            .as_ref()
+            .and_then(|l| Some((l, l.config.rule_for(&l.rule_path(file)).ok()?)));
+        let keys: Option<Vec<MasterKey>> = rule.map(|(_, r)| r.all_keys().cloned().collect());
+        // A broken rule concerns the files it matches only (never the key text: see ConfigError).
+        if let Some((l, Err(e))) = rule.map(|(l, r)| (l, r.keys())) {
+            findings.push(Finding {
+                file: name.clone(),
+                check: check::Check::Recipients,
+                location: String::new(),
+                message: format!("{}: {e}", l.path.display()),
+            });
+        }
         let mut report: FileReport = check::check_file(
             &name,
             &bytes,
             &Expect {
-                recipients: recipients.as_deref(),
+                keys: keys.as_deref(),
                 keyring: ring.as_ref(),
             },
         );
@@ -119,10 +123,9 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             .creation_rules
             .iter()
             .map(|r| {
-                r.key_groups
-                    .iter()
-                    .flatten()
-                    .map(|k| k.as_str().to_owned())
+                r.all_keys()
+                    .filter(|k| k.kind == KeyKind::Age)
+                    .map(|k| k.id.clone())
                     .collect()
             })
             .collect();

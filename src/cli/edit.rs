@@ -92,10 +92,9 @@ pub fn emit_options(input: &Input, env: &Env) -> EmitOptions {
     input.emit_options(loaded.as_ref().map(|l| &l.config.stores))
 }
 
-/// Re-encrypts an opened file (same data key, unchanged values keep their ciphertext), raises
-/// `version`, and replaces the file atomically.
+/// Re-encrypts an opened file (same data key, unchanged values keep their ciphertext) and
+/// replaces the file atomically. Its `version` and metadata layout stay as they were.
 pub fn write_back(opened: &mut Opened, input: &Input, opts: &EmitOptions) -> CliResult {
-    opened.raise_version();
     let mut entropy = OsEntropy;
     let mut ctx = Context {
         entropy: &mut entropy,

@@ -5,10 +5,12 @@ use clap::Args as ClapArgs;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, Output};
+use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::{config, now, sops_failure};
 use crate::manifest;
 use crate::sops::file::{self, Context, EncryptSettings};
 use crate::sops::keys::Recipient;
+use crate::sops::master_key::MasterKey;
 use crate::sops::rules::Selector;
 use crate::sops::store;
 use crate::sops::walk::OsEntropy;
@@ -61,6 +63,12 @@ pub struct Args {
     /// age recipients, comma-separated (overrides SOPS_AGE_RECIPIENTS and .sops.yaml).
     #[arg(short = 'a', long, value_name = "R1,R2")]
     pub age: Option<String>,
+    /// PGP fingerprints, comma-separated (with --age, or alone; overrides .sops.yaml). The
+    /// public keys come from --pgp-public-keys, .sops.yaml `pgp_public_keys:` or gpg.
+    #[arg(long, value_name = "FP1,FP2")]
+    pub pgp: Option<String>,
+    #[command(flatten)]
+    pub pgp_sources: PgpSources,
     #[command(flatten)]
     pub selection: Selection,
     /// Path of the .sops.yaml to use (default: SOPS_CONFIG, else searched upwards from the
@@ -83,11 +91,12 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     } else {
         "SOPS_AGE_RECIPIENTS"
     };
+    let key_flags = flag_recipients.is_some() || args.pgp.is_some();
     let rule = match &loaded {
         Some(l) => match l.config.rule_for(&l.rule_path(args.input.name())) {
             Ok(r) => Some(r),
             // Without key flags the rule is required; with them a missing rule is fine.
-            Err(e) if flag_recipients.is_none() => {
+            Err(e) if !key_flags => {
                 return Err(Failure::new(Code::ErrorReadingConfig, e));
             }
             Err(_) => None,
@@ -95,33 +104,41 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         None => None,
     };
 
-    let recipients = match flag_recipients {
-        Some(list) => Recipient::parse_list_from(list, flag_source)
-            .map_err(|e| Failure::new(Code::Generic, e))?,
-        None => match rule {
-            Some(r) => {
-                if !r.other_key_types.is_empty() && r.key_groups.iter().all(Vec::is_empty) {
-                    return Err(Failure::msg(
-                        Code::NoEncryptionKeyFound,
-                        format!(
-                            "the matching creation rule uses {} keys only; credseal encrypts to age recipients",
-                            r.other_key_types.join(", ")
-                        ),
-                    ));
-                }
-                r.recipients()
-                    .map_err(|e| Failure::new(Code::Generic, e))?
-                    .to_vec()
-            }
+    // Key flags replace the rule's keys, as in sops.
+    let keys: Vec<MasterKey> = if key_flags {
+        let age = match flag_recipients {
+            Some(list) => Recipient::parse_list_from(list, flag_source)
+                .map_err(|e| Failure::new(Code::Generic, e))?,
             None => Vec::new(),
-        },
+        };
+        age.iter()
+            .map(|r| MasterKey::age(r.as_str()))
+            .chain(key_plan::from_flag("pgp", args.pgp.as_deref()))
+            .collect()
+    } else {
+        match (rule, &loaded) {
+            (Some(r), Some(l)) => r
+                .keys()
+                .map_err(|e| {
+                    Failure::new(Code::ErrorReadingConfig, e).context(l.path.display().to_string())
+                })?
+                .to_vec(),
+            _ => Vec::new(),
+        }
     };
-    if recipients.is_empty() {
+    if keys.is_empty() {
         return Err(Failure::msg(
             Code::NoEncryptionKeyFound,
             "no age recipients: pass --age, set SOPS_AGE_RECIPIENTS, or add a creation rule to .sops.yaml",
         ));
     }
+    let keys = key_plan::plan(
+        keys,
+        |_| true,
+        &args.pgp_sources,
+        loaded.as_ref(),
+        rule.filter(|_| !key_flags),
+    )?;
 
     // Flags override the rule field by field; then the one-selector check; then defaults.
     let flags = args.selection.fields();
@@ -140,7 +157,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         Selector::from_fields(fields).map_err(|e| Failure::new(Code::ConflictingParameters, e))?
     };
     let settings = EncryptSettings {
-        recipients,
+        keys,
         selector,
         mac_only_encrypted: args.selection.mac_only_encrypted
             || rule.is_some_and(|r| r.mac_only_encrypted),

@@ -14,6 +14,7 @@ pub mod encrypt;
 pub mod env;
 pub mod exit;
 pub mod io;
+pub mod key_plan;
 pub mod keygen;
 pub mod keyring;
 #[cfg(feature = "cluster")]
@@ -160,6 +161,9 @@ pub fn sops_failure(file: &str, e: SopsError) -> Failure {
         SopsError::Walk(_) => Code::ErrorDecryptingTree,
         SopsError::MacUndecryptable | SopsError::MacMismatch => Code::MacMismatch,
         SopsError::Metadata(_) => Code::Generic,
+        SopsError::CannotWrap { .. } | SopsError::PgpKeyMissing { .. } | SopsError::Pgp(_) => {
+            Code::NoEncryptionKeyFound
+        }
     };
     Failure::new(code, e).context(file.to_owned())
 }

@@ -9,9 +9,11 @@ use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
-use crate::cli::{now, sops_failure};
+use crate::cli::key_plan::{self, PgpSources};
+use crate::cli::{config, now, sops_failure};
 use crate::fsx;
 use crate::sops::file::Context;
+use crate::sops::master_key::MasterKey;
 use crate::sops::walk::OsEntropy;
 
 #[derive(ClapArgs, Debug)]
@@ -19,6 +21,20 @@ pub struct Args {
     /// The encrypted files to rekey (in place).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Also wrap for these age recipients (comma-separated), as `sops rotate --add-age`.
+    #[arg(long, value_name = "R1,R2")]
+    pub add_age: Option<String>,
+    /// Stop wrapping for these age recipients (comma-separated), as `sops rotate --rm-age`.
+    #[arg(long, value_name = "R1,R2")]
+    pub rm_age: Option<String>,
+    /// Also wrap for these PGP fingerprints, as `sops rotate --add-pgp`.
+    #[arg(long, value_name = "FP1,FP2")]
+    pub add_pgp: Option<String>,
+    /// Stop wrapping for these PGP fingerprints, as `sops rotate --rm-pgp`.
+    #[arg(long, value_name = "FP1,FP2")]
+    pub rm_pgp: Option<String>,
+    #[command(flatten)]
+    pub pgp_sources: PgpSources,
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
@@ -31,7 +47,21 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             entropy: &mut entropy,
             now: now(),
         };
-        opened.rekey(&mut ctx).map_err(|e| sops_failure(&name, e))?;
+        let removed: Vec<MasterKey> = key_plan::from_flag("age", args.rm_age.as_deref())
+            .into_iter()
+            .chain(key_plan::from_flag("pgp", args.rm_pgp.as_deref()))
+            .collect();
+        let added = key_plan::from_flag("age", args.add_age.as_deref())
+            .into_iter()
+            .chain(key_plan::from_flag("pgp", args.add_pgp.as_deref()));
+        let mut keys: Vec<MasterKey> = opened.metadata.keys();
+        keys.extend(added);
+        keys.retain(|k| !removed.contains(k));
+        let loaded = config::find(None, env.config.as_deref())?;
+        let plan = key_plan::plan(keys, |_| true, &args.pgp_sources, loaded.as_ref(), None)?;
+        opened
+            .rekey(&mut ctx, &plan)
+            .map_err(|e| sops_failure(&name, e))?;
         let out = opened
             .seal(&mut ctx, &emit_options(&input, env))
             .map_err(|e| sops_failure(&name, e))?;

@@ -8,9 +8,19 @@ use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
-use crate::cli::{config, keyring, sops_failure};
+use crate::cli::key_plan::{self, PgpSources};
+use crate::cli::{config, keyring, now, sops_failure};
 use crate::fsx;
 use crate::sops::file::EncryptedFile;
+use crate::sops::master_key::{KeyKind, MasterKey};
+
+/// An age recipient as itself (as before other kinds were listed); other kinds with their type.
+fn shown(k: &MasterKey) -> String {
+    match k.kind {
+        KeyKind::Age => k.id.clone(),
+        _ => k.to_string(),
+    }
+}
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -26,6 +36,8 @@ pub struct Args {
     /// Path of the .sops.yaml to use.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub pgp_sources: PgpSources,
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
@@ -43,38 +55,43 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             .rule_for(&loaded.rule_path(&input.file))
             .map_err(|e| Failure::new(Code::ErrorReadingConfig, e))?;
         let wanted = rule
-            .recipients()
-            .map_err(|e| Failure::new(Code::Generic, e))?
+            .keys()
+            .map_err(|e| {
+                Failure::new(Code::ErrorReadingConfig, e).context(loaded.path.display().to_string())
+            })?
             .to_vec();
         let data = input.read()?;
         let mut file = EncryptedFile::parse(&data, input.input_format()?)
             .map_err(|e| sops_failure(&name, e))?;
-        let current: Vec<String> = file.metadata.age_recipients().map(str::to_owned).collect();
-        let added: Vec<&str> = wanted
-            .iter()
-            .map(|r| r.as_str())
-            .filter(|r| !current.iter().any(|c| c == r))
-            .collect();
-        let removed: Vec<&str> = current
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !wanted.iter().any(|r| r.as_str() == *c))
-            .collect();
+        let current = file.metadata.keys();
+        let added: Vec<&MasterKey> = wanted.iter().filter(|k| !current.contains(k)).collect();
+        let removed: Vec<&MasterKey> = current.iter().filter(|k| !wanted.contains(k)).collect();
         if added.is_empty() && removed.is_empty() && file.metadata.key_groups.len() == 1 {
             eprintln!("{name}: already up to date");
             continue;
         }
-        for r in &added {
-            eprintln!("{name}: + {r}");
+        for k in &added {
+            eprintln!("{name}: + {}", shown(k));
         }
-        for r in &removed {
-            eprintln!("{name}: - {r}");
+        for k in &removed {
+            eprintln!("{name}: - {}", shown(k));
         }
         if args.dry_run {
             continue;
         }
-        let ring = keyring::load(env, Some(&file.metadata))?;
-        file.rewrap(&ring, &wanted)
+        let plan = key_plan::plan(
+            wanted.clone(),
+            |k| !current.contains(k),
+            &args.pgp_sources,
+            Some(&loaded),
+            Some(rule),
+        )?;
+        let ring = if added.is_empty() {
+            Default::default()
+        } else {
+            keyring::load(env, Some(&file.metadata))?
+        };
+        file.rewrap(&ring, &plan, &now())
             .map_err(|e| sops_failure(&name, e))?;
         let out = file
             .emit(&emit_options(&input, env))

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::fsx;
 use crate::secret::SecretString;
-use crate::sops::file::{self, Context, EncryptSettings, EncryptedFile, Opened, SopsError};
+use crate::sops::file::{
+    self, Context, EncryptSettings, EncryptedFile, KeyPlan, Opened, SopsError,
+};
 use crate::sops::keys::{Keyring, Recipient};
 use crate::sops::path::{self, Step};
 use crate::sops::rules::Selector;
@@ -305,7 +307,7 @@ impl<'a> FileTarget<'a> {
             doc.insert("retireAfter", Node::str(t.to_rfc3339()));
         }
         let settings = EncryptSettings {
-            recipients,
+            keys: KeyPlan::age(&recipients),
             // The state stays readable for operators; only the password is encrypted.
             selector: Selector::from_key("encrypted_regex", "^(password|previousPassword)$")
                 .expect("valid regex"),

@@ -4,6 +4,7 @@
 use regex::Regex;
 
 use crate::sops::keys::{KeyError, Recipient};
+use crate::sops::master_key::{KeyKind, MasterKey};
 use crate::sops::rules::{RulesError, SELECTOR_KEYS, Selector};
 use crate::sops::tree::{Map, Node};
 use crate::sops::yaml::{self, YamlError};
@@ -33,10 +34,15 @@ pub enum ConfigError {
 pub struct CreationRule {
     pub index: usize,
     pub path_regex: Option<Regex>,
-    /// age recipients of each key group (one group without `key_groups`).
-    pub key_groups: Vec<Vec<Recipient>>,
-    /// Whether the rule names key types other than age (credseal cannot use them).
-    pub other_key_types: Vec<String>,
+    /// The master keys of each key group (one group without `key_groups`), as written: age
+    /// recipients are checked when the rule is used, so one bad rule does not break the
+    /// files that match the others.
+    pub key_groups: Vec<Vec<MasterKey>>,
+    /// Whether the keys were given as `key_groups` (errors name the field as written).
+    pub grouped: bool,
+    /// Files holding the public keys of the rule's PGP keys (`pgp_public_keys:`, a credseal
+    /// field sops ignores), relative to the `.sops.yaml`.
+    pub pgp_public_keys: Vec<String>,
     pub shamir_threshold: u32,
     /// The six selector fields as written (at most one set).
     pub selector_fields: [Option<String>; 6],
@@ -44,13 +50,38 @@ pub struct CreationRule {
 }
 
 impl CreationRule {
-    /// The rule's recipients when it has one key group.
-    pub fn recipients(&self) -> Result<&[Recipient], KeyError> {
-        match self.key_groups.as_slice() {
-            [one] => Ok(one),
-            [] => Ok(&[]),
-            _ => Err(KeyError::ShamirWriteUnsupported),
-        }
+    /// The rule's keys when it has one key group, its age recipients checked.
+    pub fn keys(&self) -> Result<&[MasterKey], ConfigError> {
+        let keys = match self.key_groups.as_slice() {
+            [one] => one.as_slice(),
+            [] => &[],
+            _ => {
+                return Err(ConfigError::Keys {
+                    index: self.index,
+                    source: KeyError::ShamirWriteUnsupported,
+                });
+            }
+        };
+        let age: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.kind == KeyKind::Age)
+            .map(|k| k.id.as_str())
+            .collect();
+        let field = if self.grouped {
+            "key_groups[0].age"
+        } else {
+            "age"
+        };
+        Recipient::parse_each(&age, field).map_err(|source| ConfigError::Keys {
+            index: self.index,
+            source,
+        })?;
+        Ok(keys)
+    }
+
+    /// Every key of every group, unchecked (for comparing with a file's).
+    pub fn all_keys(&self) -> impl Iterator<Item = &MasterKey> {
+        self.key_groups.iter().flatten()
     }
 }
 
@@ -66,16 +97,28 @@ pub struct StoreSettings {
 pub struct Config {
     pub creation_rules: Vec<CreationRule>,
     pub stores: StoreSettings,
+    /// `pgp_public_keys:` at the top level (credseal's; sops ignores it).
+    pub pgp_public_keys: Vec<String>,
 }
 
-const OTHER_KEY_FIELDS: [&str; 7] = [
+/// The key fields of a rule without `key_groups`, after `age`.
+const RULE_KEY_FIELDS: [&str; 6] = [
     "pgp",
     "kms",
     "gcp_kms",
     "azure_keyvault",
     "hc_vault_transit_uri",
     "hckms",
+];
+
+/// The key fields of a `key_groups` entry, after `age`.
+const GROUP_KEY_FIELDS: [&str; 6] = [
+    "pgp",
+    "kms",
+    "gcp_kms",
+    "azure_keyvault",
     "hc_vault",
+    "hckms",
 ];
 
 impl Config {
@@ -84,7 +127,11 @@ impl Config {
         let Some(doc) = tree.documents.first() else {
             return Ok(Config::default());
         };
-        let mut config = Config::default();
+        let mut config = Config {
+            pgp_public_keys: string_or_list(doc.get("pgp_public_keys"))
+                .map_err(|e| ConfigError::Invalid(format!("pgp_public_keys: {e}")))?,
+            ..Config::default()
+        };
         if let Some(stores) = doc.get("stores").and_then(Node::as_map) {
             let indent = |m: Option<&Map>| match m.and_then(|m| m.get("indent")) {
                 Some(Node::Int(i)) => Some(*i),
@@ -149,6 +196,34 @@ fn string_or_list(node: Option<&Node>) -> Result<Vec<String>, String> {
     }
 }
 
+/// The keys a rule or key group names: `age` first, then the other fields in `fields` order;
+/// each field a comma-separated string or a list (of strings, or of mappings for the cloud
+/// kinds in a key group). Errors name the field, never a value.
+fn group_keys(m: &Map, fields: &[&str]) -> Result<Vec<MasterKey>, String> {
+    let mut keys = Vec::new();
+    for field in std::iter::once("age").chain(fields.iter().copied()) {
+        match m.get(field) {
+            Some(Node::Seq(items)) if items.nodes().any(|n| n.as_map().is_some()) => {
+                for (i, item) in items.nodes().enumerate() {
+                    let key = match item {
+                        Node::Map(entry) => MasterKey::from_rule_map(field, entry),
+                        Node::Str(s) => MasterKey::from_rule(field, s.expose()),
+                        _ => None,
+                    }
+                    .ok_or_else(|| format!("{field}[{i}] is not a key"))?;
+                    keys.push(key);
+                }
+            }
+            node => {
+                for text in string_or_list(node).map_err(|e| format!("{field}: {e}"))? {
+                    keys.extend(MasterKey::from_rule(field, &text));
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
 fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
     let invalid = |msg: String| ConfigError::Invalid(format!("creation rule {index}: {msg}"));
     let path_regex = match rule.get("path_regex") {
@@ -165,11 +240,7 @@ fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
         }
         Some(_) => return Err(invalid("path_regex is not a string".into())),
     };
-    // Errors name the field and the position, never the text (it may be a private key).
-    let recipients = |list: Vec<String>, field: &str| -> Result<Vec<Recipient>, ConfigError> {
-        Recipient::parse_each(&list, field).map_err(|source| ConfigError::Keys { index, source })
-    };
-    let mut other_key_types = Vec::new();
+    let grouped = matches!(rule.get("key_groups"), Some(Node::Seq(_)));
     let key_groups = match rule.get("key_groups") {
         Some(Node::Seq(groups)) => {
             let mut out = Vec::new();
@@ -177,30 +248,17 @@ fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
                 let group = group
                     .as_map()
                     .ok_or_else(|| invalid(format!("key_groups[{g}] is not a mapping")))?;
-                out.push(recipients(
-                    string_or_list(group.get("age")).map_err(invalid)?,
-                    &format!("key_groups[{g}].age"),
-                )?);
-                for t in OTHER_KEY_FIELDS {
-                    if group.get(t).is_some_and(|n| !matches!(n, Node::Null)) {
-                        other_key_types.push(t.to_owned());
-                    }
-                }
+                out.push(
+                    group_keys(group, &GROUP_KEY_FIELDS)
+                        .map_err(|e| invalid(format!("key_groups[{g}].{e}")))?,
+                );
             }
             out
         }
-        _ => {
-            for t in OTHER_KEY_FIELDS {
-                if !string_or_list(rule.get(t)).unwrap_or_default().is_empty() {
-                    other_key_types.push(t.to_owned());
-                }
-            }
-            vec![recipients(
-                string_or_list(rule.get("age")).map_err(invalid)?,
-                "age",
-            )?]
-        }
+        _ => vec![group_keys(rule, &RULE_KEY_FIELDS).map_err(invalid)?],
     };
+    let pgp_public_keys = string_or_list(rule.get("pgp_public_keys"))
+        .map_err(|e| invalid(format!("pgp_public_keys: {e}")))?;
     let mut selector_fields: [Option<String>; 6] = Default::default();
     for (i, key) in SELECTOR_KEYS.iter().enumerate() {
         selector_fields[i] = match rule.get(key) {
@@ -221,7 +279,8 @@ fn parse_rule(index: usize, rule: &Map) -> Result<CreationRule, ConfigError> {
         index,
         path_regex,
         key_groups,
-        other_key_types,
+        grouped,
+        pgp_public_keys,
         shamir_threshold,
         selector_fields,
         mac_only_encrypted,

@@ -1,10 +1,13 @@
 //! Whole-file operations: encrypt a plaintext tree, open an encrypted file, re-seal it.
 
 use crate::secret::DataKey;
-use crate::sops::keys::{self, KeyError, Keyring, Recipient};
-use crate::sops::metadata::{self, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
+use crate::sops::keys::{KeyError, Keyring, Recipient};
+use crate::sops::master_key::{KeyKind, MasterKey};
+use crate::sops::metadata::{self, AgeEntry, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
+use crate::sops::pgp::{PgpCert, PgpError};
 use crate::sops::rules::Selector;
 use crate::sops::store::{self, EmitOptions, Format, StoreError};
+use crate::sops::tree::Map;
 use crate::sops::tree::{Node, Timestamp, Tree};
 use crate::sops::value;
 use crate::sops::walk::{self, Entropy, IvStash, WalkError, WalkRules};
@@ -28,11 +31,126 @@ pub enum SopsError {
     MacMismatch,
     #[error("{0}")]
     Metadata(#[from] MetadataError),
+    /// A key the file or rule needs that credseal cannot wrap a data key for: nothing written.
+    #[error(
+        "cannot wrap the data key for {keys}: credseal wraps for age and PGP keys only, and these need their key service; nothing was changed. Run `sops {sops_command}` where those services are reachable, or remove the keys from .sops.yaml and run `credseal updatekeys`"
+    )]
+    CannotWrap {
+        keys: String,
+        sops_command: &'static str,
+    },
+    /// A PGP key without a public key to wrap for.
+    #[error(
+        "no public key for PGP key {fingerprint}: give it with --pgp-public-keys FILE or `pgp_public_keys:` in .sops.yaml (a `gpg --export` file), or import it into gpg; nothing was changed"
+    )]
+    PgpKeyMissing { fingerprint: String },
+    #[error("{0}")]
+    Pgp(#[from] PgpError),
+}
+
+/// What a data key is wrapped for: the master keys, and the public keys of the PGP ones.
+#[derive(Clone, Debug, Default)]
+pub struct KeyPlan {
+    pub keys: Vec<MasterKey>,
+    pub pgp_certs: Vec<PgpCert>,
+}
+
+impl KeyPlan {
+    pub fn age(recipients: &[Recipient]) -> KeyPlan {
+        KeyPlan {
+            keys: recipients
+                .iter()
+                .map(|r| MasterKey::age(r.as_str()))
+                .collect(),
+            pgp_certs: Vec::new(),
+        }
+    }
+
+    /// One key group holding every planned key, in plan order (duplicates once): entries
+    /// `current` already has are kept byte for byte, the rest wrapped for `key`. Fails,
+    /// changing nothing, when a key cannot be wrapped.
+    fn group(
+        &self,
+        key: &DataKey,
+        current: Option<&KeyGroup>,
+        now: &Timestamp,
+        sops_command: &'static str,
+    ) -> Result<KeyGroup, SopsError> {
+        if self.keys.is_empty() {
+            return Err(KeyError::NoRecipients.into());
+        }
+        let existing_other = |k: &MasterKey| {
+            current.and_then(|g| {
+                g.others
+                    .iter()
+                    .filter(|(kind, _)| *kind == k.kind)
+                    .flat_map(|(_, entries)| entries.nodes())
+                    .find(|e| MasterKey::of_entry(k.kind, e.as_map().unwrap_or(&Map::new())) == *k)
+                    .cloned()
+            })
+        };
+        let unwrappable: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|k| !k.kind.wrappable_offline() && existing_other(k).is_none())
+            .map(MasterKey::to_string)
+            .collect();
+        if !unwrappable.is_empty() {
+            return Err(SopsError::CannotWrap {
+                keys: unwrappable.join(", "),
+                sops_command,
+            });
+        }
+        let mut group = KeyGroup::default();
+        let mut seen: Vec<&MasterKey> = Vec::new();
+        for k in &self.keys {
+            if seen.contains(&k) {
+                continue;
+            }
+            seen.push(k);
+            match k.kind {
+                KeyKind::Age => {
+                    let kept = current.and_then(|g| g.age.iter().find(|e| e.recipient == k.id));
+                    group.age.push(match kept {
+                        Some(e) => e.clone(),
+                        None => AgeEntry {
+                            recipient: k.id.clone(),
+                            enc: Recipient::parse(&k.id)?.wrap(key.expose()),
+                        },
+                    });
+                }
+                kind => {
+                    let entry = match existing_other(k) {
+                        Some(e) => e,
+                        None => self.wrap_pgp(k, key, now)?,
+                    };
+                    group.push_other(kind, entry);
+                }
+            }
+        }
+        Ok(group)
+    }
+
+    /// A new `pgp` entry as sops writes it: created_at, enc, fp (the rule's fingerprint).
+    fn wrap_pgp(&self, k: &MasterKey, key: &DataKey, now: &Timestamp) -> Result<Node, SopsError> {
+        let cert = self
+            .pgp_certs
+            .iter()
+            .find(|c| c.answers_to(&k.id))
+            .ok_or_else(|| SopsError::PgpKeyMissing {
+                fingerprint: k.id.clone(),
+            })?;
+        let mut entry = Map::new();
+        entry.insert("created_at", Node::str(now.to_rfc3339()));
+        entry.insert("enc", Node::str(cert.wrap(key.expose())?));
+        entry.insert("fp", Node::str(k.id.clone()));
+        Ok(Node::Map(entry))
+    }
 }
 
 /// How a new file is encrypted.
 pub struct EncryptSettings {
-    pub recipients: Vec<Recipient>,
+    pub keys: KeyPlan,
     pub selector: Selector,
     pub mac_only_encrypted: bool,
 }
@@ -80,7 +198,7 @@ pub fn encrypt(
     ctx.entropy.fill(&mut raw);
     let key = DataKey::from_bytes(raw);
     raw.fill(0);
-    let group = keys::key_group_for(&key, &settings.recipients)?;
+    let group = settings.keys.group(&key, None, &ctx.now, "encrypt")?;
     // The binary store encrypts its one value regardless of selectors and writes none (3.11+).
     let selector = if format == Format::Binary {
         Selector::All
@@ -159,20 +277,34 @@ impl EncryptedFile {
         })
     }
 
-    /// Re-wraps the existing data key for a new set of recipients (`updatekeys`): values,
+    /// Makes the file's keys those of `plan` (`updatekeys`): entries for keys it keeps stay
+    /// byte for byte, new ones get the existing data key, removed ones are dropped. Values,
     /// `lastmodified`, `mac` and `version` are untouched.
-    pub fn rewrap(&mut self, keyring: &Keyring, recipients: &[Recipient]) -> Result<(), SopsError> {
+    pub fn rewrap(
+        &mut self,
+        keyring: &Keyring,
+        plan: &KeyPlan,
+        now: &Timestamp,
+    ) -> Result<(), SopsError> {
         if self.metadata.key_groups.len() > 1 {
             return Err(KeyError::ShamirWriteUnsupported.into());
         }
-        let key = self.data_key(keyring)?;
-        let mut group: KeyGroup = keys::key_group_for(&key, recipients)?;
-        group.others = self
+        let current = self
             .metadata
             .key_groups
             .first()
-            .map(|g| g.others.clone())
+            .cloned()
             .unwrap_or_default();
+        let current_keys = current.keys();
+        // A key only added needs the data key; removing keys does not.
+        let group = if plan.keys.iter().all(|k| current_keys.contains(k)) {
+            let mut g = current;
+            g.retain(|k| plan.keys.contains(k));
+            g
+        } else {
+            let key = self.data_key(keyring)?;
+            plan.group(&key, Some(&current), now, "updatekeys")?
+        };
         self.metadata.key_groups = vec![group];
         Ok(())
     }
@@ -237,29 +369,46 @@ impl Opened {
         Ok((tree, meta))
     }
 
-    /// Raises `version` to ours when the file was written by an older release (as sops edit).
-    pub fn raise_version(&mut self) {
+    /// Writes the file in our release's layout and `version` from now on (`--upgrade-sops-version`). Without it a
+    /// file written by an older sops keeps its layout and version, so a team that mixes
+    /// both tools sees only real changes in its diffs.
+    pub fn upgrade_version(&mut self) {
         if metadata::version_older(&self.metadata.version, SOPS_VERSION) {
             self.metadata.version = SOPS_VERSION.to_owned();
         }
     }
 
-    /// Draws a new data key and wraps it for the file's current age recipients (`rekey`).
-    /// Other master key types cannot be re-wrapped by credseal and are refused.
-    pub fn rekey(&mut self, ctx: &mut Context<'_>) -> Result<(), SopsError> {
+    /// Draws a new data key and wraps it for every key of `plan` (`rekey`, sops `rotate`).
+    /// A key credseal cannot wrap (KMS, Vault, …) is refused before anything changes: the
+    /// old entries would no longer open the file.
+    pub fn rekey(&mut self, ctx: &mut Context<'_>, plan: &KeyPlan) -> Result<(), SopsError> {
         if self.metadata.key_groups.len() > 1 {
             return Err(KeyError::ShamirWriteUnsupported.into());
         }
-        let recipients = self
-            .metadata
-            .age_recipients()
-            .map(Recipient::parse)
-            .collect::<Result<Vec<_>, _>>()?;
         let mut raw = [0u8; 32];
         ctx.entropy.fill(&mut raw);
-        self.key = DataKey::from_bytes(raw);
+        let key = DataKey::from_bytes(raw);
         raw.fill(0);
-        self.metadata.key_groups = vec![keys::key_group_for(&self.key, &recipients)?];
+        let fresh = KeyPlan {
+            keys: plan.keys.clone(),
+            pgp_certs: plan.pgp_certs.clone(),
+        };
+        // No entry is reused: each must hold the new data key.
+        let unwrappable: Vec<String> = fresh
+            .keys
+            .iter()
+            .filter(|k| !k.kind.wrappable_offline())
+            .map(MasterKey::to_string)
+            .collect();
+        if !unwrappable.is_empty() {
+            return Err(SopsError::CannotWrap {
+                keys: unwrappable.join(", "),
+                sops_command: "rotate",
+            });
+        }
+        let group = fresh.group(&key, None, &ctx.now, "rotate")?;
+        self.key = key;
+        self.metadata.key_groups = vec![group];
         Ok(())
     }
 

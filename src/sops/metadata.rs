@@ -1,13 +1,47 @@
 //! The `sops` metadata block (spec §9): read every layout from 3.7 to 3.13, write the 3.13 one.
 
+use crate::sops::master_key::{KeyKind, MasterKey};
 use crate::sops::rules::{RulesError, SELECTOR_KEYS, Selector};
 use crate::sops::tree::{Map, MapItem, Node, Seq, SeqItem, Timestamp};
 
 /// The sops release whose format credseal writes.
 pub const SOPS_VERSION: &str = "3.13.2";
 
-/// Master key types other than age, kept opaque so a rewrite does not drop them.
-const OTHER_KEY_TYPES: [&str; 6] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
+/// Where the metadata block goes: the stores differ in how sops before 3.10 wrote an empty
+/// key list (go-yaml `[]`, encoding/json `null`), and flattened stores sort every key anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataStore {
+    Yaml,
+    Json,
+    Flat,
+}
+
+/// The top-level fields in the order of sops' `Metadata` struct, which releases before 3.13
+/// write them in (3.13 sorts them).
+const STRUCT_ORDER: [&str; 19] = [
+    "shamir_threshold",
+    "key_groups",
+    "kms",
+    "gcp_kms",
+    "hckms",
+    "azure_kv",
+    "hc_vault",
+    "age",
+    "lastmodified",
+    "mac",
+    "pgp",
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+    "unencrypted_comment_regex",
+    "encrypted_comment_regex",
+    "mac_only_encrypted",
+    "version",
+];
+
+/// The key lists sops before 3.10 writes at the top level even when empty.
+const ALWAYS_BEFORE_3_10: [&str; 6] = ["kms", "gcp_kms", "azure_kv", "hc_vault", "age", "pgp"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -32,8 +66,51 @@ pub struct AgeEntry {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyGroup {
     pub age: Vec<AgeEntry>,
-    /// (type, entries) for pgp, kms, …: not usable by credseal, written back unchanged.
-    pub others: Vec<(String, Seq)>,
+    /// (type, entries) for pgp, kms, …: written back unchanged unless a key is added or
+    /// removed.
+    pub others: Vec<(KeyKind, Seq)>,
+}
+
+impl KeyGroup {
+    /// Every key of the group: age recipients first, then the others in file order.
+    pub fn keys(&self) -> Vec<MasterKey> {
+        let age = self.age.iter().map(|e| MasterKey::age(&e.recipient));
+        let others = self.others.iter().flat_map(|(kind, entries)| {
+            entries
+                .nodes()
+                .map(|e| MasterKey::of_entry(*kind, e.as_map().unwrap_or(&Map::new())))
+        });
+        age.chain(others).collect()
+    }
+
+    /// Keeps only the entries whose key `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&MasterKey) -> bool) {
+        self.age.retain(|e| keep(&MasterKey::age(&e.recipient)));
+        for (kind, entries) in &mut self.others {
+            entries.items.retain(|item| match item {
+                SeqItem::Node(n) => keep(&MasterKey::of_entry(
+                    *kind,
+                    n.as_map().unwrap_or(&Map::new()),
+                )),
+                _ => true,
+            });
+        }
+        self.others
+            .retain(|(_, entries)| entries.nodes().next().is_some());
+    }
+
+    /// Adds an entry of a kind other than age (a mapping as sops writes it).
+    pub fn push_other(&mut self, kind: KeyKind, entry: Node) {
+        match self.others.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, entries)) => entries.items.push(SeqItem::Node(entry)),
+            None => self.others.push((
+                kind,
+                Seq {
+                    items: vec![SeqItem::Node(entry)],
+                },
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -143,23 +220,41 @@ impl Metadata {
         })
     }
 
-    /// The 3.13 layout: every mapping's keys in byte order, empty key lists omitted (except
-    /// `age` and `hc_vault` inside `key_groups`, which sops always writes).
-    pub fn to_node(&self) -> Node {
+    /// The block as the sops release named by `version` writes it, so a rewrite by credseal
+    /// changes only what changed: 3.13 sorts every mapping's keys; 3.10 to 3.12 write the
+    /// fields in their struct order and omit empty key lists; before 3.10 the top-level key
+    /// lists are always written, empty ones as `[]` (YAML) or `null` (JSON).
+    pub fn to_node(&self, store: MetadataStore) -> Node {
+        let layout = Layout {
+            sorted: store == MetadataStore::Flat || !version_older(&self.version, "3.13.0"),
+            empty: match store {
+                MetadataStore::Yaml => Node::Seq(Seq::default()),
+                MetadataStore::Json => Node::Null,
+                MetadataStore::Flat => Node::Seq(Seq::default()),
+            },
+        };
         let mut top: Vec<(String, Node)> = Vec::new();
         if self.key_groups.len() == 1 {
-            group_fields(&self.key_groups[0], false, &mut top);
+            group_fields(&self.key_groups[0], false, &layout, &mut top);
         } else {
             let groups = self
                 .key_groups
                 .iter()
                 .map(|g| {
                     let mut fields = Vec::new();
-                    group_fields(g, true, &mut fields);
-                    SeqItem::Node(sorted_map(fields))
+                    group_fields(g, true, &layout, &mut fields);
+                    SeqItem::Node(layout.map(fields, GROUP_ORDER))
                 })
                 .collect();
             top.push(("key_groups".into(), Node::Seq(Seq { items: groups })));
+        }
+        if !layout.sorted && store != MetadataStore::Flat && version_older(&self.version, "3.10.0")
+        {
+            for field in ALWAYS_BEFORE_3_10 {
+                if !top.iter().any(|(k, _)| k == field) {
+                    top.push((field.into(), layout.empty.clone()));
+                }
+            }
         }
         if self.shamir_threshold != 0 {
             top.push((
@@ -176,7 +271,64 @@ impl Metadata {
             top.push(("mac_only_encrypted".into(), Node::Bool(true)));
         }
         top.push(("version".into(), Node::str(self.version.clone())));
-        sorted_map(top)
+        layout.map(top, &STRUCT_ORDER)
+    }
+
+    /// Every key of every group.
+    pub fn keys(&self) -> Vec<MasterKey> {
+        self.key_groups.iter().flat_map(KeyGroup::keys).collect()
+    }
+}
+
+/// The fields of a key group in sops' `keygroup` struct order.
+const GROUP_ORDER: &[&str] = &[
+    "pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age",
+];
+
+struct Layout {
+    /// 3.13: every mapping's keys in byte order. Before: struct order.
+    sorted: bool,
+    /// An empty key list that is written anyway.
+    empty: Node,
+}
+
+impl Layout {
+    /// A mapping of `fields` in this layout; `order` is the struct order, unknown fields
+    /// after it in the order given.
+    fn map(&self, mut fields: Vec<(String, Node)>, order: &[&str]) -> Node {
+        if self.sorted {
+            fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        } else {
+            let rank = |k: &str| order.iter().position(|o| *o == k).unwrap_or(order.len());
+            fields.sort_by_key(|(k, _)| rank(k));
+        }
+        Node::Map(Map {
+            items: fields
+                .into_iter()
+                .map(|(k, v)| MapItem::Pair(k, v))
+                .collect(),
+        })
+    }
+
+    /// The entries of one key kind, each mapping laid out (nested ones sorted, as Go's
+    /// encoders write maps, e.g. a KMS encryption context).
+    fn entries(&self, kind: KeyKind, entries: &Seq) -> Node {
+        Node::Seq(Seq {
+            items: entries
+                .nodes()
+                .map(|e| {
+                    SeqItem::Node(match e {
+                        Node::Map(m) => self.map(
+                            m.pairs()
+                                .map(|(k, v)| (k.to_owned(), sort_deep(v)))
+                                .collect(),
+                            kind.entry_fields(),
+                        ),
+                        other => sort_deep(other),
+                    })
+                })
+                .collect(),
+        })
     }
 }
 
@@ -205,55 +357,67 @@ fn read_group(m: &Map) -> Result<KeyGroup, MetadataError> {
             _ => return Err(MetadataError::Malformed("age is not a list".into())),
         }
     }
-    for ty in OTHER_KEY_TYPES {
-        if let Some(Node::Seq(entries)) = m.get(ty) {
+    for kind in KeyKind::OTHERS {
+        if let Some(Node::Seq(entries)) = m.get(kind.field()) {
             if entries.nodes().next().is_some() {
-                group.others.push((ty.to_owned(), entries.clone()));
+                group.others.push((kind, entries.clone()));
             }
         }
     }
     Ok(group)
 }
 
-fn group_fields(g: &KeyGroup, in_key_groups: bool, out: &mut Vec<(String, Node)>) {
+fn group_fields(g: &KeyGroup, in_key_groups: bool, layout: &Layout, out: &mut Vec<(String, Node)>) {
     if !g.age.is_empty() || in_key_groups {
-        let entries = g
+        let entries: Vec<SeqItem> = g
             .age
             .iter()
             .map(|e| {
-                SeqItem::Node(sorted_map(vec![
-                    ("recipient".into(), Node::str(e.recipient.clone())),
-                    ("enc".into(), Node::str(e.enc.clone())),
-                ]))
+                SeqItem::Node(layout.map(
+                    vec![
+                        ("recipient".into(), Node::str(e.recipient.clone())),
+                        ("enc".into(), Node::str(e.enc.clone())),
+                    ],
+                    KeyKind::Age.entry_fields(),
+                ))
             })
             .collect();
-        out.push(("age".into(), Node::Seq(Seq { items: entries })));
+        // go-yaml writes an empty list as `[]`; encoding/json writes a nil one as `null`.
+        let node = if entries.is_empty() && !layout.sorted {
+            layout.empty.clone()
+        } else {
+            Node::Seq(Seq { items: entries })
+        };
+        out.push(("age".into(), node));
     }
-    for (ty, entries) in &g.others {
-        out.push((ty.clone(), sort_deep(&Node::Seq(entries.clone()))));
+    for (kind, entries) in &g.others {
+        out.push((kind.field().into(), layout.entries(*kind, entries)));
     }
-    if in_key_groups && !g.others.iter().any(|(ty, _)| ty == "hc_vault") {
-        out.push(("hc_vault".into(), Node::Seq(Seq::default())));
+    if in_key_groups && !g.others.iter().any(|(k, _)| *k == KeyKind::HcVault) {
+        let empty = if layout.sorted {
+            Node::Seq(Seq::default())
+        } else {
+            layout.empty.clone()
+        };
+        out.push(("hc_vault".into(), empty));
     }
-}
-
-fn sorted_map(mut fields: Vec<(String, Node)>) -> Node {
-    fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    Node::Map(Map {
-        items: fields
-            .into_iter()
-            .map(|(k, v)| MapItem::Pair(k, v))
-            .collect(),
-    })
 }
 
 fn sort_deep(n: &Node) -> Node {
     match n {
-        Node::Map(m) => sorted_map(
-            m.pairs()
+        Node::Map(m) => {
+            let mut fields: Vec<(String, Node)> = m
+                .pairs()
                 .map(|(k, v)| (k.to_owned(), sort_deep(v)))
-                .collect(),
-        ),
+                .collect();
+            fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            Node::Map(Map {
+                items: fields
+                    .into_iter()
+                    .map(|(k, v)| MapItem::Pair(k, v))
+                    .collect(),
+            })
+        }
         Node::Seq(s) => Node::Seq(Seq {
             items: s.nodes().map(|v| SeqItem::Node(sort_deep(v))).collect(),
         }),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::sops::dotenv::{self, DotenvError};
 use crate::sops::json::{self, JsonError};
-use crate::sops::metadata::{Metadata, MetadataError};
+use crate::sops::metadata::{Metadata, MetadataError, MetadataStore};
 use crate::sops::tree::{Map, MapItem, Node, Tree};
 use crate::sops::yaml::{self, YamlError};
 
@@ -217,7 +217,11 @@ pub fn emit_encrypted(
     format: Format,
     opts: &EmitOptions,
 ) -> Result<Vec<u8>, StoreError> {
-    let meta_node = meta.to_node();
+    let meta_node = meta.to_node(match format {
+        Format::Yaml => MetadataStore::Yaml,
+        Format::Json | Format::Binary => MetadataStore::Json,
+        _ => MetadataStore::Flat,
+    });
     // The metadata is emitted after the tree's own entries; the tree itself is not copied (it
     // holds every value, however large).
     match format {

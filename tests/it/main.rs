@@ -14,6 +14,7 @@ mod inplace;
 mod interop_age;
 mod interop_sops;
 mod key_custody;
+mod key_types;
 mod kube;
 mod manifests;
 mod materialize;

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use credseal::sops::file::{self, Context, EncryptSettings, EncryptedFile};
+use credseal::sops::file::{self, Context, EncryptSettings, EncryptedFile, KeyPlan};
 use credseal::sops::keys::{Keyring, Recipient, generate_identity};
 use credseal::sops::rules::Selector;
 use credseal::sops::store::{EmitOptions, Format};
@@ -76,7 +76,7 @@ fn document(with_comments: bool) -> impl Strategy<Value = Map> {
 fn round_trip(tree: Tree, format: Format, selector: Selector) -> Tree {
     let (ring, recipient) = key_pair();
     let settings = EncryptSettings {
-        recipients: vec![recipient],
+        keys: KeyPlan::age(&[recipient]),
         selector,
         mac_only_encrypted: false,
     };

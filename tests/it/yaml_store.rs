@@ -24,7 +24,7 @@ fn metadata_block_matches_sops_3_13_layout() {
 /// metadata keys come in sorted order.
 #[test]
 fn spec_worked_example_as_a_file() {
-    use credseal::sops::file::{self, Context, EncryptSettings, EncryptedFile};
+    use credseal::sops::file::{self, Context, EncryptSettings, EncryptedFile, KeyPlan};
     use credseal::sops::keys::{Keyring, Recipient, generate_identity};
     use credseal::sops::rules::Selector;
     use credseal::sops::store::{self, EmitOptions, Format};
@@ -45,7 +45,7 @@ fn spec_worked_example_as_a_file() {
     let doc = "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db\nstringData:\n    password: hunter2\n    port: 5432\n    enabled: true\n";
     let (identity, recipient) = generate_identity("x");
     let settings = EncryptSettings {
-        recipients: vec![Recipient::parse(&recipient).unwrap()],
+        keys: KeyPlan::age(&[Recipient::parse(&recipient).unwrap()]),
         selector: Selector::from_key("encrypted_regex", "^(data|stringData)$").unwrap(),
         mac_only_encrypted: false,
     };
