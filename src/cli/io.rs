@@ -123,7 +123,7 @@ fn parse_format(name: Option<&str>) -> CliResult<Option<Format>> {
         Some(n) => Format::from_name(n).map(Some).ok_or_else(|| {
             Failure::msg(
                 Code::ConflictingParameters,
-                format!("unknown format {n:?}: use yaml, json, dotenv or binary"),
+                format!("unknown format {n:?}: use yaml, json, dotenv, ini or binary"),
             )
         }),
     }

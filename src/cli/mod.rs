@@ -146,6 +146,8 @@ pub fn sops_failure(file: &str, e: SopsError) -> Failure {
             | StoreError::Json(_)
             | StoreError::Dotenv(_)
             | StoreError::BinaryNotUtf8 => Code::CouldNotReadInput,
+            StoreError::Ini(e) if e.is_write_error() => Code::ErrorDumpingTree,
+            StoreError::Ini(_) => Code::CouldNotReadInput,
             StoreError::NoDocument => Code::NeedAtLeastOneDocument,
             StoreError::AlreadyEncrypted => Code::FileAlreadyEncrypted,
             StoreError::BinaryShape | StoreError::WouldNotReadBack(_) => Code::ErrorDumpingTree,

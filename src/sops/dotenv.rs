@@ -81,7 +81,7 @@ pub fn emit(map: &Map) -> Result<Vec<u8>, DotenvError> {
 }
 
 /// sops' `ValToString` for non-string scalars.
-fn scalar_text(n: &Node) -> String {
+pub(crate) fn scalar_text(n: &Node) -> String {
     match n {
         Node::Int(i) => i.to_string(),
         Node::Bool(b) => b.to_string(),

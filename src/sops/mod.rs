@@ -5,6 +5,7 @@ pub mod cipher;
 pub mod config;
 pub mod dotenv;
 pub mod file;
+pub mod ini;
 pub mod json;
 pub mod keys;
 pub mod master_key;

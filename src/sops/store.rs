@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::sops::dotenv::{self, DotenvError};
+use crate::sops::ini::{self, IniError};
 use crate::sops::json::{self, JsonError};
 use crate::sops::metadata::{Metadata, MetadataError, MetadataStore};
 use crate::sops::tree::{Map, MapItem, Node, Tree};
@@ -17,16 +18,19 @@ pub enum Format {
     Yaml,
     Json,
     Dotenv,
+    Ini,
     Binary,
 }
 
 impl Format {
-    /// sops' choice by extension: `.yaml`/`.yml`, `.json`, `.env`; anything else is binary.
+    /// sops' choice by extension: `.yaml`/`.yml`, `.json`, `.env`, `.ini`; anything else is
+    /// binary.
     pub fn from_path(path: &Path) -> Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => Format::Yaml,
             Some("json") => Format::Json,
             Some("env") => Format::Dotenv,
+            Some("ini") => Format::Ini,
             _ => Format::Binary,
         }
     }
@@ -37,6 +41,7 @@ impl Format {
             "yaml" => Format::Yaml,
             "json" => Format::Json,
             "dotenv" => Format::Dotenv,
+            "ini" => Format::Ini,
             "binary" => Format::Binary,
             _ => return None,
         })
@@ -47,6 +52,7 @@ impl Format {
             Format::Yaml => "yaml",
             Format::Json => "json",
             Format::Dotenv => "dotenv",
+            Format::Ini => "ini",
             Format::Binary => "binary",
         }
     }
@@ -60,6 +66,8 @@ pub enum StoreError {
     Json(#[from] JsonError),
     #[error("invalid dotenv: {0}")]
     Dotenv(#[from] DotenvError),
+    #[error("{}", ini_message(.0))]
+    Ini(#[from] IniError),
     #[error("{0}")]
     Metadata(#[from] MetadataError),
     #[error("binary input that is not UTF-8 text is not supported")]
@@ -89,7 +97,19 @@ impl StoreError {
                 | StoreError::Dotenv(
                     DotenvError::MetadataIndex { .. } | DotenvError::MetadataTooDeep { .. }
                 )
+                | StoreError::Ini(IniError::Metadata(
+                    DotenvError::MetadataIndex { .. } | DotenvError::MetadataTooDeep { .. }
+                ))
         )
+    }
+}
+
+/// Reading errors say the input is not valid INI; writing errors stand on their own.
+fn ini_message(e: &IniError) -> String {
+    if e.is_write_error() {
+        e.to_string()
+    } else {
+        format!("invalid INI: {e}")
     }
 }
 
@@ -141,6 +161,9 @@ pub fn parse(input: &[u8], format: Format) -> Result<Tree, StoreError> {
         Format::Dotenv => Tree {
             documents: vec![dotenv::parse(input)?],
         },
+        Format::Ini => Tree {
+            documents: vec![ini::parse(input)?],
+        },
         Format::Binary => {
             let text = std::str::from_utf8(input).map_err(|_| StoreError::BinaryNotUtf8)?;
             let mut m = Map::new();
@@ -176,6 +199,10 @@ pub fn load_encrypted(input: &[u8], format: Format) -> Result<(Tree, Metadata), 
             }
             Node::Map(dotenv::unflatten(flat)?)
         }
+        Format::Ini => {
+            let first = tree.documents.first_mut().ok_or(StoreError::NoDocument)?;
+            Node::Map(ini::take_metadata(first)?.ok_or(MetadataError::Missing)?)
+        }
         _ => {
             let mut found = None;
             for (i, doc) in tree.documents.iter_mut().enumerate() {
@@ -203,6 +230,7 @@ pub fn emit_plain(tree: &Tree, format: Format, opts: &EmitOptions) -> Result<Vec
         ),
         Format::Json => json::emit(first, &opts.json_indent)?,
         Format::Dotenv => dotenv::emit(first)?,
+        Format::Ini => ini::emit(first)?,
         Format::Binary => match first.get("data") {
             Some(Node::Str(s)) => s.expose().as_bytes().to_vec(),
             _ => return Err(StoreError::BinaryShape),
@@ -236,6 +264,13 @@ pub fn emit_encrypted(
             };
             dotenv::flatten(m, DOTENV_PREFIX, &mut first);
             Ok(dotenv::emit(&first)?)
+        }
+        Format::Ini => {
+            let first = tree.documents.first().ok_or(StoreError::NoDocument)?;
+            let Node::Map(m) = &meta_node else {
+                unreachable!("metadata is a mapping")
+            };
+            Ok(ini::emit_encrypted(first, m)?)
         }
         Format::Yaml => {
             let out = yaml::emit_with(

@@ -8,11 +8,17 @@ use credseal::sops::cipher::Encrypted;
 use credseal::sops::file::EncryptedFile;
 use credseal::sops::keys::Keyring;
 use credseal::sops::store::{self, Format};
-use credseal::sops::{dotenv, json, path, yaml};
+use credseal::sops::{dotenv, ini, json, path, yaml};
 
 use crate::support::interop;
 
-const FORMATS: [Format; 4] = [Format::Yaml, Format::Json, Format::Dotenv, Format::Binary];
+const FORMATS: [Format; 5] = [
+    Format::Yaml,
+    Format::Json,
+    Format::Dotenv,
+    Format::Ini,
+    Format::Binary,
+];
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -50,6 +56,7 @@ fn exercise(bytes: &[u8]) {
     let _ = yaml::parse(bytes);
     let _ = json::parse(bytes);
     let _ = dotenv::parse(bytes);
+    let _ = ini::parse(bytes);
     if let Ok(s) = std::str::from_utf8(bytes) {
         let _ = Encrypted::parse(s);
         let _ = path::parse(s);

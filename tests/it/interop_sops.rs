@@ -16,6 +16,7 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("multidoc.yaml", &[]),
     ("data.json", &[]),
     ("app.env", &[]),
+    ("app.ini", &[]),
     ("blob.txt", &[]),
 ];
 

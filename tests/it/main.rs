@@ -10,6 +10,7 @@ mod fixtures;
 mod fuzz;
 mod hostile_parsers;
 mod identities;
+mod ini_store;
 mod inplace;
 mod interop_age;
 mod interop_sops;
