@@ -7,13 +7,15 @@ use clap::Args as ClapArgs;
 use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::io::Input;
+use crate::cli::io::InputType;
 use crate::cli::{config, keyring, sops_failure};
 use crate::fsx;
 use crate::sops::file::EncryptedFile;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub input_type: InputType,
     /// The encrypted files to update.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -36,7 +38,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         )
     })?;
     for path in args.files {
-        let input = Input::from_path(path);
+        let input = args.input_type.input(path);
         let name = input.display();
         let rule = loaded
             .config
@@ -47,7 +49,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             .map_err(|e| Failure::new(Code::Generic, e))?
             .to_vec();
         let data = input.read()?;
-        let mut file = EncryptedFile::parse(&data, input.input_format()?)
+        let mut file = EncryptedFile::parse(&data, input.encrypted_format(&data)?)
             .map_err(|e| sops_failure(&name, e))?;
         let current: Vec<String> = file.metadata.age_recipients().map(str::to_owned).collect();
         let added: Vec<&str> = wanted
