@@ -97,7 +97,7 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
     let by_extension = format_of(name);
     // A BOM is invisible in an editor; it must not hide what follows.
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-    let format = by_extension.unwrap_or_else(|| sniff(bytes));
+    let format = by_extension.unwrap_or_else(|| Format::sniff(bytes));
     let mut found = Findings {
         file: name,
         list: Vec::new(),
@@ -138,14 +138,6 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
     }
     report.findings = found.list;
     report
-}
-
-/// JSON when the text starts like an object, else YAML (which reads JSON too).
-fn sniff(bytes: &[u8]) -> Format {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Format::Json,
-        _ => Format::Yaml,
-    }
 }
 
 /// What makes a file read by content worth counting: something `check` judges.

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("credseal: {failure}");
-            ExitCode::from(failure.code.as_u8())
+            ExitCode::from(failure.exit_code())
         }
     }
 }

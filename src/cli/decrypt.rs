@@ -30,7 +30,7 @@ pub struct Args {
 pub fn open(input: &crate::cli::io::Input, env: &Env, ignore_mac: bool) -> CliResult<Opened> {
     let name = input.display();
     let data = input.read()?;
-    let format = input.input_format()?;
+    let format = input.encrypted_format(&data)?;
     let file = EncryptedFile::parse(&data, format).map_err(|e| sops_failure(&name, e))?;
     let ring = keyring::load(env, Some(&file.metadata))?;
     file.open(&ring, ignore_mac)
@@ -50,7 +50,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     let opts = args
         .input
         .emit_options(loaded.as_ref().map(|l| &l.config.stores));
-    let out_format = args.input.output_format()?;
+    let out_format = args.input.output_format_or(opened.format)?;
     let out = match steps {
         Some(steps) => {
             let doc = opened

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::cli::decrypt::open;
 use crate::cli::env::Env;
 use crate::cli::exit::CliResult;
-use crate::cli::io::{Input, write_stdout};
+use crate::cli::io::{Input, InputType, write_stdout};
 use crate::diff::{self, Change};
 use crate::sops::file::EncryptedFile;
 
@@ -21,15 +21,17 @@ pub struct Args {
     /// Without an identity the file is printed as it is.
     #[arg(long, conflicts_with = "new")]
     pub textconv: bool,
+    #[command(flatten)]
+    pub input_type: InputType,
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
     if args.textconv {
-        return textconv(Input::from_path(args.old), env);
+        return textconv(args.input_type.input(args.old), env);
     }
-    let old = open(&Input::from_path(args.old), env, false)?;
+    let old = open(&args.input_type.input(args.old), env, false)?;
     let new = open(
-        &Input::from_path(args.new.expect("clap requires it")),
+        &args.input_type.input(args.new.expect("clap requires it")),
         env,
         false,
     )?;
@@ -76,7 +78,7 @@ fn recipient_changes(
 
 fn textconv(input: Input, env: &Env) -> CliResult {
     let data = input.read()?;
-    let format = input.input_format()?;
+    let format = input.encrypted_format(&data)?;
     // Files that are not SOPS files, or that this machine cannot decrypt, diff as they are.
     let Ok(file) = EncryptedFile::parse(&data, format) else {
         return write_stdout(&data);

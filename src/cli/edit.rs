@@ -9,63 +9,163 @@ use std::io::{BufRead, IsTerminal, Write};
 use clap::Args as ClapArgs;
 
 use crate::cli::decrypt::open;
+use crate::cli::encrypt;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::io::Input;
+use crate::cli::io::{Input, InputType, Output};
 use crate::cli::keyring::split_command;
 use crate::cli::{config, now, sops_failure};
 use crate::fsx;
 use crate::sops::file::{Context, Opened};
-use crate::sops::store::{self, EmitOptions};
+use crate::sops::store::{self, EmitOptions, Format};
+use crate::sops::tree::Tree;
 use crate::sops::walk::OsEntropy;
 
-use session::Session;
+pub use session::Session;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// The encrypted file to edit.
+    /// The encrypted file to edit. A file that does not exist yet is created, encrypted as
+    /// the matching .sops.yaml rule says, from an example to edit (as sops does); it is
+    /// written only if the example was changed.
     pub file: std::path::PathBuf,
     /// Do not verify the MAC before editing (to repair a damaged file).
     #[arg(long)]
     pub ignore_mac: bool,
+    #[command(flatten)]
+    pub input_type: InputType,
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
-    let input = Input::from_path(args.file);
+    let input = args.input_type.input(args.file);
     let name = input.display();
     // Before anything is decrypted: from here on a signal cannot leave plaintext behind.
-    let session = Session::start(name.clone())?;
+    let session = Session::start(name.clone(), "edit")?;
+    if !input.is_stdin() && std::fs::symlink_metadata(&input.file).is_err() {
+        return create(&input, env, &session);
+    }
     let mut opened = open(&input, env, args.ignore_mac)?;
     let opts = emit_options(&input, env);
     let format = opened.format;
     let plain = opened
         .emit_plain(format, &opts)
         .map_err(|e| sops_failure(&name, e))?;
+    let new_tree = edit_until_valid(&session, &input, env, &plain, format)?;
+    if new_tree == opened.tree {
+        return Err(unmodified(&name));
+    }
+    opened.tree = new_tree;
+    session.finish(|| write_back(&mut opened, &input, &opts))
+    // `session` is dropped here and on every early return: the plaintext goes with it.
+}
+
+/// `edit` of a file that does not exist: sops' example for the format in the editor; a
+/// changed, valid result is encrypted to the new file as `encrypt` would (the matching rule's
+/// recipients and selection), an unchanged one writes nothing (exit 200).
+fn create(input: &Input, env: &Env, session: &Session) -> CliResult {
+    let name = input.display();
+    // Refuse before the user types anything: a missing or non-matching rule is known now.
+    if env.age_recipients.is_none() {
+        let Some(loaded) = config::find(None, env.config.as_deref())? else {
+            return Err(Failure::msg(
+                Code::NoEncryptionKeyFound,
+                format!(
+                    "{name} does not exist, and there are no age recipients to create it for: set SOPS_AGE_RECIPIENTS or add a creation rule to .sops.yaml"
+                ),
+            ));
+        };
+        loaded
+            .config
+            .rule_for(&loaded.rule_path(&input.file))
+            .map_err(|e| Failure::new(Code::ErrorReadingConfig, e).context(name.clone()))?;
+    }
+    let format = input.input_format()?;
+    let template = new_file_template(format);
+    edit_until_valid(session, input, env, template, format)?;
+    let plaintext = session.private_dir()?.join(plaintext_name(input));
+    let encrypt = encrypt::Args {
+        input: Input {
+            input_type: input.input_type.clone(),
+            filename_override: Some(input.file.clone()),
+            ..Input::from_path(plaintext)
+        },
+        output: Output {
+            in_place: false,
+            output: Some(input.file.clone()),
+        },
+        age: None,
+        pgp: None,
+        pgp_sources: Default::default(),
+        selection: Default::default(),
+        config: None,
+    };
+    session.finish(|| encrypt::run(encrypt, env))
+}
+
+/// What sops 3.11 puts in the editor for a new file of each format, byte for byte.
+fn new_file_template(format: Format) -> &'static [u8] {
+    match format {
+        Format::Yaml => {
+            b"hello: Welcome to SOPS! Edit this file as you please!\nexample_key: example_value\n# Example comment\nexample_array:\n    - example_value1\n    - example_value2\nexample_number: 1234.56789\nexample_booleans:\n    - true\n    - false\n"
+        }
+        Format::Json => {
+            b"{\n\t\"hello\": \"Welcome to SOPS! Edit this file as you please!\",\n\t\"example_key\": \"example_value\",\n\t\"example_array\": [\n\t\t\"example_value1\",\n\t\t\"example_value2\"\n\t],\n\t\"example_number\": 1234.56789,\n\t\"example_booleans\": [\n\t\ttrue,\n\t\tfalse\n\t]\n}\n"
+        }
+        Format::Dotenv => {
+            b"# This is an example file.\nhello=Welcome to SOPS! Edit this file as you please!\nexample_key=example_value\nexample_multiline=foo\\nbar\\nbaz\n"
+        }
+        Format::Ini => {
+            b"; This is an example file.\n[Welcome!]\nhello       = Welcome to SOPS! Edit this file as you please!\nexample_key = example_value\n"
+        }
+        Format::Binary => b"Welcome to SOPS! Edit this file as you please!",
+    }
+}
+
+/// The plaintext file's name in the private directory: the extension kept for the editor's
+/// syntax highlighting.
+fn plaintext_name(input: &Input) -> String {
     let ext = input
-        .file
+        .name()
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    let tmp = session.create_plaintext(&format!("plaintext{ext}"), &plain)?;
+    format!("plaintext{ext}")
+}
 
+fn unmodified(name: &str) -> Failure {
+    Failure::msg(
+        Code::FileHasNotBeenModified,
+        format!("{name}: file has not been modified"),
+    )
+}
+
+/// Puts `plain` in the private directory, runs the editor until the result parses (asking on a
+/// terminal), and returns it. The result stays in the directory for the caller.
+fn edit_until_valid(
+    session: &Session,
+    input: &Input,
+    env: &Env,
+    plain: &[u8],
+    format: Format,
+) -> CliResult<Tree> {
+    let name = input.display();
+    let tmp = session.create_plaintext(&plaintext_name(input), plain)?;
     let editor = find_editor(env)?;
-    let new_tree = loop {
+    loop {
         let status = session.edit(&editor, &tmp)?;
         if !status.success() {
+            // sops' code for an editor that could not be run or failed.
             return Err(Failure::msg(
-                Code::Generic,
+                Code::NoEditorFound,
                 format!("editor {} exited with {status}; file untouched", editor[0]),
             ));
         }
         let edited = fsx::read(&tmp).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
         if edited == plain {
-            return Err(Failure::msg(
-                Code::FileHasNotBeenModified,
-                format!("{name}: file has not been modified"),
-            ));
+            return Err(unmodified(&name));
         }
         match store::load_plain(&edited, format) {
-            Ok(tree) => break tree,
+            Ok(tree) => return Ok(tree),
             Err(e) => {
                 eprintln!("credseal: the edited file is not valid: {e}");
                 if !ask_reedit()? {
@@ -74,16 +174,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 }
             }
         }
-    };
-    if new_tree == opened.tree {
-        return Err(Failure::msg(
-            Code::FileHasNotBeenModified,
-            format!("{name}: file has not been modified"),
-        ));
     }
-    opened.tree = new_tree;
-    session.finish(|| write_back(&mut opened, &input, &opts))
-    // `session` is dropped here and on every early return: the plaintext goes with it.
 }
 
 /// Emit options for rewriting an existing file: `.sops.yaml` stores settings, else defaults.

@@ -41,8 +41,8 @@ pub enum Code {
     /// `check` found a plaintext or unreadable Secret, a clear value, wrong recipients, a bad
     /// file or MAC, or a name the API server refuses.
     CheckFindings = 230,
-    /// `edit` was interrupted by a signal; the editor was stopped and the plaintext removed.
-    /// sops' code for an interrupted edit.
+    /// `edit`, `exec-env` or `exec-file` was interrupted by a signal; the editor or command
+    /// was stopped and the plaintext removed. sops' code for an interrupted edit.
     Interrupted = 85,
     /// `merge-driver`: both sides changed one key differently; ours is left as it was. Below
     /// 129 because git takes higher codes from a merge driver for a crash, not a conflict.
@@ -65,7 +65,7 @@ impl Code {
         ),
         (
             Code::ErrorDumpingTree,
-            "the result could not be emitted in the output format",
+            "the result could not be emitted in the output format (a mapping or list to dotenv, …)",
         ),
         (
             Code::ErrorReadingConfig,
@@ -98,7 +98,7 @@ impl Code {
         ),
         (
             Code::Interrupted,
-            "edit was interrupted by a signal (TERM, HUP, INT, QUIT): the editor was stopped, the plaintext removed, the file untouched",
+            "edit, exec-env or exec-file was interrupted by a signal (TERM, HUP, INT, QUIT): the editor or command was stopped, the plaintext removed, the file untouched",
         ),
         (Code::InvalidTreePath, "bad --extract / set path syntax"),
         (Code::NeedAtLeastOneDocument, "the input has no document"),
@@ -116,11 +116,11 @@ impl Code {
         ),
         (
             Code::FileHasNotBeenModified,
-            "edit or set made no change; the file is untouched",
+            "edit made no change (or left a new file's example as it was); the file is untouched or not created",
         ),
         (
             Code::NoEditorFound,
-            "no editor found ($SOPS_EDITOR, $EDITOR, vim, nano, vi)",
+            "no editor found ($SOPS_EDITOR, $EDITOR, vim, nano, vi), or the editor failed (exited non-zero); the file is untouched",
         ),
         (
             Code::FileAlreadyEncrypted,
@@ -195,6 +195,26 @@ impl Failure {
             error: self.error.context(ctx),
         }
     }
+}
+
+impl Failure {
+    /// The process exit code: the table's, or the status of the command `exec-env` /
+    /// `exec-file` ran, passed through.
+    pub fn exit_code(&self) -> u8 {
+        match self.error.downcast_ref::<ChildExited>() {
+            Some(child) => child.code,
+            None => self.code.as_u8(),
+        }
+    }
+}
+
+/// The command run by `exec-env` / `exec-file` failed; credseal exits with its code (128 +
+/// the signal for one a signal ended), not a code of the table.
+#[derive(Debug, thiserror::Error)]
+#[error("the command failed ({status})")]
+pub struct ChildExited {
+    pub code: u8,
+    pub status: std::process::ExitStatus,
 }
 
 impl fmt::Debug for Failure {

@@ -15,7 +15,8 @@ use crate::sops::store::{EmitOptions, Format};
 pub struct Input {
     /// The file to read, or `-` for standard input.
     pub file: PathBuf,
-    /// Input format: yaml, json, dotenv or binary (default: from the file extension).
+    /// Input format: yaml, json, dotenv or binary (default: from the file extension, else from
+    /// the content of an encrypted file).
     #[arg(long, value_name = "TYPE")]
     pub input_type: Option<String>,
     /// Output format (default: the input format).
@@ -27,6 +28,26 @@ pub struct Input {
     /// Indentation of YAML/JSON output (default: .sops.yaml stores settings, else 4 / tab).
     #[arg(long, value_name = "N")]
     pub indent: Option<usize>,
+}
+
+/// `--input-type` alone, for commands that read encrypted files given by name (flattened
+/// into their arguments).
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputType {
+    /// Input format: yaml, json, dotenv or binary (default: from the file extension, else from
+    /// the content of an encrypted file).
+    #[arg(long, value_name = "TYPE")]
+    pub input_type: Option<String>,
+}
+
+impl InputType {
+    /// The input `file` read with this `--input-type`.
+    pub fn input(&self, file: PathBuf) -> Input {
+        Input {
+            input_type: self.input_type.clone(),
+            ..Input::from_path(file)
+        }
+    }
 }
 
 /// Where the result goes.
@@ -89,6 +110,23 @@ impl Input {
     pub fn input_format(&self) -> CliResult<Format> {
         parse_format(self.input_type.as_deref())
             .map(|f| f.unwrap_or_else(|| Format::from_path(self.name())))
+    }
+
+    /// The format of an encrypted input: `--input-type`, else what the name states, else
+    /// (a pipe, `/dev/fd/N`, git's extension-less temp files) what the content shows, else
+    /// binary as sops would read it.
+    pub fn encrypted_format(&self, data: &[u8]) -> CliResult<Format> {
+        if let Some(f) = parse_format(self.input_type.as_deref())? {
+            return Ok(f);
+        }
+        Ok(Format::named_by(self.name())
+            .or_else(|| Format::of_encrypted(data))
+            .unwrap_or(Format::Binary))
+    }
+
+    /// `--output-type`, else `input` (the format the input was read as).
+    pub fn output_format_or(&self, input: Format) -> CliResult<Format> {
+        Ok(parse_format(self.output_type.as_deref())?.unwrap_or(input))
     }
 
     pub fn output_format(&self) -> CliResult<Format> {

@@ -6,13 +6,16 @@ pub mod apply;
 pub mod check;
 #[cfg(feature = "cluster")]
 pub mod cluster_key;
+pub mod completion;
 pub mod config;
 pub mod decrypt;
 pub mod diff;
 pub mod edit;
 pub mod encrypt;
 pub mod env;
+pub mod exec;
 pub mod exit;
+pub mod filestatus;
 pub mod io;
 pub mod key_plan;
 pub mod keygen;
@@ -33,6 +36,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
+use crate::sops::dotenv::DotenvError;
 use crate::sops::file::SopsError;
 use crate::sops::keys::KeyError;
 use crate::sops::store::StoreError;
@@ -64,10 +68,19 @@ pub enum Command {
     Decrypt(decrypt::Args),
     /// Edit an encrypted file in $EDITOR; unchanged values keep their exact ciphertext.
     Edit(edit::Args),
-    /// Set one value (read from standard input) in an encrypted file.
+    /// Set one value in an encrypted file: from standard input, or as JSON like `sops set`
+    /// (argument, --value-stdin, --value-file).
     Set(set::SetArgs),
     /// Remove one value from an encrypted file.
     Unset(set::UnsetArgs),
+    /// Run a command with the file's decrypted top-level values as environment variables.
+    #[command(name = "exec-env")]
+    ExecEnv(exec::EnvArgs),
+    /// Run a command with the decrypted file at a private temporary path (`{}` in the command).
+    #[command(name = "exec-file")]
+    ExecFile(exec::FileArgs),
+    /// Print whether a file is SOPS-encrypted: {"encrypted":true} or {"encrypted":false}.
+    Filestatus(filestatus::Args),
     /// Re-wrap the data key for the recipients .sops.yaml now requires; values untouched.
     Updatekeys(updatekeys::Args),
     /// Draw a new data key and re-encrypt every value with it.
@@ -100,6 +113,10 @@ pub enum Command {
     /// git's merge driver for encrypted files: merges key by key, re-encrypts, fresh MAC.
     #[command(name = "merge-driver")]
     MergeDriver(merge_driver::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Print the man page (roff), or write one page per command with --dir.
+    Man(completion::ManArgs),
 }
 
 /// Runs a parsed command line.
@@ -111,6 +128,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Edit(a) => edit::run(a, &env),
         Command::Set(a) => set::run_set(a, &env),
         Command::Unset(a) => set::run_unset(a, &env),
+        Command::ExecEnv(a) => exec::run_env(a, &env),
+        Command::ExecFile(a) => exec::run_file(a, &env),
+        Command::Filestatus(a) => filestatus::run(a),
         Command::Updatekeys(a) => updatekeys::run(a, &env),
         Command::Rekey(a) => rekey::run(a, &env),
         Command::Keygen(a) => keygen::run(a),
@@ -126,6 +146,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(a) => check::run(a, &env),
         Command::Diff(a) => diff::run(a, &env),
         Command::MergeDriver(a) => merge_driver::run(a, &env),
+        Command::Completion(a) => completion::run_completion(a),
+        Command::Man(a) => completion::run_man(a),
     }
 }
 
@@ -142,6 +164,8 @@ pub fn now() -> Timestamp {
 pub fn sops_failure(file: &str, e: SopsError) -> Failure {
     let code = match &e {
         SopsError::Store(s) => match s {
+            // A mapping or list has no dotenv form: the tree cannot be emitted (sops 4).
+            StoreError::Dotenv(DotenvError::ComplexValue(_)) => Code::ErrorDumpingTree,
             StoreError::Yaml(_)
             | StoreError::Json(_)
             | StoreError::Dotenv(_)

@@ -8,7 +8,7 @@ use crate::cli::decrypt::open;
 use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::io::Input;
+use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::{config, now, sops_failure};
 use crate::fsx;
@@ -18,6 +18,8 @@ use crate::sops::walk::OsEntropy;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub input_type: InputType,
     /// The encrypted files to rekey (in place).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -39,7 +41,7 @@ pub struct Args {
 
 pub fn run(args: Args, env: &Env) -> CliResult {
     for path in args.files {
-        let input = Input::from_path(path);
+        let input = args.input_type.input(path);
         let name = input.display();
         let mut opened = open(&input, env, false)?;
         let mut entropy = OsEntropy;

@@ -1,7 +1,6 @@
 //! `credseal set` and `credseal unset`: change one value, churn-free.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
 
@@ -9,19 +8,36 @@ use crate::cli::decrypt::open;
 use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::io::Input;
-use crate::secret::SecretString;
+use crate::cli::io::InputType;
+use crate::secret::{SecretBytes, SecretString};
 use crate::sops::json;
-use crate::sops::path;
+use crate::sops::path::{self, PathError};
 use crate::sops::tree::Node;
 
 #[derive(ClapArgs, Debug)]
 pub struct SetArgs {
+    #[command(flatten)]
+    pub input_type: InputType,
     /// The encrypted file.
     pub file: PathBuf,
     /// Where to set the value, e.g. '["stringData"]["password"]'.
     pub path: String,
-    /// Read the value as JSON (a string, number, bool, object or list), as `sops set` takes it.
+    /// The value as JSON, as `sops set` takes it (e.g. '"s3cret"', 5, '{"a": true}'); with
+    /// --value-file, the file holding it. Without it (and without --value-stdin) the value is
+    /// read from standard input as text. A value on the command line shows in process
+    /// listings: prefer --value-stdin or --value-file for secrets.
+    #[arg(
+        conflicts_with_all = ["value_stdin", "json", "raw", "allow_empty"],
+        value_parser = secret_arg
+    )]
+    pub value: Option<SecretString>,
+    /// Read the value from standard input as JSON, as `sops set --value-stdin`.
+    #[arg(long, conflicts_with_all = ["value_file", "json", "raw", "allow_empty"])]
+    pub value_stdin: bool,
+    /// The VALUE argument names a file holding the value as JSON, as `sops set --value-file`.
+    #[arg(long, requires = "value")]
+    pub value_file: bool,
+    /// Read the value from standard input as JSON (a string, number, bool, object or list).
     #[arg(long, conflicts_with = "raw")]
     pub json: bool,
     /// Keep standard input exactly, including a trailing newline (by default one trailing
@@ -32,20 +48,39 @@ pub struct SetArgs {
     /// piped in) is refused with exit 7 rather than silently emptying the value.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Accepted for sops compatibility: credseal never rewrites a file whose value is already
+    /// the one given (sops without --idempotent would still bump `lastmodified`).
+    #[arg(long)]
+    pub idempotent: bool,
 }
 
 #[derive(ClapArgs, Debug)]
 pub struct UnsetArgs {
+    #[command(flatten)]
+    pub input_type: InputType,
     /// The encrypted file.
     pub file: PathBuf,
     /// The value to remove, e.g. '["stringData"]["old"]'.
     pub path: String,
+    /// A path that is not in the file is not an error: nothing is written, exit 0.
+    #[arg(long)]
+    pub idempotent: bool,
 }
 
 pub fn run_set(args: SetArgs, env: &Env) -> CliResult {
     let steps = path::parse(&args.path).map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
-    let value = read_value(args.json, args.raw, args.allow_empty)?;
-    let input = Input::from_path(args.file);
+    let value = match (&args.value, args.value_file) {
+        (Some(file), true) => json_value(
+            &read_value_file(Path::new(file.expose()))?,
+            "the value file",
+        )?,
+        (Some(text), false) => json_value(text, "the value")?,
+        (None, _) if args.value_stdin || args.json => {
+            json_value(&read_stdin()?, "the value on standard input")?
+        }
+        (None, _) => text_value(read_stdin()?, args.raw, args.allow_empty)?,
+    };
+    let input = args.input_type.input(args.file);
     let mut opened = open(&input, env, false)?;
     let name = input.display();
     let doc = opened
@@ -56,13 +91,12 @@ pub fn run_set(args: SetArgs, env: &Env) -> CliResult {
     let changed = path::set(doc, &steps, value)
         .map_err(|e| Failure::new(Code::Generic, e).context(name.clone()))?;
     if !changed {
-        return Err(Failure::msg(
-            Code::FileHasNotBeenModified,
-            format!(
-                "{name}: {} already has that value; file untouched",
-                path::display(&steps)
-            ),
-        ));
+        // Exit 0 as sops: a script setting a value it already has succeeded.
+        eprintln!(
+            "{name}: {} already has that value; file untouched",
+            path::display(&steps)
+        );
+        return Ok(());
     }
     let opts = emit_options(&input, env);
     write_back(&mut opened, &input, &opts)
@@ -70,7 +104,7 @@ pub fn run_set(args: SetArgs, env: &Env) -> CliResult {
 
 pub fn run_unset(args: UnsetArgs, env: &Env) -> CliResult {
     let steps = path::parse(&args.path).map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
-    let input = Input::from_path(args.file);
+    let input = args.input_type.input(args.file);
     let mut opened = open(&input, env, false)?;
     let name = input.display();
     let doc = opened
@@ -78,25 +112,44 @@ pub fn run_unset(args: UnsetArgs, env: &Env) -> CliResult {
         .documents
         .first_mut()
         .ok_or_else(|| Failure::msg(Code::Generic, format!("{name}: no document")))?;
-    path::unset(doc, &steps).map_err(|e| Failure::new(Code::Generic, e).context(name.clone()))?;
+    match path::unset(doc, &steps) {
+        Ok(()) => {}
+        Err(PathError::NotFound(_)) if args.idempotent => return Ok(()),
+        Err(e) => return Err(Failure::new(Code::Generic, e).context(name.clone())),
+    }
     let opts = emit_options(&input, env);
     write_back(&mut opened, &input, &opts)
 }
 
-/// The new value from standard input, never echoed anywhere.
-fn read_value(as_json: bool, raw: bool, allow_empty: bool) -> CliResult<Node> {
-    let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+fn read_stdin() -> CliResult<SecretString> {
+    let bytes = SecretBytes::read_from(std::io::stdin(), 0).map_err(|e| {
         Failure::new(Code::CouldNotReadInput, e)
             .context("cannot read the value from standard input")
     })?;
-    let mut text = SecretString::new(
-        String::from_utf8(buf)
-            .map_err(|_| Failure::msg(Code::InvalidSetFormat, "the value is not UTF-8 text"))?,
-    );
-    if as_json {
-        return json_value(&text);
-    }
+    utf8(bytes)
+}
+
+fn read_value_file(file: &Path) -> CliResult<SecretString> {
+    let bytes = SecretBytes::read_file(file).map_err(|e| {
+        Failure::new(Code::CouldNotReadInput, e)
+            .context(format!("cannot read the value file {}", file.display()))
+    })?;
+    utf8(bytes)
+}
+
+fn utf8(bytes: SecretBytes) -> CliResult<SecretString> {
+    SecretString::from_utf8(bytes)
+        .map_err(|_| Failure::msg(Code::InvalidSetFormat, "the value is not UTF-8 text"))
+}
+
+/// A value given on the command line, held as a secret from the moment it is parsed (the
+/// arguments' `Debug` shows it redacted).
+fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::new(s.to_owned()))
+}
+
+/// Standard input as a text value, never echoed anywhere.
+fn text_value(mut text: SecretString, raw: bool, allow_empty: bool) -> CliResult<Node> {
     if !raw {
         let s = text.expose_mut();
         if s.ends_with('\n') {
@@ -120,11 +173,11 @@ fn read_value(as_json: bool, raw: bool, allow_empty: bool) -> CliResult<Node> {
 /// Exactly one JSON value. It is parsed as `{"v": <value>}` so the JSON store's number and
 /// string rules apply; a second member means the input smuggled in more than one value
 /// (`"a", "w": 5`), which must not be cut down to its first.
-fn json_value(text: &SecretString) -> CliResult<Node> {
+fn json_value(text: &SecretString, what: &str) -> CliResult<Node> {
     let invalid = || {
         Failure::msg(
             Code::InvalidSetFormat,
-            "the value on standard input is not exactly one JSON value",
+            format!("{what} is not exactly one JSON value (a string needs its quotes: '\"text\"')"),
         )
     };
     let wrapped = SecretString::new(format!("{{\"v\": {}}}", text.expose()));

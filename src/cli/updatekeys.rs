@@ -7,7 +7,7 @@ use clap::Args as ClapArgs;
 use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::io::Input;
+use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::{config, keyring, now, sops_failure};
 use crate::fsx;
@@ -24,6 +24,8 @@ fn shown(k: &MasterKey) -> String {
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub input_type: InputType,
     /// The encrypted files to update.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -48,7 +50,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         )
     })?;
     for path in args.files {
-        let input = Input::from_path(path);
+        let input = args.input_type.input(path);
         let name = input.display();
         let rule = loaded
             .config
@@ -61,7 +63,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             })?
             .to_vec();
         let data = input.read()?;
-        let mut file = EncryptedFile::parse(&data, input.input_format()?)
+        let mut file = EncryptedFile::parse(&data, input.encrypted_format(&data)?)
             .map_err(|e| sops_failure(&name, e))?;
         let current = file.metadata.keys();
         let added: Vec<&MasterKey> = wanted.iter().filter(|k| !current.contains(k)).collect();

@@ -80,8 +80,8 @@ pub fn emit(map: &Map) -> Result<Vec<u8>, DotenvError> {
     Ok(out.into_bytes())
 }
 
-/// sops' `ValToString` for non-string scalars.
-pub(crate) fn scalar_text(n: &Node) -> String {
+/// sops' `ValToString` for non-string scalars (also what `exec-env` puts in the environment).
+pub fn scalar_text(n: &Node) -> String {
     match n {
         Node::Int(i) => i.to_string(),
         Node::Bool(b) => b.to_string(),

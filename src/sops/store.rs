@@ -12,6 +12,7 @@ use crate::sops::yaml::{self, YamlError};
 /// The reserved top-level key (dotenv: key prefix `sops_`).
 pub const METADATA_KEY: &str = "sops";
 const DOTENV_PREFIX: &str = "sops_";
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -32,6 +33,55 @@ impl Format {
             Some("env") => Format::Dotenv,
             Some("ini") => Format::Ini,
             _ => Format::Binary,
+        }
+    }
+
+    /// The format the file name states, or `None` when it says nothing (no extension, or one
+    /// sops reads as binary): a pipe, `/dev/fd/N`, git's temp files.
+    pub fn named_by(path: &Path) -> Option<Format> {
+        Some(Format::from_path(path)).filter(|f| *f != Format::Binary)
+    }
+
+    /// The format of a text whose name says nothing: JSON when it starts like an object,
+    /// dotenv when it holds sops' flattened `sops_version=` / `sops_mac=` lines, else YAML
+    /// (which reads JSON too). `check` reads such files by this, and so does
+    /// [`Format::of_encrypted`].
+    pub fn sniff(bytes: &[u8]) -> Format {
+        let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return Format::Json;
+        }
+        let dotenv_meta = |l: &[u8]| l.starts_with(b"sops_version=") || l.starts_with(b"sops_mac=");
+        if bytes.split(|&b| b == b'\n').any(dotenv_meta) {
+            return Format::Dotenv;
+        }
+        Format::Yaml
+    }
+
+    /// The format of an encrypted file whose name says nothing, from its content: JSON with a
+    /// top-level `sops` object (binary when `data` is its only other key, as sops writes a
+    /// binary file), dotenv with `sops_version=`/`sops_mac=` lines, YAML with a top-level
+    /// `sops:` mapping. `None` when it is none of these.
+    pub fn of_encrypted(bytes: &[u8]) -> Option<Format> {
+        match Format::sniff(bytes) {
+            Format::Json => {
+                let doc = json::parse(bytes.strip_prefix(BOM).unwrap_or(bytes)).ok()?;
+                doc.get(METADATA_KEY)?.as_map()?;
+                let only_data = doc.pairs().all(|(k, _)| k == "data" || k == METADATA_KEY)
+                    && doc.get("data").is_some();
+                Some(if only_data {
+                    Format::Binary
+                } else {
+                    Format::Json
+                })
+            }
+            Format::Dotenv => Some(Format::Dotenv),
+            // A line scan, not a parse: the file may be large, and only sops' own layout
+            // (`sops:` at the start of a line, a block mapping under it) needs recognising.
+            _ => bytes
+                .split(|&b| b == b'\n')
+                .any(|l| l.strip_suffix(b"\r").unwrap_or(l) == b"sops:")
+                .then_some(Format::Yaml),
         }
     }
 

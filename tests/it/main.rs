@@ -24,5 +24,6 @@ mod properties;
 mod rotate;
 mod rotate_k8s;
 mod rotate_operator;
+mod sops_surface;
 mod support;
 mod yaml_store;

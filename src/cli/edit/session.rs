@@ -1,7 +1,8 @@
-//! The editor session of `edit`: the private directory holding the plaintext and the editor
-//! process, owned together so that a signal (TERM, HUP, INT, QUIT; an SSH drop is a HUP) ends
-//! both before credseal exits, instead of killing credseal and leaving the plaintext on disk
-//! and the user typing into an editor whose result nobody reads back.
+//! The session of `edit` (and of `exec-file` and `exec-env`): the private directory holding
+//! the plaintext and the process given it (the editor, the command), owned together so that a
+//! signal (TERM, HUP, INT, QUIT; an SSH drop is a HUP) ends both before credseal exits, instead
+//! of killing credseal and leaving the plaintext on disk and the user typing into an editor
+//! whose result nobody reads back.
 //!
 //! A thread waits for the signals. It takes the same lock as every step that creates the
 //! plaintext, starts or reaps the editor, or writes the result, and exits the process while
@@ -36,6 +37,8 @@ const POLL: Duration = Duration::from_millis(25);
 
 pub struct Session {
     shared: Arc<Mutex<Shared>>,
+    /// What was interrupted, for the message: "edit", "exec-file", …
+    what: &'static str,
     handle: Handle,
     thread: Option<JoinHandle<()>>,
 }
@@ -60,8 +63,9 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl Session {
-    /// Starts handling the signals; `file` names the encrypted file in the message.
-    pub fn start(file: String) -> CliResult<Session> {
+    /// Starts handling the signals; `file` names the encrypted file and `what` the command in
+    /// the message.
+    pub fn start(file: String, what: &'static str) -> CliResult<Session> {
         let mut signals = Signals::new(SIGNALS.map(|(raw, _, _)| raw)).map_err(|e| {
             Failure::new(Code::Generic, e).context("cannot install the signal handlers")
         })?;
@@ -70,11 +74,12 @@ impl Session {
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::spawn(move || {
             if let Some(raw) = signals.forever().next() {
-                interrupt(&for_thread, raw, &file);
+                interrupt(&for_thread, raw, &file, what);
             }
         });
         Ok(Session {
             shared,
+            what,
             handle,
             thread: Some(thread),
         })
@@ -84,21 +89,31 @@ impl Session {
         lock(&self.shared)
     }
 
-    /// Writes the plaintext, mode 0600, into a new private (0700) directory; both go on every
-    /// exit path, signals included.
-    pub fn create_plaintext(&self, name: &str, data: &[u8]) -> CliResult<PathBuf> {
+    /// A new private (0700) directory, removed on every exit path, signals included. Created
+    /// once; later calls return the same one.
+    pub fn private_dir(&self) -> CliResult<PathBuf> {
+        let what = self.what;
         let mut s = self.lock();
+        if let Some(dir) = &s.dir {
+            return Ok(dir.path().to_owned());
+        }
         let dir = tempfile::Builder::new()
-            .prefix("credseal-edit-")
+            .prefix(&format!("credseal-{what}-"))
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| {
                 Failure::new(Code::Generic, e)
                     .context("cannot create a private temporary directory")
             })?;
-        let path = dir.path().join(name);
-        // Owned by the session before the first byte is written.
+        let path = dir.path().to_owned();
+        // Owned by the session before anything is put in it.
         s.dir = Some(dir);
+        Ok(path)
+    }
+
+    /// Writes the plaintext, mode 0600, into the private directory.
+    pub fn create_plaintext(&self, name: &str, data: &[u8]) -> CliResult<PathBuf> {
+        let path = self.private_dir()?.join(name);
         fsx::create_new(&path, data, 0o600)
             .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))?;
         Ok(path)
@@ -108,7 +123,14 @@ impl Session {
     pub fn edit(&self, editor: &[String], file: &Path) -> CliResult<ExitStatus> {
         let mut cmd = Command::new(&editor[0]);
         cmd.args(&editor[1..]).arg(file);
-        // Without a terminal the editor leads its own process group, so stopping it stops what
+        // An editor that cannot be started: sops' code for an editor that cannot be run.
+        self.run(cmd, &format!("editor {}", editor[0]), Code::NoEditorFound)
+    }
+
+    /// Runs `cmd` (`label` names it in errors; `cannot_start` is the code when it cannot be
+    /// started) and waits for it to exit.
+    pub fn run(&self, mut cmd: Command, label: &str, cannot_start: Code) -> CliResult<ExitStatus> {
+        // Without a terminal the child leads its own process group, so stopping it stops what
         // it started too (a wrapper script's child, a GUI editor's helper). On a terminal it
         // must stay in credseal's group, the foreground one, or reading the terminal would
         // stop it (SIGTTIN); the terminal's own signals reach it there anyway.
@@ -119,8 +141,7 @@ impl Session {
         {
             let mut s = self.lock();
             let child = cmd.spawn().map_err(|e| {
-                Failure::new(Code::NoEditorFound, e)
-                    .context(format!("cannot run editor {}", editor[0]))
+                Failure::new(cannot_start, e).context(format!("cannot run {label}"))
             })?;
             s.editor = Some(Editor { child, own_group });
         }
@@ -129,7 +150,10 @@ impl Session {
                 let mut s = self.lock();
                 let Some(ed) = s.editor.as_mut() else {
                     // Only the signal thread takes it, and it exits the process with the lock.
-                    return Err(Failure::msg(Code::Interrupted, "edit interrupted"));
+                    return Err(Failure::msg(
+                        Code::Interrupted,
+                        format!("{} interrupted", self.what),
+                    ));
                 };
                 match ed.child.try_wait() {
                     Ok(Some(status)) => {
@@ -141,7 +165,7 @@ impl Session {
                         let mut ed = s.editor.take().expect("checked above");
                         ed.stop(Signal::TERM);
                         return Err(Failure::new(Code::Generic, e)
-                            .context(format!("cannot wait for editor {}", editor[0])));
+                            .context(format!("cannot wait for {label}")));
                     }
                 }
             }
@@ -211,8 +235,8 @@ impl Editor {
     }
 }
 
-/// The signal thread's work: stop the editor, remove the plaintext, exit with the lock held.
-fn interrupt(shared: &Mutex<Shared>, raw: i32, file: &str) {
+/// The signal thread's work: stop the editor (or command), remove the plaintext, exit with the lock held.
+fn interrupt(shared: &Mutex<Shared>, raw: i32, file: &str, what: &str) {
     let mut s = lock(shared);
     if s.finished {
         return;
@@ -226,8 +250,13 @@ fn interrupt(shared: &Mutex<Shared>, raw: i32, file: &str) {
         ed.stop(sig);
     }
     drop(s.dir.take());
+    let child = if what == "edit" {
+        "the editor"
+    } else {
+        "the command"
+    };
     eprintln!(
-        "credseal: {file}: edit interrupted by {name}: the editor was stopped and the plaintext removed; the file is untouched"
+        "credseal: {file}: {what} interrupted by {name}: {child} was stopped and the plaintext removed; the file is untouched"
     );
     std::process::exit(Code::Interrupted.as_u8().into());
 }
