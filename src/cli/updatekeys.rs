@@ -40,6 +40,11 @@ pub struct Args {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub pgp_sources: PgpSources,
+    /// Also rewrite files last written by an older sops in the sops 3.13 layout and version
+    /// (metadata keys sorted). Without it each file keeps the layout of the sops that wrote
+    /// it, so teams still on sops 3.11 see no churn.
+    #[arg(long)]
+    pub upgrade_layout: bool,
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
@@ -68,9 +73,18 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         let current = file.metadata.keys();
         let added: Vec<&MasterKey> = wanted.iter().filter(|k| !current.contains(k)).collect();
         let removed: Vec<&MasterKey> = current.iter().filter(|k| !wanted.contains(k)).collect();
-        if added.is_empty() && removed.is_empty() && file.metadata.key_groups.len() == 1 {
+        let old_version = file.metadata.version.clone();
+        let upgrade = args.upgrade_layout && file.metadata.upgrade_version();
+        if added.is_empty() && removed.is_empty() && file.metadata.key_groups.len() == 1 && !upgrade
+        {
             eprintln!("{name}: already up to date");
             continue;
+        }
+        if upgrade {
+            eprintln!(
+                "{name}: layout and version {old_version} -> {}",
+                file.metadata.version
+            );
         }
         for k in &added {
             eprintln!("{name}: + {}", shown(k));

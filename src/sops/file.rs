@@ -3,7 +3,7 @@
 use crate::secret::DataKey;
 use crate::sops::keys::{KeyError, Keyring, Recipient};
 use crate::sops::master_key::{KeyKind, MasterKey};
-use crate::sops::metadata::{self, AgeEntry, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
+use crate::sops::metadata::{AgeEntry, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
 use crate::sops::pgp::{PgpCert, PgpError};
 use crate::sops::rules::Selector;
 use crate::sops::store::{self, EmitOptions, Format, StoreError};
@@ -367,15 +367,6 @@ impl Opened {
         meta.lastmodified = ctx.now.to_rfc3339();
         meta.mac = walk::encrypt_mac(&self.key, &mac, &meta.lastmodified, ctx.entropy);
         Ok((tree, meta))
-    }
-
-    /// Writes the file in our release's layout and `version` from now on (`--upgrade-sops-version`). Without it a
-    /// file written by an older sops keeps its layout and version, so a team that mixes
-    /// both tools sees only real changes in its diffs.
-    pub fn upgrade_version(&mut self) {
-        if metadata::version_older(&self.metadata.version, SOPS_VERSION) {
-            self.metadata.version = SOPS_VERSION.to_owned();
-        }
     }
 
     /// Draws a new data key and wraps it for every key of `plan` (`rekey`, sops `rotate`).

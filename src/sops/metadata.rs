@@ -274,6 +274,17 @@ impl Metadata {
         layout.map(top, &STRUCT_ORDER)
     }
 
+    /// Moves the file to our release's `version`, and so its layout (`updatekeys
+    /// --upgrade-layout`). Without it a file written by an older sops keeps both, so a team
+    /// that mixes tools sees only real changes in its diffs. Returns whether it changed.
+    pub fn upgrade_version(&mut self) -> bool {
+        let older = version_older(&self.version, SOPS_VERSION);
+        if older {
+            self.version = SOPS_VERSION.to_owned();
+        }
+        older
+    }
+
     /// Every key of every group.
     pub fn keys(&self) -> Vec<MasterKey> {
         self.key_groups.iter().flat_map(KeyGroup::keys).collect()

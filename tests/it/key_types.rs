@@ -507,3 +507,49 @@ fn a_file_from_sops_3_7_keeps_its_empty_key_lists() {
     );
     Cmd::sops().key(&key).arg("decrypt").arg(&file).run().ok();
 }
+
+/// Asked to, updatekeys moves a file to the 3.13 layout and version (and sops still reads it).
+#[test]
+fn updatekeys_upgrade_layout_moves_an_old_file_to_3_13() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, recipient) = new_key(dir.path(), "k");
+    write(
+        dir.path(),
+        ".sops.yaml",
+        format!("creation_rules:\n  - age: {recipient}\n"),
+    );
+    write(dir.path(), "p.yaml", "password: hunter2\n");
+    let enc = Cmd::sops()
+        .cwd(dir.path())
+        .args(["encrypt", "p.yaml"])
+        .run()
+        .ok();
+    let file = write(dir.path(), "f.enc.yaml", &enc.stdout);
+    let out = Cmd::credseal()
+        .cwd(dir.path())
+        .key(&key)
+        .args(["updatekeys", "-y", "f.enc.yaml"])
+        .run()
+        .ok();
+    assert!(out.stderr.contains("already up to date"), "{}", out.stderr);
+    assert_eq!(read(&file), String::from_utf8(enc.stdout).unwrap());
+    Cmd::credseal()
+        .cwd(dir.path())
+        .key(&key)
+        .args(["updatekeys", "-y", "--upgrade-layout", "f.enc.yaml"])
+        .run()
+        .ok();
+    let text = read(&file);
+    assert!(text.contains("version: 3.13.2"), "{text}");
+    assert!(
+        text.contains("        - enc: |"),
+        "3.13 sorts the age entry: {text}"
+    );
+    Cmd::sops()
+        .cwd(dir.path())
+        .key(&key)
+        .arg("decrypt")
+        .arg(&file)
+        .run()
+        .ok();
+}
