@@ -63,7 +63,8 @@ pub struct Args {
     /// age recipients, comma-separated (overrides SOPS_AGE_RECIPIENTS and .sops.yaml).
     #[arg(short = 'a', long, value_name = "R1,R2")]
     pub age: Option<String>,
-    /// PGP fingerprints, comma-separated (with --age, or alone; overrides .sops.yaml). The
+    /// PGP fingerprints, comma-separated (with --age, or alone; overrides SOPS_PGP_FP and
+    /// .sops.yaml). The
     /// public keys come from --pgp-public-keys, .sops.yaml `pgp_public_keys:` or gpg.
     #[arg(long, value_name = "FP1,FP2")]
     pub pgp: Option<String>,
@@ -91,7 +92,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     } else {
         "SOPS_AGE_RECIPIENTS"
     };
-    let key_flags = flag_recipients.is_some() || args.pgp.is_some();
+    let flag_pgp = args.pgp.as_deref().or(env.pgp_fp.as_deref());
+    let key_flags = flag_recipients.is_some() || flag_pgp.is_some();
     let rule = match &loaded {
         Some(l) => match l.config.rule_for(&l.rule_path(args.input.name())) {
             Ok(r) => Some(r),
@@ -113,7 +115,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         };
         age.iter()
             .map(|r| MasterKey::age(r.as_str()))
-            .chain(key_plan::from_flag("pgp", args.pgp.as_deref()))
+            .chain(key_plan::from_flag("pgp", flag_pgp))
             .collect()
     } else {
         match (rule, &loaded) {

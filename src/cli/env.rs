@@ -13,8 +13,14 @@ pub struct Env {
     pub age_key_file: Option<PathBuf>,
     /// `SOPS_AGE_KEY_CMD`: a command whose stdout is an identities file.
     pub age_key_cmd: Option<String>,
+    /// `SOPS_AGE_SSH_PRIVATE_KEY_FILE`: path of an SSH private key used as an identity.
+    pub age_ssh_key_file: Option<PathBuf>,
+    /// `HOME`: where sops looks for `~/.ssh/id_ed25519` and `~/.ssh/id_rsa`.
+    pub home: Option<PathBuf>,
     /// `SOPS_AGE_RECIPIENTS`: comma-separated recipients (like `--age`).
     pub age_recipients: Option<String>,
+    /// `SOPS_PGP_FP`: comma-separated PGP fingerprints (like `--pgp`).
+    pub pgp_fp: Option<String>,
     /// `SOPS_CONFIG`: explicit `.sops.yaml` path.
     pub config: Option<PathBuf>,
     /// `SOPS_EDITOR`, else `EDITOR`.
@@ -33,6 +39,7 @@ impl std::fmt::Debug for Env {
             .field("age_key", &self.age_key.as_ref().map(|_| "[REDACTED]"))
             .field("age_key_file", &self.age_key_file)
             .field("age_key_cmd", &self.age_key_cmd)
+            .field("age_ssh_key_file", &self.age_ssh_key_file)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -68,7 +75,10 @@ impl Env {
             age_key: secret_var("SOPS_AGE_KEY"),
             age_key_file: var("SOPS_AGE_KEY_FILE").map(PathBuf::from),
             age_key_cmd: var("SOPS_AGE_KEY_CMD"),
+            age_ssh_key_file: var("SOPS_AGE_SSH_PRIVATE_KEY_FILE").map(PathBuf::from),
+            home: var("HOME").map(PathBuf::from),
             age_recipients: var("SOPS_AGE_RECIPIENTS"),
+            pgp_fp: var("SOPS_PGP_FP"),
             config: var("SOPS_CONFIG").map(PathBuf::from),
             editor: var("SOPS_EDITOR").or_else(|| var("EDITOR")),
             user_config_dir,
@@ -81,6 +91,20 @@ impl Env {
             },
             in_cluster: var("KUBERNETES_SERVICE_HOST").is_some(),
         }
+    }
+
+    /// The SSH keys sops tries besides `SOPS_AGE_SSH_PRIVATE_KEY_FILE`, in its order:
+    /// `~/.ssh/id_ed25519`, then `~/.ssh/id_rsa`.
+    pub fn default_ssh_keys(&self) -> Vec<PathBuf> {
+        self.home
+            .as_ref()
+            .map(|h| {
+                ["id_ed25519", "id_rsa"]
+                    .iter()
+                    .map(|name| h.join(".ssh").join(name))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// sops' default identities file: `<user config dir>/sops/age/keys.txt`.

@@ -57,7 +57,7 @@ impl Code {
         ),
         (
             Code::CouldNotReadInput,
-            "input file missing, unreadable or not valid YAML/JSON/dotenv; usage error",
+            "input file missing, unreadable or not valid YAML/JSON/dotenv/INI; usage error",
         ),
         (
             Code::CouldNotWriteOutput,
@@ -108,11 +108,11 @@ impl Code {
         ),
         (
             Code::NoEncryptionKeyFound,
-            "no age recipients to encrypt to",
+            "no key to encrypt to, or one credseal cannot wrap for (KMS, Vault, …; a PGP key without its public key): nothing written",
         ),
         (
             Code::CouldNotRetrieveKey,
-            "no identity could decrypt the data key (or a key source is unreadable)",
+            "no identity could decrypt the data key (the key sources that failed are listed)",
         ),
         (
             Code::FileHasNotBeenModified,

@@ -115,7 +115,7 @@ impl KeyPlan {
                         Some(e) => e.clone(),
                         None => AgeEntry {
                             recipient: k.id.clone(),
-                            enc: Recipient::parse(&k.id)?.wrap(key.expose()),
+                            enc: Recipient::parse(&k.id)?.wrap(key.expose())?,
                         },
                     });
                 }

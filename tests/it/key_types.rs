@@ -553,3 +553,22 @@ fn updatekeys_upgrade_layout_moves_an_old_file_to_3_13() {
         .run()
         .ok();
 }
+
+/// `SOPS_PGP_FP` is read as sops reads it (like `--pgp`), and the public key comes from gpg.
+#[test]
+fn sops_pgp_fp_encrypts_for_pgp_from_the_gpg_keyring() {
+    let gpg = Gpg::new();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = write(dir.path(), "p.yaml", "password: hunter2\n");
+    let enc = Cmd::credseal()
+        .cwd(dir.path())
+        .env("GNUPGHOME", gpg.home.path())
+        .env("SOPS_PGP_FP", &gpg.fp)
+        .arg("encrypt")
+        .arg(&plain)
+        .run()
+        .ok();
+    let file = write(dir.path(), "f.enc.yaml", &enc.stdout);
+    assert!(!read(&file).contains("age:"), "PGP only: {}", read(&file));
+    assert_eq!(gpg.sops_decrypts(&file).ok().text(), "password: hunter2\n");
+}
