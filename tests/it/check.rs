@@ -54,14 +54,7 @@ impl Repo {
     }
 
     fn encrypt(&self, name: &str, plain: &str, extra: &[&str]) {
-        let p = write(self.path(), name, plain);
-        Cmd::credseal()
-            .cwd(self.path())
-            .args(["encrypt", "-i"])
-            .args(extra)
-            .arg(&p)
-            .run()
-            .ok();
+        crate::support::encrypt_in_place(self.path(), name, plain, extra);
     }
 
     fn check(&self, args: &[&str]) -> Out {

@@ -55,19 +55,11 @@ const MADE_ELSEWHERE: [&str; 2] = ["sops-age", "pg-ca"];
 /// The names of the Secrets in the example's encrypted files.
 fn encrypted_secrets(dir: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let mut stack = vec![repo().join(dir)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(".enc.yaml") {
-                let tree = yaml::parse(&std::fs::read(&p).unwrap()).unwrap();
-                for doc in tree.documents {
-                    let meta = doc.get("metadata").and_then(Node::as_map).unwrap();
-                    names.push(meta.get("name").and_then(Node::as_str).unwrap().to_owned());
-                }
-            }
+    for p in crate::support::files_ending(&repo().join(dir), ".enc.yaml") {
+        let tree = yaml::parse(&std::fs::read(&p).unwrap()).unwrap();
+        for doc in tree.documents {
+            let meta = doc.get("metadata").and_then(Node::as_map).unwrap();
+            names.push(meta.get("name").and_then(Node::as_str).unwrap().to_owned());
         }
     }
     names

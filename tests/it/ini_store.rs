@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::support::{Cmd, Out, fixtures, new_key, write};
+use crate::support::{Cmd, Out, encrypt_with, fixtures, new_key, write};
 
 /// Edge cases of go-ini's syntax as sops configures it, each small enough to read in a failure.
 const CASES: &[(&str, &str)] = &[
@@ -52,15 +52,6 @@ fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     p
 }
 
-fn encrypt(tool: Cmd, dir: &Path, recipient: &str, plain: &Path) -> Vec<u8> {
-    tool.cwd(dir)
-        .args(["encrypt", "--age", recipient])
-        .arg(plain)
-        .run()
-        .ok()
-        .stdout
-}
-
 fn decrypt(tool: Cmd, dir: &Path, key: &Path, file: &Path) -> Out {
     tool.cwd(dir).key(key).arg("decrypt").arg(file).run()
 }
@@ -102,12 +93,12 @@ fn check_both_ways(dir: &Path, key: &Path, recipient: &str, name: &str, plain: &
     let theirs = write(
         dir,
         &format!("{name}.sops.ini"),
-        encrypt(Cmd::sops(), dir, recipient, plain),
+        encrypt_with(Cmd::sops(), dir, recipient, &[], plain),
     );
     let ours = write(
         dir,
         &format!("{name}.credseal.ini"),
-        encrypt(Cmd::credseal(), dir, recipient, plain),
+        encrypt_with(Cmd::credseal(), dir, recipient, &[], plain),
     );
     let want = decrypt(Cmd::sops(), dir, key, &theirs).ok().stdout;
     for file in [&theirs, &ours] {
@@ -182,7 +173,7 @@ fn files_sops_cannot_reopen_are_refused() {
     let theirs = write(
         dir.path(),
         "auto.sops.ini",
-        encrypt(Cmd::sops(), dir.path(), &recipient, &plain),
+        encrypt_with(Cmd::sops(), dir.path(), &recipient, &[], &plain),
     );
     decrypt(Cmd::sops(), dir.path(), &key, &theirs).code(51);
     let out = Cmd::credseal()
@@ -208,7 +199,7 @@ fn files_sops_cannot_reopen_are_refused() {
     let theirs = write(
         dir.path(),
         "bs.sops.ini",
-        encrypt(Cmd::sops(), dir.path(), &recipient, &plain),
+        encrypt_with(Cmd::sops(), dir.path(), &recipient, &[], &plain),
     );
     decrypt(Cmd::sops(), dir.path(), &key, &theirs).code(51);
     let out = Cmd::credseal()
@@ -328,7 +319,7 @@ fn set_and_edit_on_a_sops_file_stay_sops_readable() {
     let enc = write(
         dir.path(),
         "db.enc.ini",
-        encrypt(Cmd::sops(), dir.path(), &recipient, &plain),
+        encrypt_with(Cmd::sops(), dir.path(), &recipient, &[], &plain),
     );
     Cmd::credseal()
         .cwd(dir.path())
@@ -365,7 +356,7 @@ fn set_and_edit_on_a_sops_file_stay_sops_readable() {
     let ours = write(
         dir.path(),
         "ours.enc.ini",
-        encrypt(Cmd::credseal(), dir.path(), &recipient, &plain),
+        encrypt_with(Cmd::credseal(), dir.path(), &recipient, &[], &plain),
     );
     Cmd::sops()
         .cwd(dir.path())

@@ -4,13 +4,8 @@ use crate::support::{Cmd, new_key, write};
 
 fn encrypt_json(dir: &std::path::Path, recipient: &str) -> serde_json::Value {
     let plain = write(dir, "v.json", r#"{"password": "hunter2", "port": 5432}"#);
-    let out = Cmd::credseal()
-        .cwd(dir)
-        .args(["encrypt", "--age", recipient])
-        .arg(&plain)
-        .run()
-        .ok();
-    serde_json::from_slice(&out.stdout).unwrap()
+    let enc = crate::support::encrypt_with(Cmd::credseal(), dir, recipient, &[], &plain);
+    serde_json::from_slice(&enc).unwrap()
 }
 
 #[test]

@@ -39,14 +39,8 @@ fn encrypt_with(
     plain: &Path,
     out: &str,
 ) -> std::path::PathBuf {
-    let enc = tool
-        .cwd(dir)
-        .args(["encrypt", "--age", recipient])
-        .args(flags)
-        .arg(plain)
-        .run()
-        .ok();
-    crate::support::write(dir, out, &enc.stdout)
+    let enc = crate::support::encrypt_with(tool, dir, recipient, flags, plain);
+    crate::support::write(dir, out, enc)
 }
 
 /// `tool decrypt FILE` with `key`, which must succeed (sops verifies the MAC, exit 51 if not).

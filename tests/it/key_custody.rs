@@ -57,14 +57,7 @@ impl Repo {
     }
 
     fn encrypt(&self, name: &str, plain: &str, extra: &[&str]) {
-        write(self.path(), name, plain);
-        Cmd::credseal()
-            .cwd(self.path())
-            .args(["encrypt", "-i"])
-            .args(extra)
-            .arg(name)
-            .run()
-            .ok();
+        crate::support::encrypt_in_place(self.path(), name, plain, extra);
     }
 
     fn check(&self) -> Out {
@@ -199,18 +192,7 @@ fn the_examples_secrets_open_only_with_their_own_namespaces_key() {
         "managed-postgres",
         "cache",
     ];
-    let mut files = Vec::new();
-    let mut stack = vec![repo.join("manifests")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(".enc.yaml") {
-                files.push(p);
-            }
-        }
-    }
+    let files = crate::support::files_ending(&repo.join("manifests"), ".enc.yaml");
     let mut seen = std::collections::BTreeSet::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();

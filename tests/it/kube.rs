@@ -53,14 +53,8 @@ fn secret_yaml(ns: &str, password: &str, extra: &str, generation: Option<u64>) -
 
 impl Setup {
     fn encrypt(&self, name: &str, yaml: &str) -> PathBuf {
-        let plain = write(self.dir.path(), "plain.yaml", yaml);
-        let out = Cmd::credseal()
-            .cwd(self.dir.path())
-            .args(["encrypt", "--age", &self.recipient])
-            .arg(&plain)
-            .run()
-            .ok();
-        write(self.dir.path(), name, out.stdout)
+        let enc = crate::support::encrypt_yaml(self.dir.path(), &self.recipient, yaml);
+        write(self.dir.path(), name, enc)
     }
 
     fn credseal(&self) -> Cmd {

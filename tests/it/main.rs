@@ -25,6 +25,7 @@ mod properties;
 mod rotate;
 mod rotate_k8s;
 mod rotate_operator;
+mod snapshots;
 mod sops_surface;
 mod support;
 mod yaml_store;

@@ -79,15 +79,7 @@ impl Env {
     }
 
     fn encrypt(&self, yaml: &str) -> Vec<u8> {
-        let plain = crate::support::write(self.dir.path(), "plain.yaml", yaml);
-        let out = Cmd::credseal()
-            .cwd(self.dir.path())
-            .args(["encrypt", "--age", &self.recipient])
-            .arg(&plain)
-            .run()
-            .ok();
-        std::fs::remove_file(plain).unwrap();
-        out.stdout
+        crate::support::encrypt_yaml(self.dir.path(), &self.recipient, yaml)
     }
 
     fn publish(&self, yaml_or_raw: Vec<u8>) {

@@ -32,21 +32,11 @@ fn setup() -> Setup {
 
 impl Setup {
     fn target(&self, username: &str, password: &str) -> PathBuf {
-        let plain = write(
-            self.dir.path(),
-            "plain.yaml",
-            format!(
-                "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db-credentials\n    namespace: platform-services\ntype: Opaque\nstringData:\n    username: {username}\n    password: {password}\n"
-            ),
+        let yaml = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db-credentials\n    namespace: platform-services\ntype: Opaque\nstringData:\n    username: {username}\n    password: {password}\n"
         );
-        let out = Cmd::credseal()
-            .cwd(self.dir.path())
-            .args(["encrypt", "--age", &self.recipient])
-            .arg(&plain)
-            .run()
-            .ok();
-        std::fs::remove_file(plain).unwrap();
-        write(self.dir.path(), "db.enc.yaml", out.stdout)
+        let enc = crate::support::encrypt_yaml(self.dir.path(), &self.recipient, &yaml);
+        write(self.dir.path(), "db.enc.yaml", enc)
     }
 
     fn plan(&self, body: &str) -> PathBuf {

@@ -233,6 +233,63 @@ pub fn write(dir: &Path, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
     p
 }
 
+/// `tool encrypt --age RECIPIENT FLAGS… PLAIN` run in `dir` (so a `.sops.yaml` there applies):
+/// the encrypted bytes. `tool` is this build or the real sops.
+pub fn encrypt_with(
+    tool: Cmd,
+    dir: &Path,
+    recipient: &str,
+    flags: &[&str],
+    plain: &Path,
+) -> Vec<u8> {
+    tool.cwd(dir)
+        .args(["encrypt", "--age", recipient])
+        .args(flags)
+        .arg(plain)
+        .run()
+        .ok()
+        .stdout
+}
+
+/// `yaml` encrypted to `recipient` by this build: the encrypted bytes. The plaintext passes
+/// through `dir/plain.yaml`, removed again so no test leaves it beside the encrypted files.
+pub fn encrypt_yaml(dir: &Path, recipient: &str, yaml: &str) -> Vec<u8> {
+    let plain = write(dir, "plain.yaml", yaml);
+    let enc = encrypt_with(Cmd::credseal(), dir, recipient, &[], &plain);
+    std::fs::remove_file(plain).unwrap();
+    enc
+}
+
+/// `plain` written to `dir/name` and encrypted there in place by this build: to the recipients
+/// of `dir/.sops.yaml`'s rule for `name`, or to those `extra` names (`--age …`).
+pub fn encrypt_in_place(dir: &Path, name: &str, plain: &str, extra: &[&str]) {
+    write(dir, name, plain);
+    Cmd::credseal()
+        .cwd(dir)
+        .args(["encrypt", "-i"])
+        .args(extra)
+        .arg(name)
+        .run()
+        .ok();
+}
+
+/// Every file below `root` whose name ends with `suffix` (e.g. `.enc.yaml`), depth first.
+pub fn files_ending(root: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
 /// A key file holding several identities (a keyring), for tools that take one file.
 pub fn keyring_file(dir: &Path, keys: &[&Path]) -> PathBuf {
     let text: String = keys
