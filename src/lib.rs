@@ -1,7 +1,7 @@
 //! credseal: SOPS-compatible age encryption for Kubernetes database credentials.
 //!
-//! The module tree follows `DESIGN.md` §6: `sops` is the format core (bytes in, bytes out),
-//! `cli` the only layer that touches argv, the environment and stdout.
+//! `sops` is the format core (bytes in, bytes out; the `credseal-sops` crate), `cli` the only
+//! layer that touches argv, the environment and stdout.
 
 #[cfg(feature = "cluster")]
 pub mod apply;
@@ -18,5 +18,7 @@ pub mod materialize;
 pub mod merge;
 #[cfg(feature = "cluster")]
 pub mod rotate;
-pub mod secret;
-pub mod sops;
+// The format core is its own crate (crates/credseal-sops); re-exported under the names the
+// rest of the code and the tests use.
+pub use credseal_sops as sops;
+pub use credseal_sops::secret;

@@ -1,8 +1,8 @@
 //! Leaf values to the bytes sops encrypts and hashes, and back (spec §5).
 
+use crate::cipher::ValueType;
 use crate::secret::{SecretBytes, SecretString};
-use crate::sops::cipher::ValueType;
-use crate::sops::tree::{Node, Timestamp};
+use crate::tree::{Node, Timestamp};
 
 /// Why decrypted bytes do not make a value of their `type:`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

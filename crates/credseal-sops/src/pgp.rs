@@ -2,7 +2,7 @@
 //! does for sops, so that credseal can add or re-wrap a PGP entry without a gpg agent. Only
 //! public keys are read; decrypting with PGP is left to sops and gpg.
 
-use crate::sops::master_key::normalize_fingerprint;
+use crate::master_key::normalize_fingerprint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgpError {

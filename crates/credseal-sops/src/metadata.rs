@@ -1,8 +1,8 @@
 //! The `sops` metadata block (spec §9): read every layout from 3.7 to 3.13, write the 3.13 one.
 
-use crate::sops::master_key::{KeyKind, MasterKey};
-use crate::sops::rules::{RulesError, SELECTOR_KEYS, Selector};
-use crate::sops::tree::{Map, MapItem, Node, Seq, SeqItem, Timestamp};
+use crate::master_key::{KeyKind, MasterKey};
+use crate::rules::{RulesError, SELECTOR_KEYS, Selector};
+use crate::tree::{Map, MapItem, Node, Seq, SeqItem, Timestamp};
 
 /// The sops release whose format credseal writes.
 pub const SOPS_VERSION: &str = "3.13.2";

@@ -8,9 +8,9 @@ use std::str::FromStr;
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::secrecy::ExposeSecret;
 
+use crate::metadata::{AgeEntry, KeyGroup, Metadata};
 use crate::secret::{DataKey, SecretBytes};
-use crate::sops::metadata::{AgeEntry, KeyGroup, Metadata};
-use crate::sops::shamir;
+use crate::shamir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::sops::tree::{Map, Node};
+use crate::tree::{Map, Node};
 
 /// The master key types sops knows, by the metadata field that holds their entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -12,7 +12,7 @@ mod emit;
 mod parse;
 mod resolve;
 
-use crate::sops::tree::{MapItem, Node, Tree};
+use crate::tree::{MapItem, Node, Tree};
 
 /// Why YAML text could not be read. Messages name the line and column (1-based) and the
 /// problem; they never contain a scalar's content (values may be secrets), only keys.
@@ -50,7 +50,7 @@ pub enum YamlError {
         "YAML value at line {line}, column {column} is an integer too large for 64 bits (signed); quote it to keep it as a string"
     )]
     IntegerOutOfRange { line: usize, column: usize },
-    /// Mappings and sequences nested deeper than [`MAX_DEPTH`](crate::sops::tree::MAX_DEPTH),
+    /// Mappings and sequences nested deeper than [`MAX_DEPTH`](crate::tree::MAX_DEPTH),
     /// directly or through an alias.
     #[error(
         "YAML at line {line}, column {column}: mappings and sequences nested more than {limit} levels deep (the limit)"

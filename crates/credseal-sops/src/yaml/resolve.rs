@@ -2,7 +2,7 @@
 //! decide whether a string must be quoted (it would resolve to something else, or a YAML 1.1
 //! parser would read it as a bool or a base-60 number).
 
-use crate::sops::tree::Timestamp;
+use crate::tree::Timestamp;
 
 /// What a plain (untagged, unquoted) scalar means to go-yaml v3.
 #[derive(Clone, Copy, Debug, PartialEq)]

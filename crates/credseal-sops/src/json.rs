@@ -1,8 +1,8 @@
 //! The JSON store (spec §11): order-preserving parse with sops' number rules, and Go
 //! `encoding/json` + `json.Indent` emission.
 
-use crate::sops::tree::{MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};
-use crate::sops::value::format_float_f;
+use crate::tree::{MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};
+use crate::value::format_float_f;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JsonError {

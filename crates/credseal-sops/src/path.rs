@@ -1,6 +1,6 @@
 //! sops tree paths: `["stringData"]["password"]`, `['a'][0]` (spec §14.1).
 
-use crate::sops::tree::{MAX_DEPTH, Map, Node, SeqItem};
+use crate::tree::{MAX_DEPTH, Map, Node, SeqItem};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -203,7 +203,7 @@ fn unset_in(node: &mut Node, steps: &[Step]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::tree::Seq;
+    use crate::tree::Seq;
 
     #[test]
     fn parses_sops_syntax() {

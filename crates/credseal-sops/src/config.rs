@@ -3,11 +3,11 @@
 
 use regex::Regex;
 
-use crate::sops::keys::{KeyError, Recipient};
-use crate::sops::master_key::{KeyKind, MasterKey};
-use crate::sops::rules::{RulesError, SELECTOR_KEYS, Selector};
-use crate::sops::tree::{Map, Node};
-use crate::sops::yaml::{self, YamlError};
+use crate::keys::{KeyError, Recipient};
+use crate::master_key::{KeyKind, MasterKey};
+use crate::rules::{RulesError, SELECTOR_KEYS, Selector};
+use crate::tree::{Map, Node};
+use crate::yaml::{self, YamlError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

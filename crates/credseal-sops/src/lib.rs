@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod path;
 pub mod pgp;
 pub mod rules;
+pub mod secret;
 pub mod shamir;
 pub mod store;
 pub mod tree;

@@ -11,9 +11,9 @@
 
 use std::collections::HashMap;
 
+use crate::dotenv::{self, DotenvError};
 use crate::secret::SecretString;
-use crate::sops::dotenv::{self, DotenvError};
-use crate::sops::tree::{Comment, Map, MapItem, Node};
+use crate::tree::{Comment, Map, MapItem, Node};
 
 /// go-ini's implicit first section.
 pub const DEFAULT_SECTION: &str = "DEFAULT";

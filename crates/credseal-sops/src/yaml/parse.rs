@@ -28,9 +28,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use crate::secret::SecretString;
-use crate::sops::tree::{Comment, MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem, Tree};
-use crate::sops::yaml::YamlError;
-use crate::sops::yaml::resolve::{Resolved, resolve_plain};
+use crate::tree::{Comment, MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem, Tree};
+use crate::yaml::YamlError;
+use crate::yaml::resolve::{Resolved, resolve_plain};
 
 const CORE: &str = "tag:yaml.org,2002:";
 

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::sops::tree::{Map, MapItem, Seq, SeqItem};
+use crate::tree::{Map, MapItem, Seq, SeqItem};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/yaml")
 }
 
 /// The indentation a sops-written file uses (Flux's `.sops.yaml` sets 2).
@@ -59,7 +59,7 @@ fn as_sops_3_11(tree: &Tree) -> Tree {
 #[test]
 fn real_sops_files_reemit_byte_for_byte() {
     // Encrypted files as sops wrote them, and their decryptions as `sops decrypt` printed them.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/interop");
     let mut checked = 0;
     let mut failures = Vec::new();
     let entries = std::fs::read_dir(&dir)
@@ -300,7 +300,7 @@ fn block_nest(levels: usize, tail: &str) -> String {
 
 #[test]
 fn nesting_is_limited() {
-    use crate::sops::tree::MAX_DEPTH;
+    use crate::tree::MAX_DEPTH;
     assert!(parse(block_nest(MAX_DEPTH, "1").as_bytes()).is_ok());
     assert_eq!(
         err(&block_nest(MAX_DEPTH + 1, "1")),
@@ -403,7 +403,7 @@ mod props {
 
     use super::super::*;
     use crate::secret::SecretString;
-    use crate::sops::tree::{Comment, Map, MapItem, Seq, SeqItem, Timestamp};
+    use crate::tree::{Comment, Map, MapItem, Seq, SeqItem, Timestamp};
 
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::cipher::{self, CipherError, Encrypted, IV_LEN, ValueType};
+use crate::rules::Selector;
 use crate::secret::{DataKey, SecretBytes, SecretString};
-use crate::sops::cipher::{self, CipherError, Encrypted, IV_LEN, ValueType};
-use crate::sops::rules::Selector;
-use crate::sops::tree::{Comment, Map, MapItem, Node, Seq, SeqItem, Tree};
-use crate::sops::value::{self, ValueError};
+use crate::tree::{Comment, Map, MapItem, Node, Seq, SeqItem, Tree};
+use crate::value::{self, ValueError};
 
 /// A source of random bytes for data keys and IVs; tests inject a deterministic one.
 pub trait Entropy {

@@ -1,16 +1,16 @@
 //! Whole-file operations: encrypt a plaintext tree, open an encrypted file, re-seal it.
 
+use crate::keys::{KeyError, Keyring, Recipient};
+use crate::master_key::{KeyKind, MasterKey};
+use crate::metadata::{AgeEntry, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
+use crate::pgp::{PgpCert, PgpError};
+use crate::rules::Selector;
 use crate::secret::DataKey;
-use crate::sops::keys::{KeyError, Keyring, Recipient};
-use crate::sops::master_key::{KeyKind, MasterKey};
-use crate::sops::metadata::{AgeEntry, KeyGroup, Metadata, MetadataError, SOPS_VERSION};
-use crate::sops::pgp::{PgpCert, PgpError};
-use crate::sops::rules::Selector;
-use crate::sops::store::{self, EmitOptions, Format, StoreError};
-use crate::sops::tree::Map;
-use crate::sops::tree::{Node, Timestamp, Tree};
-use crate::sops::value;
-use crate::sops::walk::{self, Entropy, IvStash, WalkError, WalkRules};
+use crate::store::{self, EmitOptions, Format, StoreError};
+use crate::tree::Map;
+use crate::tree::{Node, Timestamp, Tree};
+use crate::value;
+use crate::walk::{self, Entropy, IvStash, WalkError, WalkRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SopsError {
@@ -412,7 +412,7 @@ impl Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sops::tree::{Map, Node};
+    use crate::tree::{Map, Node};
 
     /// Yields the bytes queued, in order: the data key, then one IV per encrypted value.
     struct Scripted(Vec<[u8; 32]>);

@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use crate::sops::dotenv::{self, DotenvError};
-use crate::sops::ini::{self, IniError};
-use crate::sops::json::{self, JsonError};
-use crate::sops::metadata::{Metadata, MetadataError, MetadataStore};
-use crate::sops::tree::{Map, MapItem, Node, Tree};
-use crate::sops::yaml::{self, YamlError};
+use crate::dotenv::{self, DotenvError};
+use crate::ini::{self, IniError};
+use crate::json::{self, JsonError};
+use crate::metadata::{Metadata, MetadataError, MetadataStore};
+use crate::tree::{Map, MapItem, Node, Tree};
+use crate::yaml::{self, YamlError};
 
 /// The reserved top-level key (dotenv: key prefix `sops_`).
 pub const METADATA_KEY: &str = "sops";

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::sops::tree::{Comment, MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};
-use crate::sops::value::format_float_f;
+use crate::tree::{Comment, MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};
+use crate::value::format_float_f;
 
 const MAP_SEP: &str = "__map_";
 const LIST_SEP: &str = "__list_";

@@ -12,10 +12,8 @@
 
 use std::borrow::Cow;
 
-use crate::sops::tree::{Map, MapItem, Node, Seq, SeqItem, Tree};
-use crate::sops::yaml::resolve::{
-    Resolved, format_float, is_base60_float, is_old_bool, resolve_plain,
-};
+use crate::tree::{Map, MapItem, Node, Seq, SeqItem, Tree};
+use crate::yaml::resolve::{Resolved, format_float, is_base60_float, is_old_bool, resolve_plain};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Style {
