@@ -25,5 +25,6 @@ mod rotate;
 mod rotate_k8s;
 mod rotate_operator;
 mod sops_surface;
+mod status;
 mod support;
 mod yaml_store;
