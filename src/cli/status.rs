@@ -163,8 +163,32 @@ fn next_due_text(s: &CredentialStatus) -> String {
     }
 }
 
+/// A holder's name as it was written (a lock file anyone with access to the directory may
+/// write, a Lease field): control characters shown as `?`, never sent to the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn lock_text(l: Option<&LockState>) -> String {
-    match l {
+    let l = match l {
+        Some(LockState::Held {
+            holder,
+            pid,
+            expires,
+        }) => Some(LockState::Held {
+            holder: holder.as_deref().map(printable),
+            pid: *pid,
+            expires: *expires,
+        }),
+        Some(LockState::Expired { holder, expired }) => Some(LockState::Expired {
+            holder: printable(holder),
+            expired: *expired,
+        }),
+        other => other.cloned(),
+    };
+    match l.as_ref() {
         None => "?".into(),
         Some(LockState::Free) => "free".into(),
         Some(LockState::Unknown) => "unknown".into(),
