@@ -145,7 +145,7 @@ pub fn run(args: Args) -> CliResult {
         interval: Duration::from_secs_f64(args.interval),
     };
     if args.once {
-        let n = materialize::once(&opts).map_err(failure)?;
+        let n = materialize::once(&opts).map_err(failure)?.len();
         eprintln!("credseal: rendered {n} Secrets into {}", opts.out.display());
         return Ok(());
     }

@@ -30,6 +30,8 @@ pub mod rekey;
 #[cfg(feature = "cluster")]
 pub mod rotate;
 pub mod set;
+#[cfg(feature = "cluster")]
+pub mod status;
 pub mod updatekeys;
 
 use clap::{Parser, Subcommand};
@@ -105,6 +107,10 @@ pub enum Command {
     #[cfg(feature = "cluster")]
     /// Rotate PostgreSQL and Redis passwords by a plan, crash-safely.
     Rotate(rotate::Args),
+    #[cfg(feature = "cluster")]
+    /// Show each credential of a rotation plan: generation, last rotation, next due time,
+    /// rotation in progress and lock holder. Reads only.
+    Status(status::Args),
     /// Refuse plaintext Secrets and stale or broken SOPS files (pre-commit and CI).
     Check(check::Args),
     /// Show which keys changed between two encrypted files (values as keyed fingerprints);
@@ -143,6 +149,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::ClusterKey(a) => cluster_key::run(a, &env),
         #[cfg(feature = "cluster")]
         Command::Rotate(a) => rotate::run(a, &env),
+        #[cfg(feature = "cluster")]
+        Command::Status(a) => status::run(a, &env),
         Command::Check(a) => check::run(a, &env),
         Command::Diff(a) => diff::run(a, &env),
         Command::MergeDriver(a) => merge_driver::run(a, &env),

@@ -76,7 +76,7 @@ fn object(name: &str, holder: &str, duration: Duration, transitions: i32) -> Lea
 }
 
 /// When a Lease's holder stops owning it: its last renewal plus its duration.
-fn expiry(spec: &LeaseSpec) -> Option<Timestamp> {
+pub fn expiry(spec: &LeaseSpec) -> Option<Timestamp> {
     let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
     let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0));
     renewed.checked_add(jiff_seconds(secs)).ok()

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the endpoints report. Labels are bounded: the outcome only, never a Secret or value.
+/// What the endpoints report. Labels are bounded: an outcome, or a rendered Secret's
+/// namespace and name; never a key's value.
 #[derive(Debug, Default)]
 pub struct State {
     pub ready: bool,
@@ -16,28 +17,66 @@ pub struct State {
     pub renders_failed: u64,
     pub last_success_unix: f64,
     pub secrets: usize,
+    /// The Secrets of the last successful render (what the projected files hold).
+    pub rendered: Vec<RenderedSecret>,
+}
+
+/// Where a rendered Secret came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A SOPS-encrypted manifest: its annotations say which rotation it holds.
+    Sops,
+    /// A Secret volume mounted by the kubelet: values only, no annotations.
+    Volume,
+}
+
+impl SecretSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecretSource::Sops => "sops",
+            SecretSource::Volume => "volume",
+        }
+    }
+}
+
+/// One rendered Secret as `/metrics` reports it: its names and the rotation its annotations
+/// record, never a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedSecret {
+    pub namespace: String,
+    pub name: String,
+    pub source: SecretSource,
+    /// `credseal.dev/generation` (0 when a manifest has none, as `rotate` reads it); `None` when
+    /// not known (a Secret volume, or an annotation that is not a number).
+    pub generation: Option<u64>,
+    /// `credseal.dev/rotated-at`, Unix seconds; `None` when not recorded.
+    pub rotated_at: Option<i64>,
 }
 
 pub type Shared = Arc<Mutex<State>>;
 
 impl State {
-    pub fn record_success(&mut self, secrets: usize) {
+    pub fn record_success(&mut self, rendered: Vec<RenderedSecret>) {
         self.ready = true;
         self.renders_ok += 1;
-        self.secrets = secrets;
+        self.secrets = rendered.len();
+        self.rendered = rendered;
         self.last_success_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
     }
 
+    /// A failed render keeps the last good files, so the per-Secret metrics stay theirs.
     pub fn record_failure(&mut self) {
         self.ready = false;
         self.renders_failed += 1;
     }
 
+    /// The Prometheus text exposition format (0.0.4), written by hand: the sidecar stays
+    /// small, and the format is a line per sample.
     fn metrics(&self) -> String {
-        format!(
+        let mut m = format!(
             "# HELP credseal_materialize_renders_total Renders of the projected files, by outcome.\n\
              # TYPE credseal_materialize_renders_total counter\n\
              credseal_materialize_renders_total{{outcome=\"success\"}} {}\n\
@@ -56,8 +95,110 @@ impl State {
             self.last_success_unix,
             u8::from(self.ready),
             self.secrets
-        )
+        );
+        header(
+            &mut m,
+            "credseal_renders_total",
+            "counter",
+            "Renders attempted (each change of the inputs), successful or not.",
+        );
+        sample(
+            &mut m,
+            "credseal_renders_total",
+            "",
+            self.renders_ok + self.renders_failed,
+        );
+        header(
+            &mut m,
+            "credseal_render_errors_total",
+            "counter",
+            "Renders that failed; the last good files were kept.",
+        );
+        sample(
+            &mut m,
+            "credseal_render_errors_total",
+            "",
+            self.renders_failed,
+        );
+        header(
+            &mut m,
+            "credseal_render_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful render (0 before the first).",
+        );
+        sample(
+            &mut m,
+            "credseal_render_last_success_timestamp_seconds",
+            "",
+            self.last_success_unix,
+        );
+        let labels = |s: &RenderedSecret| {
+            format!(
+                "namespace=\"{}\",name=\"{}\"",
+                label_value(&s.namespace),
+                label_value(&s.name)
+            )
+        };
+        header(
+            &mut m,
+            "credseal_secret_info",
+            "gauge",
+            "Each Secret of the last successful render, by source: sops (an encrypted manifest, whose annotations record its rotation) or volume (a mounted Secret volume, which records none).",
+        );
+        for s in &self.rendered {
+            let l = format!("{{{},source=\"{}\"}}", labels(s), s.source.as_str());
+            sample(&mut m, "credseal_secret_info", &l, 1);
+        }
+        header(
+            &mut m,
+            "credseal_secret_generation",
+            "gauge",
+            "Rotation generation of each rendered Secret (its credseal.dev/generation annotation; 0 before the first rotation).",
+        );
+        for s in &self.rendered {
+            if let Some(g) = s.generation {
+                let l = format!("{{{}}}", labels(s));
+                sample(&mut m, "credseal_secret_generation", &l, g);
+            }
+        }
+        header(
+            &mut m,
+            "credseal_secret_rotation_timestamp_seconds",
+            "gauge",
+            "Unix time of the last rotation of each rendered Secret (its credseal.dev/rotated-at annotation); no sample when none is recorded.",
+        );
+        for s in &self.rendered {
+            if let Some(t) = s.rotated_at {
+                let l = format!("{{{}}}", labels(s));
+                sample(&mut m, "credseal_secret_rotation_timestamp_seconds", &l, t);
+            }
+        }
+        m
     }
+}
+
+fn header(m: &mut String, name: &str, kind: &str, help: &str) {
+    m.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
+/// `labels` is empty or `{…}`, already escaped.
+fn sample(m: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    m.push_str(&format!("{name}{labels} {value}\n"));
+}
+
+/// A label value as the exposition format quotes it: backslash, double quote and line feed
+/// escaped.
+fn label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Probes in flight at once; a connection beyond them is closed unanswered, so a flood
@@ -172,4 +313,51 @@ fn write_response(
         body.len()
     )?;
     stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
+
+    #[test]
+    fn per_secret_samples_only_where_known() {
+        let mut s = State::default();
+        s.record_failure();
+        s.record_success(vec![
+            RenderedSecret {
+                namespace: "ns".into(),
+                name: "db".into(),
+                source: SecretSource::Sops,
+                generation: Some(3),
+                rotated_at: Some(1_767_323_045),
+            },
+            RenderedSecret {
+                namespace: "ns".into(),
+                name: "pg".into(),
+                source: SecretSource::Volume,
+                generation: None,
+                rotated_at: None,
+            },
+        ]);
+        let m = s.metrics();
+        for line in [
+            "credseal_renders_total 2",
+            "credseal_render_errors_total 1",
+            "credseal_secret_info{namespace=\"ns\",name=\"db\",source=\"sops\"} 1",
+            "credseal_secret_info{namespace=\"ns\",name=\"pg\",source=\"volume\"} 1",
+            "credseal_secret_generation{namespace=\"ns\",name=\"db\"} 3",
+            "credseal_secret_rotation_timestamp_seconds{namespace=\"ns\",name=\"db\"} 1767323045",
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line} in\n{m}");
+        }
+        assert!(
+            !m.contains("name=\"pg\"}"),
+            "no rotation samples for a volume:\n{m}"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use crate::fsx::FsError;
 use crate::manifest::{self, ScopeError, SecretValues};
 use crate::sops::store::Format;
 
+use self::health::{RenderedSecret, SecretSource};
 use self::inputs::InputError;
 use self::projection::{FileMode, Payload, ProjectionError};
 use self::template::{Template, TemplateError};
@@ -60,9 +61,44 @@ pub struct Options {
     pub interval: Duration,
 }
 
-/// Decrypts and checks every source file; returns the files to project and the Secrets count.
-pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
+/// The annotation `rotate` bumps on every committed rotation (`apply::GENERATION_ANNOTATION`;
+/// named again here because the sidecar build has no `apply` or `rotate`, a test keeps them equal).
+pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
+/// When that rotation was committed (`rotate::target::ROTATED_AT_ANNOTATION`), RFC 3339.
+pub const ROTATED_AT_ANNOTATION: &str = "credseal.dev/rotated-at";
+
+/// What `/metrics` says of a rendered Secret: read from its manifest's annotations, as
+/// `rotate` reads them (no generation is 0); a Secret volume has none to read.
+fn rendered(s: &SecretValues, source: SecretSource) -> RenderedSecret {
+    let annotation = |name: &str| {
+        s.annotations
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (generation, rotated_at) = match source {
+        SecretSource::Sops => (
+            annotation(GENERATION_ANNOTATION).map_or(Some(0), |g| g.parse().ok()),
+            annotation(ROTATED_AT_ANNOTATION)
+                .and_then(crate::sops::tree::Timestamp::parse_rfc3339)
+                .map(|t| t.unix()),
+        ),
+        SecretSource::Volume => (None, None),
+    };
+    RenderedSecret {
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+        source,
+        generation,
+        rotated_at,
+    }
+}
+
+/// Decrypts and checks every source file; returns the files to project and what `/metrics`
+/// reports of each Secret.
+pub fn render(opts: &Options) -> Result<(Payload, Vec<RenderedSecret>), MaterializeError> {
     let mut secrets: Vec<SecretValues> = Vec::new();
+    let mut sources: Vec<SecretSource> = Vec::new();
     let mut found_any = false;
     if let (Some(source), Some(keys)) = (&opts.source, &opts.keys) {
         let ring = inputs::load_keyring(keys)?;
@@ -87,6 +123,7 @@ pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
                     return Err(MaterializeError::Duplicate(values.name));
                 }
                 secrets.push(values);
+                sources.push(SecretSource::Sops);
             }
         }
     }
@@ -116,6 +153,7 @@ pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
             annotations: Vec::new(),
             values,
         });
+        sources.push(SecretSource::Volume);
     }
     if !found_any {
         return Err(MaterializeError::NoInputs);
@@ -132,11 +170,16 @@ pub fn render(opts: &Options) -> Result<(Payload, usize), MaterializeError> {
         }
         payload.push((t.name.clone(), t.render(&secrets)?));
     }
-    Ok((payload, secrets.len()))
+    let report = secrets
+        .iter()
+        .zip(sources)
+        .map(|(s, source)| rendered(s, source))
+        .collect();
+    Ok((payload, report))
 }
 
-/// Renders and projects once. Returns the number of Secrets rendered.
-pub fn once(opts: &Options) -> Result<usize, MaterializeError> {
+/// Renders and projects once. Returns what was rendered, for `/metrics`.
+pub fn once(opts: &Options) -> Result<Vec<RenderedSecret>, MaterializeError> {
     let (payload, secrets) = render(opts)?;
     projection::project(&opts.out, &payload, opts.mode)?;
     Ok(secrets)
@@ -165,11 +208,12 @@ pub fn watch(
             last = Some(fp);
             let started = Instant::now();
             match once(opts) {
-                Ok(n) => {
+                Ok(rendered) => {
+                    let n = rendered.len();
                     state
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .record_success(n);
+                        .record_success(rendered);
                     log(format!(
                         "rendered {n} Secrets into {} in {:?}",
                         opts.out.display(),
@@ -203,4 +247,19 @@ pub fn pod_namespace(sa_dir: &Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    #[test]
+    fn the_annotation_names_are_the_rotators() {
+        assert_eq!(
+            super::GENERATION_ANNOTATION,
+            crate::apply::GENERATION_ANNOTATION
+        );
+        assert_eq!(
+            super::ROTATED_AT_ANNOTATION,
+            crate::rotate::target::ROTATED_AT_ANNOTATION
+        );
+    }
 }

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod redis;
 pub mod redis_topology;
 pub mod secret_target;
+pub mod status;
 pub mod target;
 pub mod tls;
 
@@ -532,11 +533,7 @@ impl<'a> Runner<'a> {
             )),
         };
         if pending.is_none() {
-            let due = match (cred.rotate_after, &current.rotated_at) {
-                (Some(after), Some(at)) => now_unix() - at.unix() >= after.as_secs() as i64,
-                _ => true,
-            };
-            if !due {
+            if !cred.is_due(current.rotated_at.as_ref(), now_unix()) {
                 self.audit(cred, "check", "not-due");
                 return Ok(Outcome::NotDue);
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sops::tree::Node;
+use crate::sops::tree::{Node, Timestamp};
 use crate::sops::yaml;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,19 @@ impl Timeouts {
 }
 
 impl Credential {
+    /// When a credential last rotated at `rotated_at` is next due (Unix seconds): `rotateAfter`
+    /// later. `None`: due at every run, having no `rotateAfter` or no recorded rotation.
+    pub fn next_due(&self, rotated_at: Option<&Timestamp>) -> Option<i64> {
+        let after = i64::try_from(self.rotate_after?.as_secs()).unwrap_or(i64::MAX);
+        Some(rotated_at?.unix().saturating_add(after))
+    }
+
+    /// Whether a run at `now` (Unix seconds) rotates it: the one rule `rotate` acts on and
+    /// `status` reports.
+    pub fn is_due(&self, rotated_at: Option<&Timestamp>, now: i64) -> bool {
+        self.next_due(rotated_at).is_none_or(|due| now >= due)
+    }
+
     /// Whether any part of this credential lives in or acts on the cluster.
     pub fn needs_cluster(&self) -> bool {
         let pem_in_secret = [
@@ -471,6 +484,26 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("3w"), None);
+    }
+
+    #[test]
+    fn due_after_rotate_after_from_the_last_rotation() {
+        let plan = |extra: &str| {
+            format!(
+                "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: x\n    engine: postgres\n    strategy: in-place\n    role: app\n{extra}    target:\n      file: {{path: s.enc.yaml, key: '[\"a\"]'}}\n    admin:\n      url: postgresql://postgres@127.0.0.1/db\n"
+            )
+        };
+        let p = Plan::parse(plan("    rotateAfter: 20h\n").as_bytes()).unwrap();
+        let c = &p.credentials[0];
+        let at = Timestamp::from_unix(1_000_000);
+        assert_eq!(c.next_due(Some(&at)), Some(1_000_000 + 72_000));
+        assert!(!c.is_due(Some(&at), 1_000_000 + 71_999));
+        assert!(c.is_due(Some(&at), 1_000_000 + 72_000));
+        assert_eq!(c.next_due(None), None, "never rotated: due now");
+        assert!(c.is_due(None, 0));
+        let p = Plan::parse(plan("").as_bytes()).unwrap();
+        assert_eq!(p.credentials[0].next_due(Some(&at)), None);
+        assert!(p.credentials[0].is_due(Some(&at), 1_000_000), "every run");
     }
 
     #[test]

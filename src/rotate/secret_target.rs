@@ -20,9 +20,9 @@ use crate::rotate::target::{
 use crate::secret::SecretString;
 use crate::sops::tree::Timestamp;
 
-const PHASE: &str = "credseal.dev/phase";
-const CREDENTIAL: &str = "credseal.dev/credential";
-const RETIRE_AFTER: &str = "credseal.dev/retire-after";
+pub const PHASE: &str = "credseal.dev/phase";
+pub const CREDENTIAL: &str = "credseal.dev/credential";
+pub const RETIRE_AFTER: &str = "credseal.dev/retire-after";
 const ATTEMPTS: usize = 5;
 /// The field manager of the pending record (server-side apply).
 const PENDING_MANAGER: &str = "credseal-rotate";

@@ -27,5 +27,6 @@ mod rotate_k8s;
 mod rotate_operator;
 mod snapshots;
 mod sops_surface;
+mod status;
 mod support;
 mod yaml_store;

@@ -668,3 +668,273 @@ fn health_server_survives_slow_and_huge_requests() {
     );
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }
+
+/// A Secret manifest named `name` with the rotation annotations `rotate` writes, if any.
+fn rotated_secret(name: &str, rotation: Option<(u64, &str)>, password: &str) -> String {
+    let annotations = rotation
+        .map(|(generation, at)| {
+            format!(
+                "    annotations:\n        credseal.dev/generation: \"{generation}\"\n        credseal.dev/rotated-at: \"{at}\"\n"
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: {name}\n    namespace: platform-services\n{annotations}type: Opaque\nstringData:\n    password: {password}\n"
+    )
+}
+
+/// The whole response: (status line, headers, body).
+fn http_response(port: u16, path: &str) -> (String, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    let (status, headers) = head.split_once("\r\n").unwrap();
+    (status.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+/// One sample of the text exposition format: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses the text exposition format strictly: every line is `# HELP name text`, `# TYPE name
+/// type` (once per family, before its samples) or `name{label="value",…} value`, label values
+/// with only the format's escapes; no series twice.
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let name_re = regex::Regex::new("^[a-zA-Z_:][a-zA-Z0-9_:]*$").unwrap();
+    let label_re = regex::Regex::new("^[a-zA-Z_][a-zA-Z0-9_]*$").unwrap();
+    let mut typed = std::collections::BTreeMap::new();
+    let mut helped = std::collections::BTreeSet::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    assert!(text.ends_with('\n'), "the last line ends with a line feed");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, _) = rest.split_once(' ').unwrap_or((rest, ""));
+            assert!(name_re.is_match(name), "{line}");
+            assert!(helped.insert(name.to_owned()), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(name_re.is_match(name), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                typed.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "TYPE twice: {line}"
+            );
+            assert!(
+                samples.iter().all(|(n, _, _)| n != name),
+                "TYPE after samples: {line}"
+            );
+            continue;
+        }
+        assert!(!line.starts_with('#'), "a comment that is neither: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series, Vec::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                let mut labels = Vec::new();
+                let mut chars = body.chars().peekable();
+                while chars.peek().is_some() {
+                    let label: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    assert!(label_re.is_match(&label), "label name {label:?}: {line}");
+                    assert_eq!(chars.next(), Some('"'), "{line}");
+                    let mut value = String::new();
+                    loop {
+                        match chars
+                            .next()
+                            .unwrap_or_else(|| panic!("unterminated: {line}"))
+                        {
+                            '"' => break,
+                            '\\' => value.push(match chars.next() {
+                                Some('\\') => '\\',
+                                Some('"') => '"',
+                                Some('n') => '\n',
+                                other => panic!("bad escape {other:?}: {line}"),
+                            }),
+                            c => value.push(c),
+                        }
+                    }
+                    labels.push((label, value));
+                    match chars.next() {
+                        None => break,
+                        Some(',') => {}
+                        other => panic!("{other:?} after a label: {line}"),
+                    }
+                }
+                (name, labels)
+            }
+        };
+        assert!(name_re.is_match(name), "{line}");
+        assert!(typed.contains_key(name), "sample before its TYPE: {line}");
+        assert!(
+            samples.iter().all(|(n, l, _)| !(n == name && *l == labels)),
+            "series twice: {line}"
+        );
+        samples.push((name.to_owned(), labels, value));
+    }
+    samples
+}
+
+fn value_of(samples: &[Sample], name: &str, secret: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| {
+            n == name
+                && l.iter().any(|(k, v)| k == "name" && v == secret)
+                && l.iter()
+                    .any(|(k, v)| k == "namespace" && v == "platform-services")
+        })
+        .map(|(_, _, v)| *v)
+}
+
+/// `/metrics` exports each rendered Secret's generation and rotation time from the annotations
+/// `rotate` writes, in the exposition format, with no value in it; an alert for "rotated longer
+/// ago than its policy" can be computed from it, and it follows a new rotation.
+#[test]
+fn metrics_export_each_secrets_rotation_for_an_alert() {
+    let env = Env::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let recent_at = now - 3600;
+    let recent = credseal::sops::tree::Timestamp::from_unix(recent_at).to_rfc3339();
+    let old = "2020-01-02T03:04:05Z";
+    let old_at = 1_577_934_245;
+    let publish = |recent_generation: u64, recent: &str| {
+        kubelet_update(
+            &env.path("source"),
+            &[
+                (
+                    "recent.enc.yaml",
+                    env.encrypt(&rotated_secret(
+                        "recent-db",
+                        Some((recent_generation, recent)),
+                        "value-recent-1",
+                    )),
+                ),
+                (
+                    "old.enc.yaml",
+                    env.encrypt(&rotated_secret("old-db", Some((2, old)), "value-old-2")),
+                ),
+                (
+                    "never.enc.yaml",
+                    env.encrypt(&rotated_secret("never-db", None, "value-never-3")),
+                ),
+            ],
+        );
+    };
+    publish(4, &recent);
+    let vol = env.path("pg-volume");
+    kubelet_update(&vol, &[("password", b"value-volume-4".to_vec())]);
+    let port = free_port();
+    let mut cmd = Command::new(credseal_bin());
+    cmd.args([
+        "materialize",
+        "--namespace",
+        "platform-services",
+        "--interval",
+        "0.1",
+    ])
+    .arg("--source")
+    .arg(env.path("source"))
+    .arg("--keys")
+    .arg(env.path("keys"))
+    .arg("--secret")
+    .arg(format!("volume-db={}", vol.display()))
+    .arg("--out")
+    .arg(env.path("out"))
+    .args(["--listen", &format!("127.0.0.1:{port}")])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _sidecar = Sidecar(cmd.spawn().unwrap());
+    eventually("ready", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+
+    let (status, headers, body) = http_response(port, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        headers
+            .lines()
+            .any(|h| h == "Content-Type: text/plain; version=0.0.4"),
+        "{headers}"
+    );
+    for value in ["value-recent", "value-old", "value-never", "value-volume"] {
+        assert!(!body.contains(value), "a value in the metrics: {body}");
+    }
+    let samples = parse_exposition(&body);
+    let generation = |s: &str| value_of(&samples, "credseal_secret_generation", s);
+    let rotated = |s: &str| value_of(&samples, "credseal_secret_rotation_timestamp_seconds", s);
+    assert_eq!(generation("recent-db"), Some(4.0));
+    assert_eq!(rotated("recent-db"), Some(recent_at as f64));
+    assert_eq!(generation("old-db"), Some(2.0));
+    assert_eq!(rotated("old-db"), Some(old_at as f64));
+    assert_eq!(generation("never-db"), Some(0.0), "no rotation yet");
+    assert_eq!(rotated("never-db"), None);
+    assert_eq!(
+        (generation("volume-db"), rotated("volume-db")),
+        (None, None)
+    );
+    assert_eq!(
+        value_of(&samples, "credseal_secret_info", "volume-db"),
+        Some(1.0)
+    );
+    let errors = samples
+        .iter()
+        .find(|(n, _, _)| n == "credseal_render_errors_total")
+        .unwrap();
+    assert_eq!(errors.2, 0.0);
+    let last_success = samples
+        .iter()
+        .find(|(n, _, _)| n == "credseal_render_last_success_timestamp_seconds")
+        .unwrap()
+        .2;
+    assert!((now as f64 - 5.0..now as f64 + 60.0).contains(&last_success));
+
+    // The README's alert expressions, evaluated on these samples with the 20h policy itself
+    // as the threshold: time() - credseal_secret_rotation_timestamp_seconds > 72000, and
+    // Secrets from SOPS files that record no rotation at all.
+    let stale: Vec<&str> = samples
+        .iter()
+        .filter(|(n, _, v)| {
+            n == "credseal_secret_rotation_timestamp_seconds" && now as f64 - v > 72000.0
+        })
+        .filter_map(|(_, l, _)| l.iter().find(|(k, _)| k == "name").map(|(_, v)| v.as_str()))
+        .collect();
+    assert_eq!(stale, ["old-db"]);
+    let unrecorded: Vec<&str> = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "credseal_secret_info" && l.contains(&("source".into(), "sops".into()))
+        })
+        .filter_map(|(_, l, _)| l.iter().find(|(k, _)| k == "name").map(|(_, v)| v.as_str()))
+        .filter(|name| rotated(name).is_none())
+        .collect();
+    assert_eq!(unrecorded, ["never-db"]);
+
+    // A new rotation of the file: the metrics follow it.
+    let newer = credseal::sops::tree::Timestamp::from_unix(now).to_rfc3339();
+    publish(5, &newer);
+    eventually("generation 5", || {
+        let (_, _, body) = http_response(port, "/metrics");
+        let samples = parse_exposition(&body);
+        value_of(&samples, "credseal_secret_generation", "recent-db") == Some(5.0)
+            && value_of(
+                &samples,
+                "credseal_secret_rotation_timestamp_seconds",
+                "recent-db",
+            ) == Some(now as f64)
+    });
+}
