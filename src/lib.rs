@@ -6,7 +6,6 @@
 #[cfg(feature = "cluster")]
 pub mod apply;
 pub mod check;
-pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster_key;
 pub mod diff;

@@ -1,10 +1,14 @@
+//! The `credseal` binary: the command line over the library.
+
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = credseal::cli::Cli::parse();
-    match credseal::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("credseal: {failure}");

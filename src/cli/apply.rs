@@ -4,16 +4,16 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
-use crate::apply::{self, ApplyError, Item, Outcome};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
 use crate::cli::{keyring, sops_failure};
-use crate::fsx;
-use crate::manifest::ScopeError;
-use crate::materialize::inputs::{InputError, load_keyring, visible_files};
-use crate::sops::file::EncryptedFile;
-use crate::sops::store::Format;
+use credseal::apply::{self, ApplyError, Item, Outcome};
+use credseal::fsx;
+use credseal::manifest::ScopeError;
+use credseal::materialize::inputs::{InputError, load_keyring, visible_files};
+use credseal::sops::file::EncryptedFile;
+use credseal::sops::store::Format;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -144,13 +144,13 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 );
                 eprintln!("credseal: secret {ns}/{name}: {message}");
                 if !args.dry_run {
-                    let uid = crate::k8s::secrets::Secrets::new(conn.client.clone(), ns)
+                    let uid = credseal::k8s::secrets::Secrets::new(conn.client.clone(), ns)
                         .get(name)
                         .await
                         .ok()
                         .flatten()
                         .and_then(|s| s.metadata.uid);
-                    if let Err(e) = crate::k8s::events::record(
+                    if let Err(e) = credseal::k8s::events::record(
                         conn.client.clone(),
                         ns,
                         "Secret",

@@ -3,13 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::check::{self, Expect, FileReport, Finding};
 use crate::cli::config;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
-use crate::fsx;
-use crate::sops::master_key::{KeyKind, MasterKey};
+use credseal::check::{self, Expect, FileReport, Finding};
+use credseal::fsx;
+use credseal::sops::master_key::{KeyKind, MasterKey};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -341,7 +341,7 @@ fn staged_config(loaded: &mut config::Loaded) -> CliResult {
     let Ok(text) = git(&["show", &spec]) else {
         return Ok(()); // not in the index: the work tree's is what would be committed
     };
-    loaded.config = crate::sops::config::Config::parse(&text).map_err(|e| {
+    loaded.config = credseal::sops::config::Config::parse(&text).map_err(|e| {
         Failure::new(Code::ErrorReadingConfig, e)
             .context(format!("{} (staged)", loaded.path.display()))
     })?;

@@ -6,7 +6,7 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
 use crate::cli::now;
-use crate::cluster_key::{ClusterKey, ClusterKeyError, DEFAULT_NAME, DEFAULT_NAMESPACE};
+use credseal::cluster_key::{ClusterKey, ClusterKeyError, DEFAULT_NAME, DEFAULT_NAMESPACE};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -49,7 +49,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     if let Action::Retire { recipient } = &args.action {
         // Checked before the cluster is asked anything; the error never shows the text (a
         // private key pasted by mistake would otherwise be printed back).
-        crate::sops::keys::Recipient::parse_each(&[recipient], "cluster-key retire")
+        credseal::sops::keys::Recipient::parse_each(&[recipient], "cluster-key retire")
             .map_err(|e| Failure::new(Code::Generic, e))?;
     }
     runtime()?.block_on(async {

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::fsx;
-use crate::sops::config::Config;
+use credseal::fsx;
+use credseal::sops::config::Config;
 
 /// A loaded config and the directory rule paths are relative to.
 pub struct Loaded {

@@ -6,9 +6,9 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, Output};
 use crate::cli::{config, keyring, sops_failure};
-use crate::sops::file::{EncryptedFile, Opened};
-use crate::sops::path;
-use crate::sops::store;
+use credseal::sops::file::{EncryptedFile, Opened};
+use credseal::sops::path;
+use credseal::sops::store;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

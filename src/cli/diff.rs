@@ -7,8 +7,8 @@ use crate::cli::decrypt::open;
 use crate::cli::env::Env;
 use crate::cli::exit::CliResult;
 use crate::cli::io::{Input, InputType, write_stdout};
-use crate::diff::{self, Change};
-use crate::sops::file::EncryptedFile;
+use credseal::diff::{self, Change};
+use credseal::sops::file::EncryptedFile;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,8 +57,8 @@ pub fn run(args: Args, env: &Env) -> CliResult {
 }
 
 fn recipient_changes(
-    old: &crate::sops::metadata::Metadata,
-    new: &crate::sops::metadata::Metadata,
+    old: &credseal::sops::metadata::Metadata,
+    new: &credseal::sops::metadata::Metadata,
 ) -> Vec<String> {
     let before: Vec<&str> = old.age_recipients().collect();
     let after: Vec<&str> = new.age_recipients().collect();

@@ -15,11 +15,11 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType, Output};
 use crate::cli::keyring::split_command;
 use crate::cli::{config, now, sops_failure};
-use crate::fsx;
-use crate::sops::file::{Context, Opened};
-use crate::sops::store::{self, EmitOptions, Format};
-use crate::sops::tree::Tree;
-use crate::sops::walk::OsEntropy;
+use credseal::fsx;
+use credseal::sops::file::{Context, Opened};
+use credseal::sops::store::{self, EmitOptions, Format};
+use credseal::sops::tree::Tree;
+use credseal::sops::walk::OsEntropy;
 
 pub use session::Session;
 

@@ -7,13 +7,13 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, Output};
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::{config, now, sops_failure};
-use crate::manifest;
-use crate::sops::file::{self, Context, EncryptSettings};
-use crate::sops::keys::Recipient;
-use crate::sops::master_key::MasterKey;
-use crate::sops::rules::Selector;
-use crate::sops::store;
-use crate::sops::walk::OsEntropy;
+use credseal::manifest;
+use credseal::sops::file::{self, Context, EncryptSettings};
+use credseal::sops::keys::Recipient;
+use credseal::sops::master_key::MasterKey;
+use credseal::sops::rules::Selector;
+use credseal::sops::store;
+use credseal::sops::walk::OsEntropy;
 
 /// The six selection flags; each overrides the same field of the matching creation rule.
 #[derive(ClapArgs, Debug, Clone, Default)]

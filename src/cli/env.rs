@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::secret::SecretString;
+use credseal::secret::SecretString;
 
 #[derive(Clone, Default)]
 pub struct Env {
@@ -28,8 +28,10 @@ pub struct Env {
     /// `XDG_CONFIG_HOME`, else `$HOME/.config`: where the default `sops/age/keys.txt` lives.
     pub user_config_dir: Option<PathBuf>,
     /// `KUBECONFIG` entries, else `~/.kube/config`.
+    #[cfg(feature = "cluster")]
     pub kubeconfig: Vec<PathBuf>,
     /// Whether `KUBERNETES_SERVICE_HOST` is set: running in a pod.
+    #[cfg(feature = "cluster")]
     pub in_cluster: bool,
 }
 
@@ -82,6 +84,7 @@ impl Env {
             config: var("SOPS_CONFIG").map(PathBuf::from),
             editor: var("SOPS_EDITOR").or_else(|| var("EDITOR")),
             user_config_dir,
+            #[cfg(feature = "cluster")]
             kubeconfig: match var("KUBECONFIG") {
                 Some(list) => std::env::split_paths(&list).collect(),
                 None => var("HOME")
@@ -89,6 +92,7 @@ impl Env {
                     .into_iter()
                     .collect(),
             },
+            #[cfg(feature = "cluster")]
             in_cluster: var("KUBERNETES_SERVICE_HOST").is_some(),
         }
     }

@@ -19,9 +19,9 @@ use crate::cli::env::Env;
 use crate::cli::exit::{ChildExited, CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType};
 use crate::cli::sops_failure;
-use crate::secret::{SecretBytes, SecretString};
-use crate::sops::dotenv;
-use crate::sops::tree::Node;
+use credseal::secret::{SecretBytes, SecretString};
+use credseal::sops::dotenv;
+use credseal::sops::tree::Node;
 
 /// sops runs the command through the shell, so pipes and `&&` work in it.
 const SHELL: &str = "/bin/sh";

@@ -7,8 +7,8 @@ use clap::Args as ClapArgs;
 
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{InputType, write_stdout};
-use crate::sops::metadata::MetadataError;
-use crate::sops::store::{self, StoreError};
+use credseal::sops::metadata::MetadataError;
+use credseal::sops::store::{self, StoreError};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::fsx;
-use crate::sops::store::{EmitOptions, Format};
+use credseal::fsx;
+use credseal::sops::store::{EmitOptions, Format};
 
 /// The input file and how to read it.
 #[derive(Args, Debug, Clone)]
@@ -137,7 +137,10 @@ impl Input {
     }
 
     /// Emit options: `--indent` over `.sops.yaml` `stores:` over sops' defaults.
-    pub fn emit_options(&self, stores: Option<&crate::sops::config::StoreSettings>) -> EmitOptions {
+    pub fn emit_options(
+        &self,
+        stores: Option<&credseal::sops::config::StoreSettings>,
+    ) -> EmitOptions {
         let mut opts = EmitOptions::default();
         if let Some(s) = stores {
             if let Some(i) = s.yaml_indent {

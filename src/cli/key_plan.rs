@@ -10,11 +10,11 @@ use clap::Args as ClapArgs;
 
 use crate::cli::config::Loaded;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::fsx;
-use crate::sops::config::CreationRule;
-use crate::sops::file::KeyPlan;
-use crate::sops::master_key::{KeyKind, MasterKey};
-use crate::sops::pgp::PgpCert;
+use credseal::fsx;
+use credseal::sops::config::CreationRule;
+use credseal::sops::file::KeyPlan;
+use credseal::sops::master_key::{KeyKind, MasterKey};
+use credseal::sops::pgp::PgpCert;
 
 /// Where PGP public keys come from, for the commands that may wrap for them.
 #[derive(ClapArgs, Debug, Default, Clone)]

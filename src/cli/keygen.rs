@@ -7,8 +7,8 @@ use clap::Args as ClapArgs;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::write_stdout;
 use crate::cli::now;
-use crate::fsx;
-use crate::sops::keys::generate_identity;
+use credseal::fsx;
+use credseal::sops::keys::generate_identity;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

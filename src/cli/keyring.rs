@@ -6,10 +6,10 @@ use std::process::{Command, Stdio};
 
 use crate::cli::env::Env;
 use crate::cli::exit::CliResult;
-use crate::fsx::FsError;
-use crate::secret::SecretBytes;
-use crate::sops::keys::Keyring;
-use crate::sops::metadata::Metadata;
+use credseal::fsx::FsError;
+use credseal::secret::SecretBytes;
+use credseal::sops::keys::Keyring;
+use credseal::sops::metadata::Metadata;
 
 /// Loads identities from every source, in sops' order: the SSH keys
 /// (`SOPS_AGE_SSH_PRIVATE_KEY_FILE`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`), `SOPS_AGE_KEY`,

@@ -4,8 +4,8 @@ use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
 use crate::cli::exit::{Code, Failure};
-use crate::k8s::K8sError;
-use crate::k8s::client::{self, Connection, Source};
+use credseal::k8s::K8sError;
+use credseal::k8s::client::{self, Connection, Source};
 
 #[derive(ClapArgs, Debug, Clone)]
 pub struct KubeArgs {

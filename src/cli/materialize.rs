@@ -10,11 +10,11 @@ use clap::Args as ClapArgs;
 
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::sops_failure;
-use crate::manifest::ScopeError;
-use crate::materialize::inputs::InputError;
-use crate::materialize::projection::FileMode;
-use crate::materialize::template::Template;
-use crate::materialize::{self, MaterializeError, Options, health};
+use credseal::manifest::ScopeError;
+use credseal::materialize::inputs::InputError;
+use credseal::materialize::projection::FileMode;
+use credseal::materialize::template::Template;
+use credseal::materialize::{self, MaterializeError, Options, health};
 
 /// Where Kubernetes mounts the service-account token and namespace.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> CliResult {
         .secrets
         .iter()
         .map(|a| match a.split_once('=') {
-            Some((name, dir)) if crate::manifest::valid_secret_name(name) && !dir.is_empty() => {
+            Some((name, dir)) if credseal::manifest::valid_secret_name(name) && !dir.is_empty() => {
                 Ok((name.to_owned(), PathBuf::from(dir)))
             }
             _ => Err(Failure::msg(

@@ -9,7 +9,7 @@ use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
-use crate::merge;
+use credseal::merge;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -38,11 +38,11 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::sops::dotenv::DotenvError;
-use crate::sops::file::SopsError;
-use crate::sops::keys::KeyError;
-use crate::sops::store::StoreError;
-use crate::sops::tree::Timestamp;
+use credseal::sops::dotenv::DotenvError;
+use credseal::sops::file::SopsError;
+use credseal::sops::keys::KeyError;
+use credseal::sops::store::StoreError;
+use credseal::sops::tree::Timestamp;
 
 /// SOPS-compatible age encryption for Kubernetes database credentials.
 #[derive(Parser, Debug)]

@@ -5,16 +5,16 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
-use crate::apply::{self, Pulled};
 use crate::cli::decrypt::open;
 use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
 use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
-use crate::k8s::secrets::Secrets;
-use crate::manifest;
-use crate::sops::tree::Node;
+use credseal::apply::{self, Pulled};
+use credseal::k8s::secrets::Secrets;
+use credseal::manifest;
+use credseal::sops::tree::Node;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

@@ -11,10 +11,10 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::{config, now, sops_failure};
-use crate::fsx;
-use crate::sops::file::Context;
-use crate::sops::master_key::MasterKey;
-use crate::sops::walk::OsEntropy;
+use credseal::fsx;
+use credseal::sops::file::Context;
+use credseal::sops::master_key::MasterKey;
+use credseal::sops::walk::OsEntropy;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

@@ -8,11 +8,11 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
-use crate::fsx;
-use crate::k8s::lease::LeaseError;
-use crate::rotate::lock::LockError;
-use crate::rotate::plan::Plan;
-use crate::rotate::{Outcome, RotateError, Runner};
+use credseal::fsx;
+use credseal::k8s::lease::LeaseError;
+use credseal::rotate::lock::LockError;
+use credseal::rotate::plan::Plan;
+use credseal::rotate::{Outcome, RotateError, Runner};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -67,9 +67,9 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             .credentials
             .iter()
             .filter(|c| args.only.as_deref().is_none_or(|o| o == c.name))
-            .flat_map(crate::rotate::cluster_calls)
+            .flat_map(credseal::rotate::cluster_calls)
             .collect();
-        for (ns, rules) in crate::k8s::access::role_rules(&calls) {
+        for (ns, rules) in credseal::k8s::access::role_rules(&calls) {
             println!("# Role in namespace {ns}\nrules:");
             for r in rules {
                 println!("  {r}");

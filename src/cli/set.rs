@@ -9,10 +9,10 @@ use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::InputType;
-use crate::secret::{SecretBytes, SecretString};
-use crate::sops::json;
-use crate::sops::path::{self, PathError};
-use crate::sops::tree::Node;
+use credseal::secret::{SecretBytes, SecretString};
+use credseal::sops::json;
+use credseal::sops::path::{self, PathError};
+use credseal::sops::tree::Node;
 
 #[derive(ClapArgs, Debug)]
 pub struct SetArgs {

@@ -11,12 +11,12 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
 use crate::cli::sops_failure;
-use crate::fsx;
-use crate::rotate::plan::Plan;
-use crate::rotate::status::{self, CredentialStatus, LockState, StatusError, Target};
-use crate::rotate::target::TargetError;
-use crate::sops::keys::Keyring;
-use crate::sops::tree::Timestamp;
+use credseal::fsx;
+use credseal::rotate::plan::Plan;
+use credseal::rotate::status::{self, CredentialStatus, LockState, StatusError, Target};
+use credseal::rotate::target::TargetError;
+use credseal::sops::keys::Keyring;
+use credseal::sops::tree::Timestamp;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OutputFormat {
@@ -69,7 +69,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             .iter()
             .flat_map(|c| status::cluster_calls(c))
             .collect();
-        for (ns, rules) in crate::k8s::access::role_rules(&calls) {
+        for (ns, rules) in credseal::k8s::access::role_rules(&calls) {
             println!("# Role in namespace {ns}\nrules:");
             for r in rules {
                 println!("  {r}");

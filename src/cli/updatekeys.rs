@@ -10,9 +10,9 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::{config, keyring, now, sops_failure};
-use crate::fsx;
-use crate::sops::file::EncryptedFile;
-use crate::sops::master_key::{KeyKind, MasterKey};
+use credseal::fsx;
+use credseal::sops::file::EncryptedFile;
+use credseal::sops::master_key::{KeyKind, MasterKey};
 
 /// An age recipient as itself (as before other kinds were listed); other kinds with their type.
 fn shown(k: &MasterKey) -> String {

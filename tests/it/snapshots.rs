@@ -10,8 +10,6 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory as _;
-use credseal::cli::Cli;
 use regex::Regex;
 
 use crate::support::{Cmd, Out, encrypt_yaml, new_key, write};
@@ -184,19 +182,30 @@ impl Scene {
     }
 }
 
-/// Every command's path below the top level (`["cluster-key", "add"]`), from the library's
-/// command definition, so a new command gets a help snapshot without a test edit.
+/// Every command's path below the top level (`["cluster-key", "add"]`), read from the
+/// `Commands:` section of each `--help` (the command line lives in the binary), so a new
+/// command gets a help snapshot without a test edit.
 fn command_paths() -> Vec<Vec<String>> {
-    fn walk(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
-        for sub in cmd.get_subcommands() {
+    fn walk(prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let text = help(prefix);
+        let names: Vec<String> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with(' '))
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .filter(|n| n != "help")
+            .collect();
+        for name in names {
             let mut path = prefix.to_vec();
-            path.push(sub.get_name().to_owned());
+            path.push(name);
             out.push(path.clone());
-            walk(sub, &path, out);
+            walk(&path, out);
         }
     }
     let mut out = Vec::new();
-    walk(&Cli::command(), &[], &mut out);
+    walk(&[], &mut out);
     out
 }
 

@@ -21,7 +21,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::fsx;
+use credseal::fsx;
 
 const SIGNALS: [(i32, Signal, &str); 4] = [
     (SIGTERM, Signal::TERM, "SIGTERM"),
