@@ -1,4 +1,5 @@
-//! The `sops` metadata block (spec §9): read every layout from 3.7 to 3.13, write the 3.13 one.
+//! The `sops` metadata block: read every layout from 3.7 to 3.13; written in the layout of the
+//! release named by its `version` (so a rewrite does not churn a file sops 3.11 wrote).
 
 use crate::master_key::{KeyKind, MasterKey};
 use crate::rules::{RulesError, SELECTOR_KEYS, Selector};
