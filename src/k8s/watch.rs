@@ -131,6 +131,11 @@ where
         }
     }
 
+    /// When the caller stops waiting.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// A transient failure of the caller's own calls: the next [`next`](Self::next) returns
     /// the last object again, after a pause that grows with each failure in a row.
     pub fn retry_after_failure(&mut self, error: K8sError) {

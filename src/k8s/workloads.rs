@@ -647,7 +647,11 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     while let Some(obj) = watch.next().await? {
-        match judge(&obj).await {
+        // Listing or deleting pods is bounded by the deadline too, not only by each request's.
+        let Ok(judged) = tokio::time::timeout_at(watch.deadline(), judge(&obj)).await else {
+            return Ok(false);
+        };
+        match judged {
             Ok(true) => return Ok(true),
             Ok(false) => {}
             Err(e) if watch::is_transient(&e) => watch.retry_after_failure(e),

@@ -265,7 +265,8 @@ fn agent_pod(name: &str, generation: &str) -> Value {
 /// An `OnDelete` DaemonSet: its controller replaces a pod only when something deletes it
 /// (kubectl's rollout status refuses to judge it), and counts `updatedNumberScheduled` by the
 /// pods' template generation and hash. credseal deletes the outdated pods one at a time, each
-/// once every pod is ready, and finishes when the pods and the status agree.
+/// once every pod is ready, and finishes when the pods and the status agree; a failed list of
+/// the pods is retried.
 #[test]
 fn an_on_delete_daemonset_finishes_as_its_controller_reports() {
     let s = setup();
@@ -283,6 +284,8 @@ fn an_on_delete_daemonset_finishes_as_its_controller_reports() {
     for name in old {
         s.api.put("pods", agent_pod(name, "1"));
     }
+    // Listing the pods fails once on the way: retried like the watch itself.
+    s.api.fail_next("list", "pods", 1, Fault::Status(500));
     let out = s.rotate(&[]).ok();
     assert_eq!(out.text(), "cache: rotated (generation 1)\n");
     assert_eq!(s.stamp("daemonsets", "agent"), "1");
@@ -316,6 +319,13 @@ fn an_on_delete_daemonset_finishes_as_its_controller_reports() {
         );
     }
     assert!(gets(&s.api, "daemonsets", "agent") <= 2);
+    let pod_lists = s
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/pods"))
+        .count();
+    assert!(pod_lists >= 2, "the failed list was tried again");
     let new = s.password();
     assert!(s.redis.can_login("app", &new));
     assert!(!s.redis.can_login("app", "old-redis-password"));
