@@ -10,7 +10,8 @@ use kube::api::{Api, PostParams};
 use crate::k8s::error::K8sError;
 
 /// One call: a verb on a resource (in an API group), in a namespace, by name where the API
-/// authorizes by name (`create` and `list` never are).
+/// authorizes by name (`create` never is; `list` and `watch` are when their field selector
+/// names one object, `metadata.name=NAME`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Access {
     pub verb: &'static str,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod lease;
 pub mod secrets;
+pub mod watch;
 pub mod workloads;
 
 pub use error::K8sError;

@@ -1,7 +1,7 @@
 //! Finding the workloads that consume a Secret, restarting them by stamping their pod
 //! template, and waiting until the rollout is healthy.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::json;
 
 use crate::k8s::error::K8sError;
+use crate::k8s::watch::{self, ObjectWatch};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -309,51 +310,39 @@ impl Workloads {
         .map_err(err(w))
     }
 
-    /// Waits until the workload runs its current template everywhere and is available.
-    /// A CronJob has nothing to wait for: its next run uses the new template.
+    /// Waits until the workload runs its current template everywhere and is available, as
+    /// its controller reports it, following the object by a watch (not by polling); a failure
+    /// that may pass (a dropped connection, 5xx, 429) is retried until `timeout`, a refusal is
+    /// returned at once. `Ok(false)` when the time is up first. A CronJob has nothing to wait
+    /// for: its next run uses the new template.
     pub async fn wait(&self, w: &Workload, timeout: Duration) -> Result<bool, K8sError> {
-        let end = Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let c = self.client.clone();
+        let what = w.to_string();
         let mut deleted_pods: Vec<String> = Vec::new();
-        loop {
-            let done = match w.kind {
-                Kind::CronJob => true,
-                Kind::Deployment => {
-                    let d = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace)
-                        .get(&w.name)
-                        .await
-                        .map_err(err(w))?;
-                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let st = d.status.unwrap_or_default();
-                    st.observed_generation >= d.metadata.generation
-                        && st.updated_replicas.unwrap_or(0) >= want
-                        && st.available_replicas.unwrap_or(0) >= want
-                        && st.replicas.unwrap_or(0) <= want
-                }
-                Kind::DaemonSet => {
-                    let d = Api::<DaemonSet>::namespaced(self.client.clone(), &w.namespace)
-                        .get(&w.name)
-                        .await
-                        .map_err(err(w))?;
-                    let st = d.status.unwrap_or_default();
-                    st.observed_generation >= d.metadata.generation
-                        && st.updated_number_scheduled.unwrap_or(0) >= st.desired_number_scheduled
-                        && st.number_available.unwrap_or(0) >= st.desired_number_scheduled
-                }
-                Kind::StatefulSet => {
-                    let s = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
-                        .get(&w.name)
-                        .await
-                        .map_err(err(w))?;
-                    self.statefulset_rolled(&s, &mut deleted_pods).await?
-                }
-            };
-            if done {
-                return Ok(true);
+        match w.kind {
+            Kind::CronJob => Ok(true),
+            Kind::Deployment => {
+                let api = Api::<Deployment>::namespaced(c, &w.namespace);
+                let watch = ObjectWatch::new(api, &w.name, &what, deadline);
+                follow(watch, async |d: &Deployment| Ok(deployment_rolled(d))).await
             }
-            if Instant::now() >= end {
-                return Ok(false);
+            Kind::DaemonSet => {
+                let api = Api::<DaemonSet>::namespaced(c, &w.namespace);
+                let watch = ObjectWatch::new(api, &w.name, &what, deadline);
+                follow(watch, async |d: &DaemonSet| {
+                    self.daemonset_rolled(d, &mut deleted_pods).await
+                })
+                .await
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Kind::StatefulSet => {
+                let api = Api::<StatefulSet>::namespaced(c, &w.namespace);
+                let watch = ObjectWatch::new(api, &w.name, &what, deadline);
+                follow(watch, async |s: &StatefulSet| {
+                    self.statefulset_rolled(s, &mut deleted_pods).await
+                })
+                .await
+            }
         }
     }
 
@@ -375,17 +364,16 @@ impl Workloads {
             return Ok(false);
         }
         if strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
-            let pods = self.pods_of(s).await?;
-            let all_ready = pods.len() >= want as usize && pods.iter().all(pod_ready);
-            if !all_ready {
-                return Ok(false);
-            }
-            let outdated = pods.iter().any(|p| revision_of(p) != st.update_revision);
-            if outdated {
-                self.delete_outdated_pod(s, pods, &st.update_revision, deleted_pods)
-                    .await?;
-            }
-            return Ok(!outdated);
+            let selector = spec.map(|sp| &sp.selector);
+            let pods = self.pods_of("StatefulSet", &s.metadata, selector).await?;
+            let updated = |p: &Pod| revision_of(p) == st.update_revision;
+            // Highest ordinal first. Ordinals compare as numbers: redis-10 goes before redis-9.
+            let order = |p: &Pod| {
+                std::cmp::Reverse(ordinal(p.metadata.name.as_deref().unwrap_or_default()))
+            };
+            return self
+                .replace_outdated(&s.metadata, pods, want, updated, order, deleted_pods)
+                .await;
         }
         let ready = st.ready_replicas.unwrap_or(0) >= want;
         let updated = st.updated_replicas.unwrap_or(0);
@@ -400,20 +388,116 @@ impl Workloads {
         }
     }
 
-    /// A StatefulSet's pods, as its controller sees them: matched by its selector, and not
-    /// owned by another controller.
-    async fn pods_of(&self, s: &StatefulSet) -> Result<Vec<Pod>, K8sError> {
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let name = s.metadata.name.clone().unwrap_or_default();
-        let selector = s
-            .spec
+    /// Whether a DaemonSet runs its current template on every node it should, as its
+    /// controller counts it: the status of the current generation says every scheduled pod is
+    /// updated and available (kubectl's rollout status). With `OnDelete` the controller
+    /// replaces a pod only once it is deleted, and kubectl refuses to judge; credseal deletes
+    /// the outdated pods itself, one at a time and only while every pod is ready, and is done
+    /// when the pods agree with the status (it lags behind them). A pod is current as the
+    /// controller decides (`IsPodUpdated`): its `pod-template-generation` label is the set's
+    /// `deprecated.daemonset.template.generation` annotation, or its `controller-revision-hash`
+    /// is the one the pods of that generation carry.
+    async fn daemonset_rolled(
+        &self,
+        d: &DaemonSet,
+        deleted_pods: &mut Vec<String>,
+    ) -> Result<bool, K8sError> {
+        let st = d.status.clone().unwrap_or_default();
+        if st.observed_generation < d.metadata.generation {
+            return Ok(false);
+        }
+        let desired = st.desired_number_scheduled;
+        let counted = st.updated_number_scheduled.unwrap_or(0) >= desired
+            && st.number_available.unwrap_or(0) >= desired;
+        let spec = d.spec.as_ref();
+        let on_delete = spec
+            .and_then(|s| s.update_strategy.as_ref())
+            .and_then(|u| u.type_.as_deref())
+            == Some("OnDelete");
+        if !on_delete {
+            return Ok(counted);
+        }
+        let Some(generation) = d
+            .metadata
+            .annotations
             .as_ref()
-            .map(|sp| selector_string(&sp.selector))
-            .unwrap_or_default();
+            .and_then(|a| a.get(TEMPLATE_GENERATION))
+            .filter(|g| g.parse::<i64>().is_ok())
+            .cloned()
+        else {
+            return Err(K8sError::Unusable {
+                what: format!("daemonset {}", meta_name(&d.metadata)),
+                problem: format!(
+                    "it has no {TEMPLATE_GENERATION} annotation (the API server sets it on every apps/v1 DaemonSet), so which pods run its current template cannot be told"
+                ),
+            });
+        };
+        let pods = self
+            .pods_of("DaemonSet", &d.metadata, spec.map(|s| &s.selector))
+            .await?;
+        let current_hash = pods
+            .iter()
+            .find(|p| label(p, DAEMONSET_TEMPLATE_GENERATION) == Some(&generation))
+            .and_then(revision_of);
+        let updated = |p: &Pod| {
+            label(p, DAEMONSET_TEMPLATE_GENERATION) == Some(&generation)
+                || (current_hash.is_some() && revision_of(p) == current_hash)
+        };
+        let order = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
+        let pods_done = self
+            .replace_outdated(&d.metadata, pods, desired, updated, order, deleted_pods)
+            .await?;
+        Ok(pods_done && counted)
+    }
+
+    /// Rolls a set whose controller replaces a pod only once it is deleted: when all `want`
+    /// pods are there and ready, deletes the first outdated one by `order` (never the same
+    /// name twice). Whether every pod is ready and current.
+    async fn replace_outdated<O: Ord>(
+        &self,
+        owner: &ObjectMeta,
+        pods: Vec<Pod>,
+        want: i32,
+        updated: impl Fn(&Pod) -> bool,
+        order: impl Fn(&Pod) -> O,
+        deleted: &mut Vec<String>,
+    ) -> Result<bool, K8sError> {
+        let all_ready = pods.len() >= want.max(0) as usize && pods.iter().all(pod_ready);
+        if !all_ready {
+            return Ok(false);
+        }
+        let mut outdated: Vec<&Pod> = pods.iter().filter(|p| !updated(p)).collect();
+        if outdated.is_empty() {
+            return Ok(true);
+        }
+        outdated.sort_by_key(|p| order(p));
+        let ns = owner.namespace.clone().unwrap_or_default();
+        let pname = outdated[0].metadata.name.clone().unwrap_or_default();
+        if !deleted.contains(&pname) {
+            Api::<Pod>::namespaced(self.client.clone(), &ns)
+                .delete(&pname, &DeleteParams::default())
+                .await
+                .map_err(|e| K8sError::from_kube(format!("delete pod {ns}/{pname}"), e))?;
+            deleted.push(pname);
+        }
+        Ok(false)
+    }
+
+    /// The pods of a `kind` controller (StatefulSet, DaemonSet), as it sees them: matched by
+    /// its selector, and not owned by another controller.
+    async fn pods_of(
+        &self,
+        kind: &str,
+        owner: &ObjectMeta,
+        selector: Option<&LabelSelector>,
+    ) -> Result<Vec<Pod>, K8sError> {
+        let ns = owner.namespace.clone().unwrap_or_default();
+        let name = owner.name.clone().unwrap_or_default();
+        let selector = selector.map(selector_string).unwrap_or_default();
         // An empty selector would match every pod in the namespace: never act on that.
         if selector.is_empty() {
             return Err(K8sError::Unusable {
-                what: format!("statefulset {ns}/{name}"),
+                what: format!("{} {ns}/{name}", kind.to_lowercase()),
                 problem: "spec.selector is empty, which would match every pod in the namespace"
                     .into(),
             });
@@ -424,7 +508,12 @@ impl Workloads {
             |page| page,
         )
         .await
-        .map_err(|e| K8sError::from_kube(format!("list pods of statefulset {ns}/{name}"), e))?;
+        .map_err(|e| {
+            K8sError::from_kube(
+                format!("list pods of {} {ns}/{name}", kind.to_lowercase()),
+                e,
+            )
+        })?;
         Ok(pods
             .into_iter()
             .filter(|p| {
@@ -432,7 +521,7 @@ impl Workloads {
                     owners
                         .iter()
                         .filter(|o| o.controller == Some(true))
-                        .all(|o| o.kind == "StatefulSet" && o.name == name)
+                        .all(|o| o.kind == kind && o.name == name)
                 })
             })
             .collect())
@@ -450,7 +539,7 @@ impl Workloads {
             .map_err(|e| K8sError::from_kube(format!("statefulset {namespace}/{name}"), e))?;
         let spec = set.spec.as_ref();
         let mut pods: Vec<Member> = self
-            .pods_of(&set)
+            .pods_of("StatefulSet", &set.metadata, spec.map(|s| &s.selector))
             .await?
             .into_iter()
             .map(|p| {
@@ -473,35 +562,6 @@ impl Workloads {
             service_name: spec.and_then(|s| s.service_name.clone()),
             pods,
         })
-    }
-
-    async fn delete_outdated_pod(
-        &self,
-        s: &StatefulSet,
-        pods: Vec<Pod>,
-        revision: &Option<String>,
-        deleted: &mut Vec<String>,
-    ) -> Result<(), K8sError> {
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let mut outdated: Vec<Pod> = pods
-            .into_iter()
-            .filter(|p| revision_of(p) != *revision)
-            .collect();
-        // Highest ordinal first. Ordinals compare as numbers: redis-10 goes before redis-9.
-        outdated.sort_by_key(|p| {
-            std::cmp::Reverse(ordinal(p.metadata.name.as_deref().unwrap_or_default()))
-        });
-        if let Some(p) = outdated.first() {
-            let pname = p.metadata.name.clone().unwrap_or_default();
-            if !deleted.contains(&pname) {
-                Api::<Pod>::namespaced(self.client.clone(), &ns)
-                    .delete(&pname, &DeleteParams::default())
-                    .await
-                    .map_err(|e| K8sError::from_kube(format!("delete pod {ns}/{pname}"), e))?;
-                deleted.push(pname);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -543,13 +603,62 @@ where
     }
 }
 
-/// The StatefulSet revision a pod runs (`controller-revision-hash`).
+/// The revision a pod of a StatefulSet or DaemonSet runs (`controller-revision-hash`).
 fn revision_of(p: &Pod) -> Option<String> {
-    p.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("controller-revision-hash"))
-        .cloned()
+    label(p, "controller-revision-hash").cloned()
+}
+
+fn label<'p>(p: &'p Pod, key: &str) -> Option<&'p String> {
+    p.metadata.labels.as_ref().and_then(|l| l.get(key))
+}
+
+/// The DaemonSet's template generation, which the API server keeps in this annotation on
+/// apps/v1 objects and bumps on every template change (not on other spec changes).
+const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+/// The template generation a DaemonSet pod was created from.
+const DAEMONSET_TEMPLATE_GENERATION: &str = "pod-template-generation";
+
+fn meta_name(m: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// kubectl's rollout status for a Deployment: the current generation observed, every replica
+/// updated and available, no old one left.
+fn deployment_rolled(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    st.observed_generation >= d.metadata.generation
+        && st.updated_replicas.unwrap_or(0) >= want
+        && st.available_replicas.unwrap_or(0) >= want
+        && st.replicas.unwrap_or(0) <= want
+}
+
+/// Feeds `judge` the object each time it changes until it says the rollout is done or the
+/// deadline passes; its own transient failures (listing or deleting pods) are retried.
+async fn follow<K>(
+    mut watch: ObjectWatch<K>,
+    mut judge: impl AsyncFnMut(&K) -> Result<bool, K8sError>,
+) -> Result<bool, K8sError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    while let Some(obj) = watch.next().await? {
+        // Listing or deleting pods is bounded by the deadline too, not only by each request's.
+        let Ok(judged) = tokio::time::timeout_at(watch.deadline(), judge(&obj)).await else {
+            return Ok(false);
+        };
+        match judged {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) if watch::is_transient(&e) => watch.retry_after_failure(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// Ready and not terminating.

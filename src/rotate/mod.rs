@@ -1138,7 +1138,8 @@ pub fn cluster_calls(cred: &Credential) -> Vec<Access> {
     calls
 }
 
-/// Rolling a workload: stamp its pod template and read its rollout status.
+/// Rolling a workload: stamp its pod template, read its rollout status and watch it change
+/// (a watch of one name, authorized by that name).
 fn workload_calls(w: &Workload) -> Vec<Access> {
     let (group, resource) = match w.kind {
         Kind::Deployment => ("apps", "deployments"),
@@ -1149,7 +1150,7 @@ fn workload_calls(w: &Workload) -> Vec<Access> {
     // A CronJob has no rollout to wait for: its next run uses the new template.
     let verbs: &[&'static str] = match w.kind {
         Kind::CronJob => &["patch"],
-        _ => &["get", "patch"],
+        _ => &["get", "patch", "watch"],
     };
     verbs
         .iter()

@@ -22,6 +22,7 @@ mod manifests;
 mod materialize;
 mod merge_driver;
 mod properties;
+mod rollout_watch;
 mod rotate;
 mod rotate_k8s;
 mod rotate_operator;

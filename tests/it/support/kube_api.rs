@@ -5,6 +5,14 @@
 //! kubectl needs. HTTPS on a loopback port, as the real one (a test CA, `127.0.0.1` in the
 //! certificate); kube::Client and kubectl both talk to it, and in-cluster clients reach it
 //! with the CA mounted as the service-account `ca.crt`.
+//!
+//! Watches as the real server streams them: `?watch=true` answers with chunked WatchEvents,
+//! one JSON object a line (ADDED, MODIFIED, DELETED, BOOKMARK with `allowWatchBookmarks`),
+//! from the `resourceVersion` asked for, until `timeoutSeconds`; a resourceVersion older than
+//! the last compaction gets an ERROR event with a 410 Expired Status. Every change, the
+//! controllers' status writes included, is a watch event. A test can make the next requests
+//! of a verb on a resource fail the way a real cluster does now and then (a 5xx, a 429 with
+//! Retry-After, a dropped connection, a watch that ends early).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,6 +59,79 @@ struct State {
     expire_next_continue: bool,
     /// Objects another client creates just before our next create of that resource (a race).
     race_creates: Vec<(String, Value)>,
+    /// Every change, in resourceVersion order, for watches to replay and follow.
+    history: Vec<Change>,
+    /// Watches from a resourceVersion below this get 410 Gone (etcd compacted past it).
+    compacted: u64,
+    /// Failures the next requests of (verb, resource) meet, with how many are left.
+    faults: Vec<(String, String, usize, Fault)>,
+    /// Nodes a DaemonSet should run a pod on.
+    nodes: i64,
+}
+
+/// One change to an object, as a watch reports it.
+struct Change {
+    rv: u64,
+    kind: &'static str,
+    key: (String, String, String),
+    object: Value,
+}
+
+/// A failure a real cluster answers with now and then.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// A Status with this code (500, 503, ...).
+    Status(u16),
+    /// 429 with `Retry-After` (and `details.retryAfterSeconds`) of this many seconds, as API
+    /// priority and fairness answers.
+    TooManyRequests(u32),
+    /// The connection closes without an answer (a load balancer or API server restarting).
+    Drop,
+    /// A watch starts, then its connection closes without the stream's end.
+    EndWatch,
+    /// A watch is answered with an ERROR event, 410 Expired, as when etcd compacted past its
+    /// resourceVersion.
+    Expired,
+}
+
+impl State {
+    /// Stores an object (its resourceVersion already set) and records the change for watches.
+    fn store(&mut self, key: (String, String, String), obj: Value) {
+        let before = self.objects.get(&key);
+        let same = before.is_some_and(|b| {
+            b["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+        });
+        if !same {
+            self.history.push(Change {
+                rv: obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(self.rv),
+                kind: if before.is_some() {
+                    "MODIFIED"
+                } else {
+                    "ADDED"
+                },
+                key: key.clone(),
+                object: obj.clone(),
+            });
+        }
+        self.objects.insert(key, obj);
+    }
+
+    /// Removes an object; the deletion is a change with its own resourceVersion.
+    fn unstore(&mut self, key: &(String, String, String)) -> Option<Value> {
+        let mut obj = self.objects.remove(key)?;
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.history.push(Change {
+            rv: self.rv,
+            kind: "DELETED",
+            key: key.clone(),
+            object: obj.clone(),
+        });
+        Some(obj)
+    }
 }
 
 pub struct KubeApi {
@@ -62,7 +143,10 @@ impl KubeApi {
     pub fn start() -> KubeApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            nodes: 2,
+            ..State::default()
+        }));
         let s = state.clone();
         let config = tls().config.clone();
         std::thread::spawn(move || {
@@ -139,9 +223,36 @@ impl KubeApi {
         // The controller catches up.
         let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
         if let Some(mut obj) = st.objects.get(&key).cloned() {
-            settle(resource, &mut obj);
-            st.objects.insert(key, obj);
+            settle(resource, &mut obj, st.nodes);
+            st.rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+            st.store(key, obj);
         }
+    }
+
+    /// The next `times` requests of `verb` (get, list, watch, patch, delete, ...) on
+    /// `resource` meet `fault`.
+    pub fn fail_next(&self, verb: &str, resource: &str, times: usize, fault: Fault) {
+        self.state.lock().unwrap().faults.push((
+            verb.to_owned(),
+            resource.to_owned(),
+            times,
+            fault,
+        ));
+    }
+
+    /// Forgets the history up to now, as etcd compaction does: a watch from an older
+    /// resourceVersion is answered 410 Gone.
+    pub fn compact(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.compacted = st.rv;
+        let rv = st.rv;
+        st.history.retain(|c| c.rv > rv);
+    }
+
+    /// How many nodes a DaemonSet should run a pod on (2 unless set).
+    pub fn set_nodes(&self, n: i64) {
+        self.state.lock().unwrap().nodes = n;
     }
 
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
@@ -197,12 +308,19 @@ impl KubeApi {
         if obj["metadata"]["generation"].is_null() && is_workload(resource) {
             obj["metadata"]["generation"] = json!(1);
         }
+        // The API server keeps a DaemonSet's template generation in this annotation (apps/v1
+        // conversion of spec.templateGeneration), 1 on create.
+        if resource == "daemonsets"
+            && obj["metadata"]["annotations"][controllers::TEMPLATE_GENERATION].is_null()
+        {
+            obj["metadata"]["annotations"][controllers::TEMPLATE_GENERATION] = json!("1");
+        }
         normalize_secret(resource, &mut obj);
-        settle(resource, &mut obj);
+        settle(resource, &mut obj, st.nodes);
         if resource == "pods" && obj["status"].is_null() {
             obj["status"] = controllers::running();
         }
-        st.objects.insert((resource.into(), ns, name), obj);
+        st.store((resource.into(), ns, name), obj);
     }
 
     /// Creates the rendered objects the server serves or authorizes with (RBAC), as a sync
@@ -335,7 +453,7 @@ fn is_workload(resource: &str) -> bool {
 }
 
 /// A controller that has finished: status reflects the current generation everywhere.
-fn settle(resource: &str, obj: &mut Value) {
+fn settle(resource: &str, obj: &mut Value, nodes: i64) {
     let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
     let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
     match resource {
@@ -350,9 +468,9 @@ fn settle(resource: &str, obj: &mut Value) {
                 "currentRevision": rev, "updateRevision": rev});
         }
         "daemonsets" => {
-            obj["status"] = json!({"observedGeneration": generation, "desiredNumberScheduled": 2,
-                "currentNumberScheduled": 2, "numberMisscheduled": 0, "numberReady": 2,
-                "updatedNumberScheduled": 2, "numberAvailable": 2});
+            obj["status"] = json!({"observedGeneration": generation, "desiredNumberScheduled": nodes,
+                "currentNumberScheduled": nodes, "numberMisscheduled": 0, "numberReady": nodes,
+                "updatedNumberScheduled": nodes, "numberAvailable": nodes});
         }
         _ => {}
     }
@@ -480,6 +598,26 @@ fn serve(stream: impl Read + Write, state: Arc<Mutex<State>>) {
             token,
         };
         let (code, value) = handle(&state, &req, &body);
+        // A dropped connection: no answer at all.
+        if code == DROP {
+            return;
+        }
+        if let Some(w) = value.get(WATCH) {
+            let resource = w["resource"].as_str().unwrap_or_default().to_owned();
+            let ns = w["ns"].as_str().unwrap_or_default().to_owned();
+            let fault = w["fault"].as_str().map(str::to_owned);
+            if !watch(
+                reader.get_mut(),
+                &state,
+                &req,
+                &resource,
+                &ns,
+                fault.as_deref(),
+            ) {
+                return;
+            }
+            continue;
+        }
         let text = serde_json::to_vec(&value).unwrap();
         let reason = match code {
             200 => "OK",
@@ -488,11 +626,19 @@ fn serve(stream: impl Read + Write, state: Arc<Mutex<State>>) {
             403 => "Forbidden",
             404 => "Not Found",
             409 => "Conflict",
+            410 => "Gone",
             415 => "Unsupported Media Type",
+            429 => "Too Many Requests",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
             _ => "Error",
         };
+        let retry_after = match value["details"]["retryAfterSeconds"].as_u64() {
+            Some(s) => format!("Retry-After: {s}\r\n"),
+            None => String::new(),
+        };
         let head = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n{retry_after}Content-Length: {}\r\n\r\n",
             text.len()
         );
         let stream = reader.get_mut();
@@ -504,6 +650,153 @@ fn serve(stream: impl Read + Write, state: Arc<Mutex<State>>) {
         {
             return;
         }
+    }
+}
+
+/// `handle`'s answer for a request whose connection is to be dropped.
+const DROP: u16 = 0;
+/// The key of `handle`'s answer to a watch that passed every check: `serve` streams it.
+const WATCH: &str = "$watch";
+/// How often a watch with `allowWatchBookmarks` gets a BOOKMARK (the real server: about a
+/// minute; shorter here so tests see them).
+const BOOKMARK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long a watch that a test made end early lasts.
+const EARLY_END: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Streams a watch of `resource` in `ns` as the real server does, chunked, one event a line.
+/// Whether the connection can serve another request (false when it was dropped).
+fn watch(
+    stream: &mut impl Write,
+    state: &Arc<Mutex<State>>,
+    req: &Request,
+    resource: &str,
+    ns: &str,
+    fault: Option<&str>,
+) -> bool {
+    let end_early = fault == Some("end");
+    use std::time::{Duration, Instant};
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if stream
+        .write_all(head.as_bytes())
+        .and_then(|_| stream.flush())
+        .is_err()
+    {
+        return false;
+    }
+    let send = |stream: &mut dyn Write, event: &Value| {
+        let mut line = serde_json::to_vec(event).unwrap();
+        line.push(b'\n');
+        write!(stream, "{:x}\r\n", line.len())
+            .and_then(|_| stream.write_all(&line))
+            .and_then(|_| stream.write_all(b"\r\n"))
+            .and_then(|_| stream.flush())
+    };
+    let started = Instant::now();
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let bookmarks = req
+        .query
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true");
+    let matches = |key: &(String, String, String), obj: &Value| {
+        key.0 == resource
+            && key.1 == ns
+            && matches_selector(req.query.get("labelSelector"), obj)
+            && matches_fields(req.query.get("fieldSelector"), obj)
+    };
+    let from = req
+        .query
+        .get("resourceVersion")
+        .filter(|v| !v.is_empty() && *v != "0")
+        .map(|v| v.parse::<u64>().unwrap_or(0));
+    let mut cursor = {
+        let st = state.lock().unwrap();
+        let compacted = if fault == Some("expired") {
+            st.rv + 1
+        } else {
+            st.compacted
+        };
+        match from {
+            Some(rv) if rv < compacted => {
+                let (_, status) = status(
+                    410,
+                    "Expired",
+                    &format!("too old resource version: {rv} ({compacted})"),
+                );
+                drop(st);
+                let ok = send(stream, &json!({"type": "ERROR", "object": status})).is_ok();
+                return ok
+                    && stream
+                        .write_all(b"0\r\n\r\n")
+                        .and_then(|_| stream.flush())
+                        .is_ok();
+            }
+            Some(rv) => rv,
+            // No resourceVersion: the current objects first, as ADDED, then what follows.
+            None => {
+                let now: Vec<Value> = st
+                    .objects
+                    .iter()
+                    .filter(|(k, o)| matches(k, o))
+                    .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+                    .collect();
+                let rv = st.rv;
+                drop(st);
+                for e in now {
+                    if send(stream, &e).is_err() {
+                        return false;
+                    }
+                }
+                rv
+            }
+        }
+    };
+    let mut last_bookmark = Instant::now();
+    loop {
+        if end_early && started.elapsed() >= EARLY_END {
+            // Gone without the stream's last chunk, as when a proxy or the server restarts.
+            return false;
+        }
+        if started.elapsed() >= timeout {
+            return stream
+                .write_all(b"0\r\n\r\n")
+                .and_then(|_| stream.flush())
+                .is_ok();
+        }
+        let (events, now) = {
+            let mut st = state.lock().unwrap();
+            controllers::tick(&mut st);
+            let events: Vec<Value> = st
+                .history
+                .iter()
+                .filter(|c| c.rv > cursor && matches(&c.key, &c.object))
+                .map(|c| json!({"type": c.kind, "object": c.object}))
+                .collect();
+            (events, st.rv)
+        };
+        for e in &events {
+            if send(stream, e).is_err() {
+                return false;
+            }
+        }
+        cursor = now;
+        if bookmarks && last_bookmark.elapsed() >= BOOKMARK_EVERY {
+            last_bookmark = Instant::now();
+            let kind = RESOURCES
+                .iter()
+                .find(|(_, r, _)| *r == resource)
+                .map_or("", |(_, _, k)| k);
+            let bookmark = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",
+                "metadata": {"resourceVersion": now.to_string()}}});
+            if send(stream, &bookmark).is_err() {
+                return false;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -683,6 +976,49 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
         ("DELETE", _) => "delete",
         _ => return status(405, "MethodNotAllowed", "method not allowed"),
     };
+    if let Some(i) = st
+        .faults
+        .iter()
+        .position(|(v, r, left, _)| v == verb && r == resource && *left > 0)
+    {
+        st.faults[i].2 -= 1;
+        match st.faults[i].3 {
+            Fault::Status(code) => {
+                let reason = match code {
+                    503 => "ServiceUnavailable",
+                    504 => "Timeout",
+                    _ => "InternalError",
+                };
+                return status(
+                    code,
+                    reason,
+                    "an error on the server (\"\") has prevented the request from succeeding",
+                );
+            }
+            Fault::TooManyRequests(seconds) => {
+                let (code, mut value) = status(
+                    429,
+                    "TooManyRequests",
+                    "the server has received too many requests and has asked us to try again later",
+                );
+                value["details"] = json!({"retryAfterSeconds": seconds});
+                return (code, value);
+            }
+            Fault::Drop => return (DROP, Value::Null),
+            // Faults of the stream itself, once the watch has passed every check.
+            Fault::EndWatch | Fault::Expired => st.faults[i].2 += 1,
+        }
+    }
+    // A list or watch of one name (`fieldSelector=metadata.name=NAME`) is authorized by that
+    // name, as the real API server's request info takes it from the selector.
+    let selected: Option<String> = match verb {
+        "list" | "watch" => req.query.get("fieldSelector").and_then(|f| {
+            f.split(',')
+                .find_map(|t| t.strip_prefix("metadata.name="))
+                .map(|n| n.trim_start_matches('=').to_owned())
+        }),
+        _ => None,
+    };
     if let Some(user) = st.tokens.get(&req.token) {
         let attrs = super::rbac::Attributes {
             user,
@@ -691,7 +1027,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             resource,
             subresource,
             namespace: ns,
-            name,
+            name: name.or(selected.as_deref()),
         };
         if !super::rbac::allowed(&st.objects, &attrs) {
             return status(403, "Forbidden", &super::rbac::forbidden_message(&attrs));
@@ -753,6 +1089,23 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
     };
     let key = |n: &str| (resource.to_owned(), ns.to_owned(), n.to_owned());
     match (verb, name) {
+        ("watch", None) => {
+            let fault = st
+                .faults
+                .iter_mut()
+                .find(|(v, r, left, _)| v == verb && r == resource && *left > 0)
+                .map(|(_, _, left, f)| {
+                    *left -= 1;
+                    match f {
+                        Fault::Expired => "expired",
+                        _ => "end",
+                    }
+                });
+            (
+                200,
+                json!({WATCH: {"resource": resource, "ns": ns, "fault": fault}}),
+            )
+        }
         ("list", None) => {
             // Pages (`limit`/`continue`) in name order, as the real server; a continue token
             // the server compacted past is 410 Gone (simulated on demand).
@@ -836,7 +1189,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
                 st.rv += 1;
                 obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
                 obj["metadata"]["uid"] = json!(format!("uid-{}", st.rv));
-                st.objects.insert(key(&n), obj.clone());
+                st.store(key(&n), obj.clone());
             }
             (201, obj)
         }
@@ -867,7 +1220,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             if !dry_run {
                 st.rv += 1;
                 obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-                st.objects.insert(key(n), obj.clone());
+                st.store(key(n), obj.clone());
             }
             (200, obj)
         }
@@ -891,7 +1244,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
             }
             Some(o) => {
                 if !dry_run {
-                    st.objects.remove(&key(n));
+                    st.unstore(&key(n));
                     st.managed.remove(&key(n));
                     if resource == "pods" {
                         controllers::pod_deleted(&mut st, ns, o.clone());
@@ -1258,6 +1611,15 @@ fn patch(
             if is_workload(resource) && obj["spec"] != before_spec {
                 let g = obj["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 obj["metadata"]["generation"] = json!(g);
+                // A DaemonSet's template generation moves with its template only.
+                if resource == "daemonsets" && obj["spec"]["template"] != before_spec["template"] {
+                    let annotations = &mut obj["metadata"]["annotations"];
+                    let t = annotations[controllers::TEMPLATE_GENERATION]
+                        .as_str()
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .unwrap_or(1);
+                    annotations[controllers::TEMPLATE_GENERATION] = json!((t + 1).to_string());
+                }
                 if !dry_run {
                     controllers::template_changed(st, resource, ns, n);
                 }
@@ -1298,7 +1660,7 @@ fn patch(
         }
     }
     if !dry_run {
-        st.objects.insert(key, obj.clone());
+        st.store(key, obj.clone());
     }
     let _: &Map<String, Value> = obj.as_object().unwrap();
     (code, obj)

@@ -1,8 +1,9 @@
 //! RBAC as the API server's authorizer evaluates it, over the Roles, ClusterRoles and bindings
 //! the fake holds (put from the rendered manifests): a request is allowed when a binding of the
 //! caller's ServiceAccount grants a rule matching its verb, API group, resource (with
-//! subresource) and name. `resourceNames` never match `create`, `list`, `watch` or
-//! `deletecollection`: those requests carry no name when they are authorized.
+//! subresource) and name. `resourceNames` never match `create` or `deletecollection`: those
+//! requests carry no name when they are authorized; a `list` or `watch` carries one only when
+//! its field selector names one object (`metadata.name=NAME`), as the real request info does.
 
 use std::collections::BTreeMap;
 
@@ -80,7 +81,7 @@ fn grants(rule: &Value, a: &Attributes<'_>) -> bool {
     let name_ok = match names {
         None => true,
         Some(names) => {
-            !matches!(a.verb, "create" | "list" | "watch" | "deletecollection")
+            !matches!(a.verb, "create" | "deletecollection")
                 && a.name.is_some_and(|n| names.iter().any(|x| x == n))
         }
     };
