@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link on a 2-core machine).
 
+mod bench_rotate;
 mod check;
 mod day_one;
 mod diff;
