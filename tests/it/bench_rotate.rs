@@ -324,16 +324,18 @@ fn scale_secret_target_rotation() {
     let rss_file = dir.path().join("rss");
     let requests_before = api.requests().len();
     let start = Instant::now();
-    let out = Cmd::tool(time.to_str().unwrap())
-        .cwd(dir.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
-        .args(["-f", "%M", "-o"])
-        .arg(&rss_file)
-        .arg(credseal_bin())
-        .args(["rotate", "--plan"])
-        .arg(&plan)
-        .run();
+    let (out, redis_connections) = redis.connections_during(|| {
+        Cmd::tool(time.to_str().unwrap())
+            .cwd(dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+            .args(["-f", "%M", "-o"])
+            .arg(&rss_file)
+            .arg(credseal_bin())
+            .args(["rotate", "--plan"])
+            .arg(&plan)
+            .run()
+    });
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let password = unb64(&api.get("secrets", NS, "redis-credentials").unwrap()["data"]["password"]);
@@ -355,7 +357,7 @@ fn scale_secret_target_rotation() {
         .filter(|r| r.method == "GET" && r.query.contains_key("limit"))
         .count();
     println!(
-        "BENCH scale secrets={secrets} deployments={deployments} peak_rss_kb={rss_kb} api_bytes={} requests={} paged_list_requests={lists} wall_s={secs:.2} setup_s={setup_secs:.1}",
+        "BENCH scale secrets={secrets} deployments={deployments} peak_rss_kb={rss_kb} api_bytes={} requests={} paged_list_requests={lists} redis_connections={redis_connections} wall_s={secs:.2} setup_s={setup_secs:.1}",
         served.load(Ordering::Relaxed),
         requests.len()
     );
