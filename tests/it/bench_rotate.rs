@@ -448,3 +448,115 @@ fn connections_per_admin_url() {
         );
     }
 }
+
+/// The soak with a Secret target (the lock is a Lease) against the in-process API server:
+/// `SOAK_PAIRS` pairs per engine and admin mode, as [`soak_concurrent_pairs`]; no consumers,
+/// so no rollout waits.
+#[test]
+#[ignore = "benchmark: bash bench/rotate-soak.sh"]
+fn soak_concurrent_pairs_secret_target() {
+    const NS: &str = "soak";
+    let pairs: usize = env_or("SOAK_PAIRS", 100);
+    let wait: u64 = env_or("SOAK_WAIT", 0);
+    let pg = Postgres::start();
+    pg.create_role("app_user", "old-app-password");
+    let redis = Redis::start(&[("app", "old-redis-password")]);
+    let api = KubeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), NS);
+    let mut total_bad = 0;
+    for (engine, admin) in [
+        ("postgres", "own"),
+        ("postgres", "target"),
+        ("redis", "own"),
+        ("redis", "target"),
+    ] {
+        let (user, secret) = match engine {
+            "postgres" => ("app_user", "pg-credentials"),
+            _ => ("app", "redis-credentials"),
+        };
+        let initial = match engine {
+            "postgres" => "old-app-password",
+            _ => "old-redis-password",
+        };
+        if api.get("secrets", NS, secret).is_none() {
+            api.put(
+                "secrets",
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": NS},
+                       "data": {"username": b64(user), "password": b64(initial)}}),
+            );
+        }
+        let (url, strategy, admin_password) = match (engine, admin) {
+            ("postgres", "own") => (pg.url(), "in-place", "{env: PG_ADMIN_PASSWORD}"),
+            ("postgres", _) => (
+                pg.url().replace("postgres@", "app_user@"),
+                "in-place",
+                "{target: true}",
+            ),
+            ("redis", "own") => (redis.url(), "dual", "{env: REDIS_ADMIN_PASSWORD}"),
+            _ => (
+                redis.url().replace("default@", "app@"),
+                "dual",
+                "{target: true}",
+            ),
+        };
+        let plan = write(
+            dir.path(),
+            "plan.yaml",
+            format!(
+                "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: app\n    engine: {engine}\n    strategy: {strategy}\n    role: {user}\n    target:\n      secret: {{namespace: {NS}, name: {secret}, key: password, usernameKey: username}}\n    admin:\n      url: {url}\n      password: {admin_password}\n"
+            ),
+        );
+        let run = |failpoint: bool| {
+            let mut c = Cmd::credseal()
+                .cwd(dir.path())
+                .env("KUBECONFIG", &kubeconfig)
+                .env("PG_ADMIN_PASSWORD", "admin-pw-for-tests")
+                .env("REDIS_ADMIN_PASSWORD", "redis-admin-pw")
+                .args(["rotate", "--wait-for-lock", &wait.to_string(), "--plan"])
+                .arg(&plan);
+            if failpoint {
+                c = c.env("FAILPOINTS", "rotate::after-verify=sleep(400)");
+            }
+            c.spawn(None)
+        };
+        let (mut both_ok, mut refused, mut other, mut lost, mut pending_left) = (0, 0, 0, 0, 0);
+        let start = Instant::now();
+        for _ in 0..pairs {
+            let (mut a, mut b) = (run(true), run(false));
+            let codes = [
+                a.child.wait().unwrap().code(),
+                b.child.wait().unwrap().code(),
+            ];
+            match codes {
+                [Some(0), Some(0)] => both_ok += 1,
+                [Some(0), Some(221)] | [Some(221), Some(0)] => refused += 1,
+                _ => other += 1,
+            }
+            let data = &api.get("secrets", NS, secret).unwrap()["data"];
+            let (u, p) = (unb64(&data["username"]), unb64(&data["password"]));
+            let logs_in = match engine {
+                "postgres" => pg.can_login(&u, &p),
+                _ => redis.can_login(&u, &p),
+            };
+            if !logs_in {
+                lost += 1;
+            }
+            if api
+                .get("secrets", NS, &format!("{secret}-credseal-pending"))
+                .is_some()
+            {
+                pending_left += 1;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "BENCH soak-secret engine={engine} admin={admin} wait={wait} pairs={pairs} both_ok={both_ok} refused_221={refused} other_exits={other} lost={lost} pending_left={pending_left} wall_s={secs:.1}"
+        );
+        total_bad += lost + other + pending_left;
+    }
+    assert_eq!(
+        total_bad, 0,
+        "no lost password, failed run or leftover pending record"
+    );
+}
