@@ -122,6 +122,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             kube,
             holder: holder_identity(),
             wait_for_lock: std::time::Duration::from_secs(args.wait_for_lock),
+            connections: Default::default(),
         };
         // A failure stops the line: later credentials are not touched.
         for cred in creds {

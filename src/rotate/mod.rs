@@ -5,6 +5,7 @@
 //! Failpoints `rotate::after-stage`, `-apply`, `-verify`, `-commit`, `-roll` (the `fail` crate,
 //! set by `FAILPOINTS`) are compiled into release builds so operators can rehearse recovery.
 
+pub mod connections;
 pub mod lock;
 pub mod password;
 pub mod plan;
@@ -25,6 +26,7 @@ use crate::sops::path;
 use crate::sops::store::Format;
 use crate::sops::tree::{Node, Timestamp};
 
+use self::connections::AdminConnections;
 use self::lock::{LockError, RunLock};
 use self::plan::{Credential, Engine, Strategy};
 use self::postgres::{PgError, Postgres};
@@ -142,6 +144,8 @@ pub struct Runner<'a> {
     pub holder: String,
     /// How long to wait for another run's lock before giving up (exit 221).
     pub wait_for_lock: std::time::Duration,
+    /// Admin sessions kept across the run's credentials (one per server and admin).
+    pub connections: AdminConnections,
 }
 
 /// Where a credential's password lives.
@@ -541,8 +545,21 @@ impl<'a> Runner<'a> {
                 self.audit(cred, "check", "would-rotate");
                 return Ok(Outcome::WouldRotate);
             }
-            // Preflight: reach the engine as the admin before anything is written, so a wrong
-            // address, CA or password changes nothing.
+            let (username, previous_username) = match cred.strategy {
+                Strategy::Alternating => {
+                    let a = format!("{}_a", cred.role);
+                    let b = format!("{}_b", cred.role);
+                    let next = if current.username.as_deref() == Some(a.as_str()) {
+                        b
+                    } else {
+                        a
+                    };
+                    (Some(next), current.username.clone())
+                }
+                _ => (current.username.clone(), current.username.clone()),
+            };
+            // Preflight: reach the engine as the admin and find the role before anything is
+            // written, so a wrong address, CA, password or role name changes nothing.
             if cred.strategy == Strategy::Operator {
                 let user = current
                     .username
@@ -558,22 +575,10 @@ impl<'a> Runner<'a> {
                 }
             } else {
                 let admin_now = self.admin_passwords(cred, &current, None).await?;
-                self.preflight(cred, &engine, &admin_now).await?;
+                self.preflight(cred, &engine, &admin_now, username.as_deref())
+                    .await?;
             }
             // Stage: the new password is durable before anything else changes.
-            let (username, previous_username) = match cred.strategy {
-                Strategy::Alternating => {
-                    let a = format!("{}_a", cred.role);
-                    let b = format!("{}_b", cred.role);
-                    let next = if current.username.as_deref() == Some(a.as_str()) {
-                        b
-                    } else {
-                        a
-                    };
-                    (Some(next), current.username.clone())
-                }
-                _ => (current.username.clone(), current.username.clone()),
-            };
             let p = Pending {
                 credential: cred.name.clone(),
                 phase: Phase::Staged,
@@ -617,13 +622,12 @@ impl<'a> Runner<'a> {
                     .map_err(|e| e.to_string()),
                 Engineer::Redis(r) => {
                     let candidates: Vec<&SecretString> = admin_pw.iter().collect();
-                    self.redis_topology(cred, r, &candidates)
-                        .await
-                        .and_then(|t| {
-                            t.verify(&user, &p.password, &candidates)
-                                .map_err(|source| redis_error(&cred.name, source))
-                        })
-                        .map_err(|e| e.to_string())
+                    match self.redis_topology(cred, r, &candidates).await {
+                        Ok(t) => t
+                            .verify(&user, &p.password, &candidates, &mut self.connections)
+                            .map_err(|e| redis_error(&cred.name, e).to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
                 }
             };
             if let Err(reason) = verified {
@@ -884,27 +888,61 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// Logs in as the admin (the session the later steps reuse) and finds what the strategy
+    /// changes: the role (PostgreSQL in-place), the base role and the means to create the next
+    /// one (alternating), the ACL user on every node (Redis). Reads only; a failed lookup is an
+    /// error, never "absent".
     async fn preflight(
         &mut self,
         cred: &Credential,
         engine: &Engineer,
         admin_pw: &[SecretString],
+        next_user: Option<&str>,
     ) -> Result<(), RotateError> {
         let candidates: Vec<&SecretString> = admin_pw.iter().collect();
+        let pg_err = |source| RotateError::Postgres {
+            credential: cred.name.clone(),
+            source,
+        };
         match engine {
             Engineer::Pg(pg) => {
-                pg.admin(&candidates)
-                    .await
-                    .map(drop)
-                    .map_err(|source| RotateError::Postgres {
-                        credential: cred.name.clone(),
-                        source,
-                    })
+                let admin = self.connections.pg(pg, &candidates).await.map_err(pg_err)?;
+                let role = cred.role.as_str();
+                let exists = pg.role_exists(&admin, role).await.map_err(pg_err)?;
+                match cred.strategy {
+                    Strategy::Alternating => {
+                        if !exists {
+                            let hint = format!(
+                                "alternating creates {role}_a and {role}_b as members of it, not the base role itself; create it with the grants the application needs"
+                            );
+                            return Err(pg_err(pg.role_missing(role, hint)));
+                        }
+                        let next = next_user.expect("alternating stages a username");
+                        if !pg.role_exists(&admin, next).await.map_err(pg_err)?
+                            && !pg.may_create_roles(&admin).await.map_err(pg_err)?
+                        {
+                            let hint = format!(
+                                "alternating would create it, but the admin {:?} has neither CREATEROLE nor superuser; create it (LOGIN IN ROLE {}) or grant CREATEROLE",
+                                pg.admin_user(),
+                                postgres::quote_ident(role)
+                            );
+                            return Err(pg_err(pg.role_missing(next, hint)));
+                        }
+                    }
+                    _ if !exists => {
+                        let hint =
+                            "create it first (in-place changes the password of an existing role)";
+                        return Err(pg_err(pg.role_missing(role, hint)));
+                    }
+                    _ => {}
+                }
+                Ok(())
             }
-            Engineer::Redis(r) => r
-                .admin(&candidates)
-                .map(drop)
-                .map_err(|source| redis_error(&cred.name, source)),
+            Engineer::Redis(r) => {
+                let topo = self.redis_topology(cred, r, &candidates).await?;
+                topo.check_user(&cred.role, &candidates, &mut self.connections)
+                    .map_err(|source| redis_error(&cred.name, source))
+            }
         }
     }
 
@@ -923,13 +961,13 @@ impl<'a> Runner<'a> {
         let candidates: Vec<&SecretString> = admin_pw.iter().collect();
         match (engine, cred.strategy) {
             (Engineer::Pg(pg), Strategy::InPlace) => {
-                let admin = pg.admin(&candidates).await.map_err(pg_err)?;
+                let admin = self.connections.pg(pg, &candidates).await.map_err(pg_err)?;
                 pg.set_password(&admin, &cred.role, &p.password, None)
                     .await
                     .map_err(pg_err)
             }
             (Engineer::Pg(pg), Strategy::Alternating) => {
-                let admin = pg.admin(&candidates).await.map_err(pg_err)?;
+                let admin = self.connections.pg(pg, &candidates).await.map_err(pg_err)?;
                 let role = p.username.clone().expect("alternating stages a username");
                 pg.ensure_role(&admin, &role, &cred.role)
                     .await
@@ -946,6 +984,7 @@ impl<'a> Runner<'a> {
                         &p.password,
                         strategy == Strategy::Dual,
                         &candidates,
+                        &mut self.connections,
                     )
                     .map_err(redis_err)?;
                 for n in notes {
@@ -968,7 +1007,7 @@ impl<'a> Runner<'a> {
     /// The Redis nodes to change, found anew at each step: a StatefulSet's pods get new
     /// addresses when the rollout restarts them.
     async fn redis_topology(
-        &self,
+        &mut self,
         cred: &Credential,
         r: &Redis,
         admin: &[&SecretString],
@@ -992,7 +1031,7 @@ impl<'a> Runner<'a> {
             }
             _ => None,
         };
-        RedisTopology::resolve(r, &cred.topology, pods, admin)
+        RedisTopology::resolve(r, &cred.topology, pods, admin, &mut self.connections)
             .map_err(|source| redis_error(&cred.name, source))
     }
 
@@ -1009,7 +1048,7 @@ impl<'a> Runner<'a> {
             (Engineer::Redis(r), Strategy::Dual) => {
                 let topo = self.redis_topology(cred, r, &candidates).await?;
                 let notes = topo
-                    .retire(&cred.role, &p.password, &candidates)
+                    .retire(&cred.role, &p.password, &candidates, &mut self.connections)
                     .map_err(|source| redis_error(&cred.name, source))?;
                 self.audit(
                     cred,
@@ -1023,13 +1062,14 @@ impl<'a> Runner<'a> {
                     .as_deref()
                     .filter(|o| Some(*o) != p.username.as_deref())
                 {
-                    let admin =
-                        pg.admin(&candidates)
-                            .await
-                            .map_err(|source| RotateError::Postgres {
-                                credential: cred.name.clone(),
-                                source,
-                            })?;
+                    let admin = self
+                        .connections
+                        .pg(pg, &candidates)
+                        .await
+                        .map_err(|source| RotateError::Postgres {
+                            credential: cred.name.clone(),
+                            source,
+                        })?;
                     let grace = cred.grace.unwrap_or(std::time::Duration::from_secs(3600));
                     let until =
                         Timestamp::from_unix(now_unix() + grace.as_secs() as i64).to_rfc3339();

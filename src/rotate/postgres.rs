@@ -25,6 +25,13 @@ pub enum PgError {
     Query { what: String, reason: String },
     #[error("role {0:?} does not exist and the admin may not create it")]
     NoRole(String),
+    /// Found before anything was staged.
+    #[error("role {role:?} does not exist on {host}; {hint}; nothing was changed")]
+    RoleMissing {
+        role: String,
+        host: String,
+        hint: String,
+    },
 }
 
 /// `"ident"` with embedded quotes doubled.
@@ -39,6 +46,9 @@ pub fn quote_literal(s: &str) -> String {
 
 pub struct Postgres {
     base: Config,
+    /// The server and admin as the URL and TLS settings name them: what a kept admin session
+    /// is found by.
+    key: String,
     host: String,
     tls: Option<rustls::ClientConfig>,
     pub mode: SslMode,
@@ -78,6 +88,13 @@ impl Postgres {
     /// `ca` is the plan's `admin.ca`; it makes `verify-full` the default.
     pub fn new(url: &str, ca: Option<&Pem>) -> Result<Postgres, PgError> {
         let (url, mode, root) = split_tls_params(url);
+        let key = format!(
+            "{url}|sslmode={}|sslrootcert={}|ca={}",
+            mode.as_deref().unwrap_or_default(),
+            root.as_deref().unwrap_or_default(),
+            ca.map(|p| crate::rotate::connections::fingerprint(&p.bytes))
+                .unwrap_or_default()
+        );
         let from_url = root
             .map(|p| Pem::read(std::path::Path::new(&p)))
             .transpose()?;
@@ -100,6 +117,7 @@ impl Postgres {
         );
         Ok(Postgres {
             base,
+            key,
             host,
             tls,
             mode,
@@ -194,12 +212,19 @@ impl Postgres {
         }
     }
 
-    /// Logs in as the admin with the first password that works.
-    pub async fn admin(&self, candidates: &[&SecretString]) -> Result<Client, PgError> {
+    pub fn pool_key(&self) -> String {
+        self.key.clone()
+    }
+
+    /// Logs in as the admin with the first password that works; also says which one.
+    pub async fn admin_login(
+        &self,
+        candidates: &[&SecretString],
+    ) -> Result<(Client, usize), PgError> {
         let mut last = None;
-        for p in candidates {
+        for (i, p) in candidates.iter().enumerate() {
             match self.connect(&self.admin_user(), p).await {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, i)),
                 Err(e) => last = Some(e),
             }
         }
@@ -265,6 +290,29 @@ impl Postgres {
         )
         .await
         .map(|row| row.is_some())
+    }
+
+    /// Whether the admin session may create roles (superuser or CREATEROLE); a failed query
+    /// is an error.
+    pub async fn may_create_roles(&self, admin: &Client) -> Result<bool, PgError> {
+        self.request(
+            "look up the admin's CREATEROLE",
+            admin.query_one(
+                "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
+                &[],
+            ),
+        )
+        .await
+        .map(|row| row.get::<_, bool>(0))
+    }
+
+    /// The preflight's refusal for a missing role.
+    pub fn role_missing(&self, role: &str, hint: impl Into<String>) -> PgError {
+        PgError::RoleMissing {
+            role: role.to_owned(),
+            host: self.host.clone(),
+            hint: hint.into(),
+        }
     }
 
     /// Makes sure `<base>_a`/`<base>_b` exist: login roles that are members of the base role,

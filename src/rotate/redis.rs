@@ -26,6 +26,11 @@ pub enum RedisError {
     Command { what: String, reason: String },
     #[error("ACL user {0:?} does not exist; create it first (credseal does not create users)")]
     NoUser(String),
+    /// Found before anything was staged.
+    #[error(
+        "ACL user {user:?} does not exist on {addr}; create it first (credseal does not create users); nothing was changed"
+    )]
+    UserMissing { user: String, addr: String },
     /// The nodes could not be found, or not all of them are up: nothing was changed.
     #[error("topology: {0}")]
     Topology(String),
@@ -235,11 +240,41 @@ impl Redis {
         Ok(conn)
     }
 
-    pub fn admin(&self, candidates: &[&SecretString]) -> Result<Connection, RedisError> {
+    /// The node and admin identity (address, db, user, TLS material): what a kept admin
+    /// connection is found by.
+    pub fn pool_key(&self) -> String {
+        use crate::rotate::connections::fingerprint;
+        format!(
+            "{}|db={}|user={}|tls={}|ca={}|cert={}",
+            self.addr,
+            self.db,
+            self.admin_user,
+            self.tls.is_some(),
+            self.tls
+                .as_ref()
+                .and_then(|c| c.as_deref())
+                .map(fingerprint)
+                .unwrap_or_default(),
+            self.client
+                .as_ref()
+                .map(|(c, k)| format!("{}{}", fingerprint(c), fingerprint(k)))
+                .unwrap_or_default()
+        )
+    }
+
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.timeouts.request()
+    }
+
+    /// Logs in as the admin with the first password that works; also says which one.
+    pub fn admin_login(
+        &self,
+        candidates: &[&SecretString],
+    ) -> Result<(Connection, usize), RedisError> {
         let mut last = None;
-        for p in candidates {
+        for (i, p) in candidates.iter().enumerate() {
             match self.connect(&self.admin_user, p) {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, i)),
                 Err(e) => last = Some(e),
             }
         }
@@ -258,16 +293,22 @@ impl Redis {
         self.connect(user, password).map(drop)
     }
 
-    fn acl(&self, conn: &mut Connection, user: &str, rules: &[&str]) -> Result<(), RedisError> {
+    /// Whether the ACL user exists on this node; a failed command (NOPERM, a dropped
+    /// connection) is an error, never a "no".
+    pub fn user_exists(&self, conn: &mut Connection, user: &str) -> Result<bool, RedisError> {
         let exists: Option<redis::Value> = redis::cmd("ACL")
             .arg("GETUSER")
             .arg(user)
             .query(conn)
             .map_err(|e| RedisError::Command {
-            what: "ACL GETUSER".into(),
+            what: format!("ACL GETUSER {user} on {}", self.addr_text()),
             reason: e.to_string(),
         })?;
-        if matches!(exists, None | Some(redis::Value::Nil)) {
+        Ok(!matches!(exists, None | Some(redis::Value::Nil)))
+    }
+
+    fn acl(&self, conn: &mut Connection, user: &str, rules: &[&str]) -> Result<(), RedisError> {
+        if !self.user_exists(conn, user)? {
             return Err(RedisError::NoUser(user.to_owned()));
         }
         let mut cmd = redis::cmd("ACL");

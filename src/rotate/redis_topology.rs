@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use redis::Connection;
 
 use crate::k8s::workloads::Members;
+use crate::rotate::connections::AdminConnections;
 use crate::rotate::plan::{PodAddress, PodSet, Topology as Spec};
 use crate::rotate::redis::{Persisted, Redis, RedisError};
 use crate::secret::SecretString;
@@ -115,16 +116,17 @@ impl Topology {
         spec: &Spec,
         pods: Option<Vec<(String, u16)>>,
         admin: &[&SecretString],
+        pool: &mut AdminConnections,
     ) -> Result<Topology, RedisError> {
         if let Some(pods) = pods {
             let mut master: Option<Redis> = None;
             let mut replicas = Vec::new();
             for (host, port) in pods {
                 let node = base.at(&host, port);
-                let mut c = node.admin(admin)?;
+                let c = pool.redis(&node, admin)?;
                 let info: String = redis::cmd("INFO")
                     .arg("replication")
-                    .query(&mut c)
+                    .query(c)
                     .map_err(cmd_err("INFO replication"))?;
                 if !info.lines().any(|l| l.trim() == "role:master") {
                     replicas.push(node);
@@ -175,18 +177,18 @@ impl Topology {
                 // Ask the first Sentinel that answers where the master and replicas are.
                 let mut last = None;
                 for s in &sentinels {
-                    match s.connect_plain() {
-                        Ok(mut c) => {
+                    match pool.plain(s) {
+                        Ok(c) => {
                             let (host, port): (String, String) = redis::cmd("SENTINEL")
                                 .arg("GET-MASTER-ADDR-BY-NAME")
                                 .arg(master_name)
-                                .query(&mut c)
+                                .query(c)
                                 .map_err(cmd_err("SENTINEL GET-MASTER-ADDR-BY-NAME"))?;
                             let master = base.at(&host, port.parse().unwrap_or(6379));
                             let raw: Vec<Vec<String>> = redis::cmd("SENTINEL")
                                 .arg("REPLICAS")
                                 .arg(master_name)
-                                .query(&mut c)
+                                .query(c)
                                 .map_err(cmd_err("SENTINEL REPLICAS"))?;
                             let replicas = raw
                                 .iter()
@@ -248,19 +250,20 @@ impl Topology {
         password: &SecretString,
         dual: bool,
         admin: &[&SecretString],
+        pool: &mut AdminConnections,
     ) -> Result<Vec<String>, RedisError> {
         let mut notes = Vec::new();
         for node in self.nodes() {
-            let mut c = node.admin(admin)?;
+            let c = pool.redis(node, admin)?;
             if dual {
-                node.add_password(&mut c, user, password)?;
+                node.add_password(c, user, password)?;
             } else {
-                node.only_password(&mut c, user, password)?;
+                node.only_password(c, user, password)?;
             }
             notes.push(format!(
                 "{}: {}",
                 node.addr_text(),
-                node.persist(&mut c).as_str()
+                node.persist(c).as_str()
             ));
         }
         // The admin may be the rotated user: the new password works everywhere by now.
@@ -273,19 +276,19 @@ impl Topology {
         // of its own, as Sentinel deployments configure every node): a demoted master left with
         // the retired password would never link to the new one.
         for (i, node) in self.nodes().enumerate() {
-            let mut c = node.admin(&admin_now)?;
+            let c = pool.redis(node, &admin_now)?;
             let is_master = i == 0;
-            if is_master && !Self::has_masterauth(&mut c)? {
+            if is_master && !Self::has_masterauth(c)? {
                 continue;
             }
-            if Self::replication_user(&mut c)? == user {
+            if Self::replication_user(c)? == user {
                 redis::cmd("CONFIG")
                     .arg("SET")
                     .arg("masterauth")
                     .arg(password.expose())
-                    .query::<()>(&mut c)
+                    .query::<()>(c)
                     .map_err(cmd_err("CONFIG SET masterauth"))?;
-                let how = match redis::cmd("CONFIG").arg("REWRITE").query::<()>(&mut c) {
+                let how = match redis::cmd("CONFIG").arg("REWRITE").query::<()>(c) {
                     Ok(()) => Persisted::ConfigRewrite.as_str(),
                     Err(_) => Persisted::NotPersisted.as_str(),
                 };
@@ -294,15 +297,15 @@ impl Topology {
         }
         if let Some(name) = &self.master_name {
             for s in &self.sentinels {
-                let mut c = s.connect_plain()?;
-                let info = sentinel_master(&mut c, name)?;
+                let c = pool.plain(s)?;
+                let info = sentinel_master(c, name)?;
                 if field(&info, "auth-user").unwrap_or("default") == user {
                     redis::cmd("SENTINEL")
                         .arg("SET")
                         .arg(name)
                         .arg("auth-pass")
                         .arg(password.expose())
-                        .query::<()>(&mut c)
+                        .query::<()>(c)
                         .map_err(cmd_err("SENTINEL SET auth-pass"))?;
                     notes.push(format!(
                         "{}: sentinel auth-pass updated (sentinel rewrites its config)",
@@ -321,7 +324,9 @@ impl Topology {
         user: &str,
         password: &SecretString,
         admin: &[&SecretString],
+        pool: &mut AdminConnections,
     ) -> Result<(), RedisError> {
+        // A fresh login with the new password on every node: never a kept connection.
         for node in self.nodes() {
             node.login(user, password)?;
         }
@@ -333,10 +338,10 @@ impl Topology {
         let end = Instant::now() + Duration::from_secs(20);
         for replica in &self.replicas {
             loop {
-                let mut c = replica.admin(&admin_now)?;
+                let c = pool.redis(replica, &admin_now)?;
                 let info: String = redis::cmd("INFO")
                     .arg("replication")
-                    .query(&mut c)
+                    .query(c)
                     .map_err(cmd_err("INFO replication"))?;
                 if info.lines().any(|l| l.trim() == "master_link_status:up") {
                     break;
@@ -352,8 +357,8 @@ impl Topology {
         }
         if let Some(name) = &self.master_name {
             for s in &self.sentinels {
-                let mut c = s.connect_plain()?;
-                let info = sentinel_master(&mut c, name)?;
+                let c = pool.plain(s)?;
+                let info = sentinel_master(c, name)?;
                 let flags = field(&info, "flags").unwrap_or_default();
                 if flags.contains("down") {
                     return Err(RedisError::Command {
@@ -372,6 +377,7 @@ impl Topology {
         user: &str,
         password: &SecretString,
         admin: &[&SecretString],
+        pool: &mut AdminConnections,
     ) -> Result<Vec<String>, RedisError> {
         let admin_now: Vec<&SecretString> = admin
             .iter()
@@ -380,15 +386,35 @@ impl Topology {
             .collect();
         let mut notes = Vec::new();
         for node in self.nodes() {
-            let mut c = node.admin(&admin_now)?;
-            node.only_password(&mut c, user, password)?;
+            let c = pool.redis(node, &admin_now)?;
+            node.only_password(c, user, password)?;
             notes.push(format!(
                 "{}: {}",
                 node.addr_text(),
-                node.persist(&mut c).as_str()
+                node.persist(c).as_str()
             ));
         }
         Ok(notes)
+    }
+
+    /// Preflight: the user exists on every node (ACL changes are not replicated, so a node
+    /// without it would fail after others changed). Reads only.
+    pub fn check_user(
+        &self,
+        user: &str,
+        admin: &[&SecretString],
+        pool: &mut AdminConnections,
+    ) -> Result<(), RedisError> {
+        for node in self.nodes() {
+            let c = pool.redis(node, admin)?;
+            if !node.user_exists(c, user)? {
+                return Err(RedisError::UserMissing {
+                    user: user.to_owned(),
+                    addr: node.addr_text(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

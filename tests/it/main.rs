@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link on a 2-core machine).
 
 mod age_keys;
+mod bench_rotate;
 mod check;
 mod day_one;
 mod diff;

@@ -32,11 +32,24 @@ fn setup() -> Setup {
 
 impl Setup {
     fn target(&self, username: &str, password: &str) -> PathBuf {
+        self.target_named("db.enc.yaml", username, password)
+    }
+
+    fn target_named(&self, file: &str, username: &str, password: &str) -> PathBuf {
         let yaml = format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db-credentials\n    namespace: platform-services\ntype: Opaque\nstringData:\n    username: {username}\n    password: {password}\n"
+            "apiVersion: v1
+kind: Secret
+metadata:
+    name: db-credentials
+    namespace: platform-services
+type: Opaque
+stringData:
+    username: {username}
+    password: {password}
+"
         );
         let enc = crate::support::encrypt_yaml(self.dir.path(), &self.recipient, &yaml);
-        write(self.dir.path(), "db.enc.yaml", enc)
+        write(self.dir.path(), file, enc)
     }
 
     fn plan(&self, body: &str) -> PathBuf {
@@ -876,4 +889,218 @@ fn a_database_that_never_answers_fails_the_run_within_its_timeouts() {
             "{engine}: nothing staged"
         );
     }
+}
+
+/// A credential on `engine` with its own target file `<name>.enc.yaml`.
+fn credential(
+    name: &str,
+    engine: &str,
+    strategy: &str,
+    role: &str,
+    url: &str,
+    admin: &str,
+) -> String {
+    format!(
+        "  - name: {name}\n    engine: {engine}\n    strategy: {strategy}\n    role: {role}\n    target:\n      file:\n        path: {name}.enc.yaml\n        key: '[\"stringData\"][\"password\"]'\n        usernameKey: '[\"stringData\"][\"username\"]'\n    admin:\n      url: {url}\n      password: {admin}\n"
+    )
+}
+
+/// Several credentials on one PostgreSQL and one Redis: one admin session per server for the
+/// whole run, reused by every credential and step; what remains is one login per credential
+/// as the rotated user with its new password (the verification). Before, each PostgreSQL
+/// credential opened 3 connections (4 with alternating) and each Redis one 4.
+#[test]
+fn one_admin_connection_per_server_for_the_whole_plan() {
+    let pg = Postgres::start();
+    let users: Vec<(String, String)> = (1..=3)
+        .map(|i| (format!("app_{i}"), format!("old-pg-password-{i}")))
+        .collect();
+    for (u, p) in &users {
+        pg.create_role(u, p);
+    }
+    pg.create_role("app_alt", "old-alt-password");
+    let redis_users = [("u1", "old-r1"), ("u2", "old-r2"), ("u3", "old-r3")];
+    let redis = Redis::start(&redis_users);
+    let s = setup();
+    let mut body = String::new();
+    for (i, (u, p)) in users.iter().enumerate() {
+        let name = format!("pg{i}");
+        s.target_named(&format!("{name}.enc.yaml"), u, p);
+        body.push_str(&credential(
+            &name,
+            "postgres",
+            "in-place",
+            u,
+            &pg.url(),
+            "{env: PG_ADMIN_PASSWORD}",
+        ));
+    }
+    s.target_named("alt.enc.yaml", "app_alt", "old-alt-password");
+    body.push_str(&credential(
+        "alt",
+        "postgres",
+        "alternating",
+        "app_alt",
+        &pg.url(),
+        "{env: PG_ADMIN_PASSWORD}",
+    ));
+    for (i, (u, p)) in redis_users.iter().enumerate() {
+        let name = format!("r{i}");
+        s.target_named(&format!("{name}.enc.yaml"), u, p);
+        body.push_str(&credential(
+            &name,
+            "redis",
+            "dual",
+            u,
+            &redis.url(),
+            "{env: REDIS_ADMIN_PASSWORD}",
+        ));
+    }
+    let plan = s.plan(&body);
+    let (pg_before, admin_before) = (pg.connections(), pg.logins("postgres"));
+    let (out, redis_opened) = redis.connections_during(|| s.rotate(&plan, None));
+    let out = out.ok();
+    assert_eq!(out.text().lines().count(), 7, "{}", out.text());
+    let pg_opened = pg.connections() - pg_before;
+    let admin_opened = pg.logins("postgres") - admin_before;
+    assert_eq!(
+        admin_opened, 1,
+        "one PostgreSQL admin session for 4 credentials"
+    );
+    for (u, _) in &users {
+        assert_eq!(pg.logins(u), 1, "{u}: verified with one login");
+    }
+    assert_eq!(
+        pg.logins("app_alt_a"),
+        1,
+        "app_alt_a: verified with one login"
+    );
+    assert_eq!(pg_opened, 1 + 4, "admin + one verification per credential");
+    assert_eq!(
+        redis_opened,
+        1 + 3,
+        "admin + one verification per credential"
+    );
+    let ring = keyring(&s.key);
+    for (i, (u, _)) in users.iter().enumerate() {
+        let (_, new) = current(&s.dir.path().join(format!("pg{i}.enc.yaml")), &ring);
+        assert!(pg.can_login(u, &new), "{u}: the new password logs in");
+    }
+    for (i, (u, old)) in redis_users.iter().enumerate() {
+        let (_, new) = current(&s.dir.path().join(format!("r{i}.enc.yaml")), &ring);
+        assert!(redis.can_login(u, &new), "{u}: the new password logs in");
+        assert!(!redis.can_login(u, old), "{u}: the old one is retired");
+    }
+}
+
+/// The preflight finds a missing role or ACL user before anything is staged: exit 220 naming
+/// the credential and the role, no pending record, the target untouched. Before, the run
+/// staged a new password and failed at apply, leaving a pending record behind.
+#[test]
+fn a_missing_role_is_refused_before_anything_is_staged() {
+    let pg = Postgres::start();
+    let redis = Redis::start(&[("app", "old-redis-password")]);
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let before = std::fs::read(&target).unwrap();
+    let pending = s.dir.path().join(".db.enc.yaml.credseal-pending.yaml");
+    let cases = [
+        (
+            pg_plan(&pg, "in-place", ""),
+            "role \"app_user\" does not exist on 127.0.0.1:",
+        ),
+        (
+            pg_plan(&pg, "alternating", ""),
+            "role \"app_user\" does not exist on 127.0.0.1:",
+        ),
+        (
+            redis_plan(&redis, "dual", "").replace("role: app\n", "role: nobody\n"),
+            "ACL user \"nobody\" does not exist on 127.0.0.1:",
+        ),
+    ];
+    for (body, want) in cases {
+        let plan = s.plan(&body);
+        let out = s.rotate(&plan, None).code(220);
+        assert!(
+            out.stderr.contains(want) && out.stderr.contains("nothing was changed"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("credential app-"), "{}", out.stderr);
+        assert!(!pending.exists(), "nothing staged: {}", out.stderr);
+        assert_eq!(std::fs::read(&target).unwrap(), before, "target untouched");
+    }
+    assert!(
+        !pg.log().contains("ALTER ROLE"),
+        "no password was changed on the server"
+    );
+    assert!(redis.can_login("app", "old-redis-password"));
+}
+
+/// Alternating creates `<role>_a`/`_b`, so a missing one is fine when the admin may create
+/// roles, and refused up front when it may not.
+#[test]
+fn alternating_needs_an_admin_that_may_create_the_next_role() {
+    let pg = Postgres::start();
+    pg.create_role("app_user", "old-app-password");
+    pg.create_role("weak_admin", "weak-admin-pw");
+    let s = setup();
+    let target = s.target("app_user", "old-app-password");
+    let before = std::fs::read(&target).unwrap();
+    let body = pg_plan(&pg, "alternating", "")
+        .replace("postgresql://postgres@", "postgresql://weak_admin@");
+    let plan = s.plan(&body);
+    let out = s
+        .rotate_cmd(&plan)
+        .env("PG_ADMIN_PASSWORD", "weak-admin-pw")
+        .run()
+        .code(220);
+    assert!(
+        out.stderr.contains("role \"app_user_a\" does not exist")
+            && out.stderr.contains("neither CREATEROLE nor superuser"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert!(
+        !s.dir
+            .path()
+            .join(".db.enc.yaml.credseal-pending.yaml")
+            .exists()
+    );
+}
+
+/// A lookup the admin may not make is an error, never "the user is absent" (and never a
+/// reason to go on): the ACL user check fails with the server's refusal, nothing staged.
+#[test]
+fn a_failed_role_lookup_is_an_error_not_absent() {
+    let redis = Redis::start(&[("app", "old-redis-password"), ("limited", "limited-pw")]);
+    crate::support::servers::redis_cli(
+        redis.port,
+        Some("redis-admin-pw"),
+        &["ACL", "SETUSER", "limited", "-acl"],
+    );
+    let s = setup();
+    let target = s.target("app", "old-redis-password");
+    let before = std::fs::read(&target).unwrap();
+    let body = redis_plan(&redis, "dual", "").replace("redis://default@", "redis://limited@");
+    let plan = s.plan(&body);
+    let out = s
+        .rotate_cmd(&plan)
+        .env("REDIS_ADMIN_PASSWORD", "limited-pw")
+        .run()
+        .code(220);
+    assert!(
+        out.stderr.contains("ACL GETUSER app on") && out.stderr.contains("NOPERM"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert!(
+        !s.dir
+            .path()
+            .join(".db.enc.yaml.credseal-pending.yaml")
+            .exists()
+    );
 }

@@ -254,6 +254,9 @@ impl Postgres {
                 &format!("listen_addresses={host}"),
                 "-c",
                 "log_statement=all",
+                // Every connection in server.log, so tests can count them.
+                "-c",
+                "log_connections=on",
             ])
             .arg("-k")
             .arg(dir.path())
@@ -363,6 +366,18 @@ impl Postgres {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Connections the server accepted so far (`log_connections`), whoever they were.
+    pub fn connections(&self) -> usize {
+        self.log().matches("connection received:").count()
+    }
+
+    /// Sessions that logged in as `user` so far.
+    pub fn logins(&self, user: &str) -> usize {
+        self.log()
+            .matches(&format!("connection authorized: user={user} "))
+            .count()
     }
 }
 
@@ -554,6 +569,40 @@ impl Redis {
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).unwrap_or(0);
         buf[..n].starts_with(b"+OK")
+    }
+
+    /// Runs `f` and counts the connections the server accepted meanwhile
+    /// (`total_connections_received` from `INFO stats`, less this count's own probe).
+    pub fn connections_during<T>(&self, f: impl FnOnce() -> T) -> (T, u64) {
+        let before = self.connections_received();
+        let out = f();
+        (out, self.connections_received() - before - 1)
+    }
+
+    /// `total_connections_received`, the asking connection included.
+    fn connections_received(&self) -> u64 {
+        assert!(self.ca.is_none(), "counted over plaintext only");
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.write_all(
+            b"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$14\r\nredis-admin-pw\r\n*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n",
+        )
+        .unwrap();
+        let mut text = String::new();
+        let mut buf = [0u8; 8192];
+        while !text.contains("total_connections_received:") || !text.ends_with("\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "redis closed the connection: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        n
     }
 
     pub fn acl_file(&self) -> String {
