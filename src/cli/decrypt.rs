@@ -5,8 +5,8 @@ use clap::Args as ClapArgs;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, Output};
-use crate::cli::{config, keyring, sops_failure};
-use credseal::sops::file::{EncryptedFile, Opened};
+use crate::cli::sops_failure;
+use crate::cli::sopsfile::{emit_options, open};
 use credseal::sops::path;
 use credseal::sops::store;
 
@@ -25,18 +25,6 @@ pub struct Args {
     pub ignore_mac: bool,
 }
 
-/// Reads, decrypts and MAC-verifies an input: the shared first half of every command that
-/// needs the plaintext.
-pub fn open(input: &crate::cli::io::Input, env: &Env, ignore_mac: bool) -> CliResult<Opened> {
-    let name = input.display();
-    let data = input.read()?;
-    let format = input.encrypted_format(&data)?;
-    let file = EncryptedFile::parse(&data, format).map_err(|e| sops_failure(&name, e))?;
-    let ring = keyring::load(env, Some(&file.metadata))?;
-    file.open(&ring, ignore_mac)
-        .map_err(|e| sops_failure(&name, e))
-}
-
 pub fn run(args: Args, env: &Env) -> CliResult {
     let name = args.input.display();
     let steps = args
@@ -46,10 +34,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         .transpose()
         .map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
     let opened = open(&args.input, env, args.ignore_mac)?;
-    let loaded = config::find(None, env.config.as_deref()).unwrap_or(None);
-    let opts = args
-        .input
-        .emit_options(loaded.as_ref().map(|l| &l.config.stores));
+    let opts = emit_options(&args.input, env);
     let out_format = args.input.output_format_or(opened.format)?;
     let out = match steps {
         Some(steps) => {

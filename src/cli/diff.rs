@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::cli::decrypt::open;
 use crate::cli::env::Env;
 use crate::cli::exit::CliResult;
 use crate::cli::io::{Input, InputType, write_stdout};
+use crate::cli::sopsfile::open;
 use credseal::diff::{self, Change};
 use credseal::sops::file::EncryptedFile;
 

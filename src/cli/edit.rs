@@ -8,18 +8,16 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args as ClapArgs;
 
-use crate::cli::decrypt::open;
 use crate::cli::encrypt;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType, Output};
 use crate::cli::keyring::split_command;
-use crate::cli::{config, now, sops_failure};
+use crate::cli::sopsfile::{emit_options, open, write_back};
+use crate::cli::{config, sops_failure};
 use credseal::fsx;
-use credseal::sops::file::{Context, Opened};
-use credseal::sops::store::{self, EmitOptions, Format};
+use credseal::sops::store::{self, Format};
 use credseal::sops::tree::Tree;
-use credseal::sops::walk::OsEntropy;
 
 pub use session::Session;
 
@@ -175,27 +173,6 @@ fn edit_until_valid(
             }
         }
     }
-}
-
-/// Emit options for rewriting an existing file: `.sops.yaml` stores settings, else defaults.
-pub fn emit_options(input: &Input, env: &Env) -> EmitOptions {
-    let loaded = config::find(None, env.config.as_deref()).unwrap_or(None);
-    input.emit_options(loaded.as_ref().map(|l| &l.config.stores))
-}
-
-/// Re-encrypts an opened file (same data key, unchanged values keep their ciphertext) and
-/// replaces the file atomically. Its `version` and metadata layout stay as they were.
-pub fn write_back(opened: &mut Opened, input: &Input, opts: &EmitOptions) -> CliResult {
-    let mut entropy = OsEntropy;
-    let mut ctx = Context {
-        entropy: &mut entropy,
-        now: now(),
-    };
-    let out = opened
-        .seal(&mut ctx, opts)
-        .map_err(|e| sops_failure(&input.display(), e))?;
-    fsx::write_atomic(&input.file, &out, 0o644)
-        .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))
 }
 
 fn find_editor(env: &Env) -> CliResult<Vec<String>> {

@@ -13,12 +13,12 @@ use std::process::{Command, ExitStatus};
 
 use clap::Args as ClapArgs;
 
-use crate::cli::decrypt::open;
-use crate::cli::edit::{Session, emit_options};
+use crate::cli::edit::Session;
 use crate::cli::env::Env;
 use crate::cli::exit::{ChildExited, CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType};
 use crate::cli::sops_failure;
+use crate::cli::sopsfile::{emit_options, open};
 use credseal::secret::{SecretBytes, SecretString};
 use credseal::sops::dotenv;
 use credseal::sops::tree::Node;

@@ -137,53 +137,13 @@ fn run_key_cmd(cmd: &str, recipient: &str) -> Result<SecretBytes, String> {
     Ok(output)
 }
 
-/// Splits a command line shell-style (quotes and backslashes, no expansion), as sops does.
+/// Splits a command line as a POSIX shell would (quotes, backslashes, `#` comments, no
+/// expansion); `None` for an unbalanced quote. sops splits with Go's shlex; in two corners
+/// this follows the shell instead: a backslash inside double quotes before a character other
+/// than `$`, `` ` ``, `"` or `\\` is kept (shlex drops it), and a trailing backslash is kept
+/// (shlex refuses the line).
 pub fn split_command(s: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '\'' => break,
-                        c => cur.push(c),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next()? {
-                        '"' => break,
-                        '\\' => cur.push(chars.next()?),
-                        c => cur.push(c),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.push(chars.next()?);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    Some(out)
+    shell_words::split(s).ok()
 }
 
 #[cfg(test)]
@@ -197,5 +157,17 @@ mod tests {
             vec!["pass", "show", "age key", "x y", "a b"]
         );
         assert!(split_command("echo 'open").is_none());
+        assert!(split_command(r#"echo "open"#).is_none());
+        assert_eq!(
+            split_command(r#"a\"b "c\"d" 'e\f'"#).unwrap(),
+            vec![r#"a"b"#, r#"c"d"#, r"e\f"]
+        );
+        // As a shell: a comment ends the command, a backslash stays before an ordinary
+        // character in double quotes.
+        assert_eq!(
+            split_command(r#"cmd "C:\x" # note"#).unwrap(),
+            vec!["cmd", r"C:\x"]
+        );
+        assert_eq!(split_command("  ").unwrap(), Vec::<String>::new());
     }
 }

@@ -4,11 +4,10 @@
 
 use std::path::PathBuf;
 
-use crate::cli::decrypt::open;
-use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
+use crate::cli::sopsfile::{emit_options, open, write_back};
 use credseal::merge;
 
 #[derive(clap::Args, Debug)]

@@ -30,6 +30,7 @@ pub mod rekey;
 #[cfg(feature = "cluster")]
 pub mod rotate;
 pub mod set;
+pub mod sopsfile;
 #[cfg(feature = "cluster")]
 pub mod status;
 pub mod updatekeys;

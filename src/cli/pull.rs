@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
-use crate::cli::decrypt::open;
-use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
 use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
+use crate::cli::sopsfile::{emit_options, open, write_back};
 use credseal::apply::{self, Pulled};
 use credseal::k8s::secrets::Secrets;
 use credseal::manifest;

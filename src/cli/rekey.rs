@@ -4,14 +4,12 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
-use crate::cli::decrypt::open;
-use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
-use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::exit::CliResult;
 use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
+use crate::cli::sopsfile::{emit_options, open, write_back};
 use crate::cli::{config, now, sops_failure};
-use credseal::fsx;
 use credseal::sops::file::Context;
 use credseal::sops::master_key::MasterKey;
 use credseal::sops::walk::OsEntropy;
@@ -64,11 +62,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         opened
             .rekey(&mut ctx, &plan)
             .map_err(|e| sops_failure(&name, e))?;
-        let out = opened
-            .seal(&mut ctx, &emit_options(&input, env))
-            .map_err(|e| sops_failure(&name, e))?;
-        fsx::write_atomic(&input.file, &out, 0o644)
-            .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))?;
+        write_back(&mut opened, &input, &emit_options(&input, env))?;
     }
     Ok(())
 }

@@ -4,11 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
 
-use crate::cli::decrypt::open;
-use crate::cli::edit::{emit_options, write_back};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::InputType;
+use crate::cli::sopsfile::{emit_options, open, write_back};
 use credseal::secret::{SecretBytes, SecretString};
 use credseal::sops::json;
 use credseal::sops::path::{self, PathError};

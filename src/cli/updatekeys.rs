@@ -4,14 +4,12 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 
-use crate::cli::edit::emit_options;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
+use crate::cli::sopsfile::{self, emit_options};
 use crate::cli::{config, keyring, now, sops_failure};
-use credseal::fsx;
-use credseal::sops::file::EncryptedFile;
 use credseal::sops::master_key::{KeyKind, MasterKey};
 
 /// An age recipient as itself (as before other kinds were listed); other kinds with their type.
@@ -67,9 +65,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 Failure::new(Code::ErrorReadingConfig, e).context(loaded.path.display().to_string())
             })?
             .to_vec();
-        let data = input.read()?;
-        let mut file = EncryptedFile::parse(&data, input.encrypted_format(&data)?)
-            .map_err(|e| sops_failure(&name, e))?;
+        let mut file = sopsfile::parse(&input)?;
         let current = file.metadata.keys();
         let added: Vec<&MasterKey> = wanted.iter().filter(|k| !current.contains(k)).collect();
         let removed: Vec<&MasterKey> = current.iter().filter(|k| !wanted.contains(k)).collect();
@@ -112,8 +108,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         let out = file
             .emit(&emit_options(&input, env))
             .map_err(|e| sops_failure(&name, e))?;
-        fsx::write_atomic(&input.file, &out, 0o644)
-            .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))?;
+        sopsfile::replace(&input, &out)?;
         if !removed.is_empty() {
             eprintln!(
                 "{name}: removed recipients still know the data key; run `credseal rekey {name}` to lock them out"
