@@ -1,6 +1,7 @@
 //! Repository guardrails: what `credseal check` finds in one file's bytes. Findings name the
 //! file, the document or key path, and the problem; never a value, not even a prefix.
 
+mod ignore_file;
 mod lenient;
 
 use std::collections::BTreeSet;
@@ -10,6 +11,8 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::manifest;
+
+pub use ignore_file::{IGNORE_FILE, IgnoreList, IgnorePatternError};
 
 use crate::sops::cipher::Encrypted;
 use crate::sops::file::{EncryptedFile, SopsError};
@@ -161,7 +164,7 @@ fn judge_leniently(bytes: &[u8], strict: &store::StoreError, found: &mut Finding
                 Check::UnparsableSecret,
                 String::new(),
                 format!(
-                    "looks like a Kubernetes Secret but cannot be read as YAML or JSON ({e}), so its values cannot be judged; fix it, encrypt it with `credseal encrypt`, or list it in {IGNORE} if its values are not real"
+                    "looks like a Kubernetes Secret but cannot be read as YAML or JSON ({e}), so its values cannot be judged; fix it, encrypt it with `credseal encrypt`, or list it in {IGNORE_FILE} if its values are not real"
                 ),
             );
             return true;
@@ -197,8 +200,6 @@ fn judge_leniently(bytes: &[u8], strict: &store::StoreError, found: &mut Finding
     }
     judged || !found.list.is_empty()
 }
-
-const IGNORE: &str = ".credsealignore";
 
 /// `kind: Secret` (YAML, block or flow, quoted or not) or `"kind":"Secret"` (JSON), with a
 /// `data` or `stringData` key beside it: the only places a Secret holds values.
