@@ -58,7 +58,7 @@ pub struct Finding {
 }
 
 /// What one file is checked against.
-pub struct Expect<'a> {
+pub struct CheckAgainst<'a> {
     /// The keys of the matching `.sops.yaml` creation rule (every type), if there is one.
     pub keys: Option<&'a [MasterKey]>,
     /// Identities for MAC verification; files it cannot open are reported as unverified.
@@ -96,7 +96,7 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Checks one file. A file whose extension is not YAML or JSON is read by content: a plaintext
 /// Secret leaks whatever its name (a temp file, `secret`, `db.txt`).
-pub fn check_file(name: &str, bytes: &[u8], expect: &Expect<'_>) -> FileReport {
+pub fn check_file(name: &str, bytes: &[u8], expect: &CheckAgainst<'_>) -> FileReport {
     let by_extension = format_of(name);
     // A BOM is invisible in an editor; it must not hide what follows.
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
@@ -436,7 +436,12 @@ fn is_enc(s: &str) -> bool {
 
 /// Metadata, values, recipients and (with an identity) the MAC. Returns whether the MAC was
 /// verified.
-fn check_sops(bytes: &[u8], format: Format, expect: &Expect<'_>, found: &mut Findings<'_>) -> bool {
+fn check_sops(
+    bytes: &[u8],
+    format: Format,
+    expect: &CheckAgainst<'_>,
+    found: &mut Findings<'_>,
+) -> bool {
     let file = match EncryptedFile::parse(bytes, format) {
         Ok(f) => f,
         Err(e) => {
@@ -616,7 +621,7 @@ mod tests {
 
     #[test]
     fn a_file_without_a_manifest_is_not_counted() {
-        let expect = Expect {
+        let expect = CheckAgainst {
             keys: None,
             keyring: None,
         };

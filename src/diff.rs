@@ -11,27 +11,27 @@ use crate::sops::walk;
 
 /// How a value is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Shown {
+pub enum DisplayedValue {
     /// An encrypted value: its fingerprint.
     Fingerprint(String),
     /// A value the file keeps in clear, JSON-quoted.
     Clear(String),
 }
 
-impl fmt::Display for Shown {
+impl fmt::Display for DisplayedValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Shown::Fingerprint(fp) => write!(f, "fp:{fp}"),
-            Shown::Clear(v) => f.write_str(v),
+            DisplayedValue::Fingerprint(fp) => write!(f, "fp:{fp}"),
+            DisplayedValue::Clear(v) => f.write_str(v),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Added(String, Shown),
-    Removed(String, Shown),
-    Changed(String, Shown, Shown),
+    Added(String, DisplayedValue),
+    Removed(String, DisplayedValue),
+    Changed(String, DisplayedValue, DisplayedValue),
 }
 
 impl fmt::Display for Change {
@@ -46,7 +46,7 @@ impl fmt::Display for Change {
 
 /// Every leaf of `file` by path (`document N: ` first in multi-document files), shown with
 /// fingerprints from `keyed_by` so that two files can be compared under one key.
-pub fn entries(file: &Opened, keyed_by: &Opened) -> Vec<(String, Shown)> {
+pub fn entries(file: &Opened, keyed_by: &Opened) -> Vec<(String, DisplayedValue)> {
     let many = file.tree.documents.len() > 1;
     let mut out = Vec::new();
     walk::for_each_leaf(&file.tree, &mut |leaf| {
@@ -60,9 +60,9 @@ pub fn entries(file: &Opened, keyed_by: &Opened) -> Vec<(String, Shown)> {
             .selector
             .should_encrypt(leaf.keys, leaf.comments, false);
         let shown = if encrypted {
-            Shown::Fingerprint(keyed_by.fingerprint(leaf.node).unwrap_or_default())
+            DisplayedValue::Fingerprint(keyed_by.fingerprint(leaf.node).unwrap_or_default())
         } else {
-            Shown::Clear(clear_text(leaf.node))
+            DisplayedValue::Clear(clear_text(leaf.node))
         };
         out.push((path, shown));
     });
@@ -79,7 +79,8 @@ fn clear_text(n: &Node) -> String {
 /// even across a rekey.
 pub fn compare(old: &Opened, new: &Opened) -> (Vec<Change>, usize) {
     let old_entries = entries(old, new);
-    let before: BTreeMap<&String, &Shown> = old_entries.iter().map(|(p, s)| (p, s)).collect();
+    let before: BTreeMap<&String, &DisplayedValue> =
+        old_entries.iter().map(|(p, s)| (p, s)).collect();
     let after = entries(new, new);
     let mut changes = Vec::new();
     let mut unchanged = 0;

@@ -1,4 +1,4 @@
-//! Finding and reading `.sops.yaml` the way sops does (spec §12).
+//! Finding and reading `.sops.yaml` the way sops does (docs/sops-format.md §12).
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! Gathers age identities from every source sops reads (spec §13), in the cli layer because
+//! Gathers age identities from every source sops reads (docs/sops-format.md §13), in the cli layer because
 //! it touches the environment, files and processes.
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! `materialize`: decrypt mounted SOPS files with the mounted keyring and project every value
 //! as a file on an in-memory volume, atomically, once (init container) or on every change
-//! (native sidecar). See `DESIGN.md` §3.
+//! (native sidecar). The layout it writes and why a reader never sees a mix is in `projection.rs`.
 
 pub mod health;
 pub mod inputs;

@@ -1,4 +1,4 @@
-//! Per-value encryption: `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]` (spec §3).
+//! Per-value encryption: `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]` (docs/sops-format.md §3).
 
 use aes_gcm::AesGcm;
 use aes_gcm::aead::consts::{U12, U16, U32};

@@ -1,4 +1,4 @@
-//! `.sops.yaml`: creation rules and store settings (spec §12). Parsing and matching only;
+//! `.sops.yaml`: creation rules and store settings (docs/sops-format.md §12). Parsing and matching only;
 //! finding the file is the caller's job (the format core does no I/O).
 
 use regex::Regex;

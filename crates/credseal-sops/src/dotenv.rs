@@ -1,4 +1,4 @@
-//! The dotenv store (spec §11): `KEY=value` lines, `#` comments, metadata flattened into
+//! The dotenv store (docs/sops-format.md §11): `KEY=value` lines, `#` comments, metadata flattened into
 //! `sops_`-prefixed keys with `__map_` / `__list_<n>` separators.
 
 use std::collections::HashMap;
@@ -137,12 +137,12 @@ pub fn unflatten(flat: Vec<(String, Node)>) -> Result<Map, DotenvError> {
     let mut slots = parsed
         .iter()
         .flat_map(|(_, _, tokens, _)| tokens)
-        .filter(|t| matches!(t, Tok::Index(_)))
+        .filter(|t| matches!(t, FlatKeyStep::Index(_)))
         .count();
     let mut root = Built::map();
     for (key, head, tokens, value) in parsed {
         let mut path = Vec::with_capacity(tokens.len() + 1);
-        path.push(Tok::Key(head));
+        path.push(FlatKeyStep::Key(head));
         path.extend(tokens);
         root.place(&path, value, &mut slots).map_err(|e| match e {
             Misplaced::Shape => DotenvError::BadMetadataKey(key),
@@ -156,7 +156,7 @@ pub fn unflatten(flat: Vec<(String, Node)>) -> Result<Map, DotenvError> {
 }
 
 /// The first key of a flattened key and the steps below it.
-fn split_key(key: &str) -> Result<(&str, Vec<Tok>), DotenvError> {
+fn split_key(key: &str) -> Result<(&str, Vec<FlatKeyStep>), DotenvError> {
     let mut tokens = Vec::new();
     let mut rest = key;
     let first_end = [rest.find(MAP_SEP), rest.find(LIST_SEP)]
@@ -197,19 +197,19 @@ fn split_key(key: &str) -> Result<(&str, Vec<Tok>), DotenvError> {
             .unwrap_or(body.len());
         let tok = &body[..end];
         if is_list {
-            tokens.push(Tok::Index(
+            tokens.push(FlatKeyStep::Index(
                 tok.parse()
                     .map_err(|_| DotenvError::BadMetadataKey(key.to_owned()))?,
             ));
         } else {
-            tokens.push(Tok::Key(tok.to_owned()));
+            tokens.push(FlatKeyStep::Key(tok.to_owned()));
         }
         rest = &body[end..];
     }
     Ok((head, tokens))
 }
 
-enum Tok {
+enum FlatKeyStep {
     Key(String),
     Index(usize),
 }
@@ -234,17 +234,22 @@ impl Built {
         Built::Map(Vec::new(), HashMap::new())
     }
 
-    fn for_step(step: &Tok) -> Built {
+    fn for_step(step: &FlatKeyStep) -> Built {
         match step {
-            Tok::Key(_) => Built::map(),
-            Tok::Index(_) => Built::Seq(Vec::new()),
+            FlatKeyStep::Key(_) => Built::map(),
+            FlatKeyStep::Index(_) => Built::Seq(Vec::new()),
         }
     }
 
-    fn place(&mut self, path: &[Tok], value: Node, slots: &mut usize) -> Result<(), Misplaced> {
+    fn place(
+        &mut self,
+        path: &[FlatKeyStep],
+        value: Node,
+        slots: &mut usize,
+    ) -> Result<(), Misplaced> {
         let (step, rest) = path.split_first().expect("a path has a step");
         let child = match (step, self) {
-            (Tok::Key(k), Built::Map(pairs, index)) => {
+            (FlatKeyStep::Key(k), Built::Map(pairs, index)) => {
                 // A repeated leaf key stays a duplicate pair, as the text has it.
                 if rest.is_empty() {
                     index.entry(k.clone()).or_insert(pairs.len());
@@ -257,7 +262,7 @@ impl Built {
                 });
                 &mut pairs[at].1
             }
-            (Tok::Index(i), Built::Seq(items)) => {
+            (FlatKeyStep::Index(i), Built::Seq(items)) => {
                 let missing = i.saturating_add(1).saturating_sub(items.len());
                 if missing > *slots {
                     return Err(Misplaced::Index(*i));

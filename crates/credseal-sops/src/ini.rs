@@ -1,4 +1,4 @@
-//! The INI store (spec §11): go-ini v1.67 (`gopkg.in/ini.v1`) as sops 3.11 configures it
+//! The INI store (docs/sops-format.md §11): go-ini v1.67 (`gopkg.in/ini.v1`) as sops 3.11 configures it
 //! (`AllowNonUniqueSections`, every other option at its default), quirks included, so that both
 //! tools read the same tree from a file and write the same bytes for a tree.
 //!

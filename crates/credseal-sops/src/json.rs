@@ -1,4 +1,4 @@
-//! The JSON store (spec §11): order-preserving parse with sops' number rules, and Go
+//! The JSON store (docs/sops-format.md §11): order-preserving parse with sops' number rules, and Go
 //! `encoding/json` + `json.Indent` emission.
 
 use crate::tree::{MAX_DEPTH, Map, MapItem, Node, Seq, SeqItem};

@@ -1,4 +1,4 @@
-//! age identities and recipients, and wrapping the data key for them (spec §9.3, §13):
+//! age identities and recipients, and wrapping the data key for them (docs/sops-format.md §9.3, §13):
 //! X25519 always; SSH keys (`ssh` feature) and age plugins (`plugin` feature) as sops 3.10+
 //! takes them.
 
@@ -366,7 +366,7 @@ impl Keyring {
     /// Recovers the data key: every entry of every group is tried with every identity (the
     /// X25519 and SSH ones on every entry first, then the plugins, so no plugin is started
     /// when a local key opens the file); with several groups, `shamir_threshold` shares are
-    /// combined (spec §2).
+    /// combined (docs/sops-format.md §2).
     pub fn data_key(&self, meta: &Metadata) -> Result<DataKey, KeyError> {
         let mut parts: Vec<SecretBytes> = Vec::new();
         let mut problems = Vec::new();

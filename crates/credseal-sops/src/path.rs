@@ -1,4 +1,4 @@
-//! sops tree paths: `["stringData"]["password"]`, `['a'][0]` (spec §14.1).
+//! sops tree paths: `["stringData"]["password"]`, `['a'][0]` (docs/sops-format.md §14.1).
 
 use crate::tree::{MAX_DEPTH, Map, Node, SeqItem};
 

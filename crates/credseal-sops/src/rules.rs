@@ -1,4 +1,4 @@
-//! Which leaves are encrypted: the six selectors of spec §6, with sops' evaluation order.
+//! Which leaves are encrypted: the six selectors of docs/sops-format.md §6, with sops' evaluation order.
 
 use regex::Regex;
 

@@ -1,7 +1,7 @@
 //! The in-memory SOPS tree: ordered mappings, sequences, typed scalar leaves and comments.
 //!
 //! Every store (YAML, JSON, dotenv, binary) parses into this and emits from it; the cipher walk
-//! and the MAC run over it. It mirrors sops' `TreeBranch`/`TreeItem` model (spec §1, §7):
+//! and the MAC run over it. It mirrors sops' `TreeBranch`/`TreeItem` model (docs/sops-format.md §1, §7):
 //! comments are entries of the collection that holds them, placed before the entry they belong to.
 
 use std::fmt;
@@ -194,7 +194,7 @@ impl Seq {
 }
 
 /// A point in time as go-yaml v3 and Go's `time` package see it: a civil date and time with a
-/// fixed UTC offset. Kept as fields so it round-trips exactly (spec §5 `time`).
+/// fixed UTC offset. Kept as fields so it round-trips exactly (docs/sops-format.md §5 `time`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timestamp {
     pub year: i32,

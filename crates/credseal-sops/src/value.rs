@@ -1,4 +1,4 @@
-//! Leaf values to the bytes sops encrypts and hashes, and back (spec §5).
+//! Leaf values to the bytes sops encrypts and hashes, and back (docs/sops-format.md §5).
 
 use crate::cipher::ValueType;
 use crate::secret::{SecretBytes, SecretString};

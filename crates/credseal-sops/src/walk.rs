@@ -1,4 +1,4 @@
-//! The tree walk that encrypts or decrypts every leaf and computes the MAC (spec §7, §8).
+//! The tree walk that encrypts or decrypts every leaf and computes the MAC (docs/sops-format.md §7, §8).
 
 use std::collections::HashMap;
 
@@ -109,7 +109,7 @@ enum Mode<'a> {
     },
 }
 
-/// SHA-256("sops"), fed first when `mac_only_encrypted` is set (spec §8).
+/// SHA-256("sops"), fed first when `mac_only_encrypted` is set (docs/sops-format.md §8).
 fn mac_only_encrypted_init() -> [u8; 32] {
     Sha256::digest(b"sops").into()
 }
@@ -551,7 +551,7 @@ fn type_name(n: &Node) -> &'static str {
     }
 }
 
-/// Encrypts the MAC hex string with AAD = the `lastmodified` text (spec §8).
+/// Encrypts the MAC hex string with AAD = the `lastmodified` text (docs/sops-format.md §8).
 pub fn encrypt_mac(
     key: &DataKey,
     mac: &str,

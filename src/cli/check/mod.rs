@@ -12,7 +12,7 @@ use crate::cli::config::{self, Loaded};
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
-use credseal::check::{self, Expect, FileReport, Finding};
+use credseal::check::{self, CheckAgainst, FileReport, Finding};
 use credseal::fsx;
 use credseal::sops::keys::Keyring;
 use credseal::sops::master_key::{KeyKind, MasterKey};
@@ -83,7 +83,7 @@ fn judge(
             Some(l) => rule_of(l, file, &name, &mut outcome.findings),
             None => (None, None),
         };
-        let expect = Expect {
+        let expect = CheckAgainst {
             keys: keys.as_deref(),
             keyring: ring,
         };

@@ -25,24 +25,24 @@ pub(crate) enum Style {
 
 /// Scalars borrow their text from the tree: a copy of every value would double the memory
 /// that emitting a large file takes.
-enum YKind<'a> {
+enum GoYamlKind<'a> {
     Scalar(Cow<'a, str>, Style),
     /// Keys and values alternating, as in `yaml.Node.Content`.
-    Map(Vec<YNode<'a>>),
-    Seq(Vec<YNode<'a>>),
+    Map(Vec<GoYamlNode<'a>>),
+    Seq(Vec<GoYamlNode<'a>>),
 }
 
 /// A go-yaml `Node` as sops builds it.
-struct YNode<'a> {
-    kind: YKind<'a>,
+struct GoYamlNode<'a> {
+    kind: GoYamlKind<'a>,
     head: String,
     line: String,
     foot: String,
 }
 
-impl<'a> YNode<'a> {
-    fn new(kind: YKind<'a>) -> YNode<'a> {
-        YNode {
+impl<'a> GoYamlNode<'a> {
+    fn new(kind: GoYamlKind<'a>) -> GoYamlNode<'a> {
+        GoYamlNode {
             kind,
             head: String::new(),
             line: String::new(),
@@ -82,12 +82,12 @@ fn add_after(target: &mut String, comments: &mut Vec<&str>) {
 }
 
 /// sops `appendTreeBranch`.
-fn map_node(map: &Map) -> YNode<'_> {
+fn map_node(map: &Map) -> GoYamlNode<'_> {
     map_items_node(map.items.iter())
 }
 
-fn map_items_node<'a>(items: impl Iterator<Item = &'a MapItem>) -> YNode<'a> {
-    let mut node = YNode::new(YKind::Map(Vec::new()));
+fn map_items_node<'a>(items: impl Iterator<Item = &'a MapItem>) -> GoYamlNode<'a> {
+    let mut node = GoYamlNode::new(GoYamlKind::Map(Vec::new()));
     let mut content = Vec::new();
     let mut heads: Vec<&str> = Vec::new();
     let mut inlines: Vec<&str> = Vec::new();
@@ -119,14 +119,14 @@ fn map_items_node<'a>(items: impl Iterator<Item = &'a MapItem>) -> YNode<'a> {
             add_after(&mut content[n - 2].foot, &mut heads);
         }
     }
-    node.kind = YKind::Map(content);
+    node.kind = GoYamlKind::Map(content);
     node
 }
 
 /// sops `appendSequence`.
-fn seq_node(seq: &Seq) -> YNode<'_> {
-    let mut node = YNode::new(YKind::Seq(Vec::new()));
-    let mut content: Vec<YNode<'_>> = Vec::new();
+fn seq_node(seq: &Seq) -> GoYamlNode<'_> {
+    let mut node = GoYamlNode::new(GoYamlKind::Seq(Vec::new()));
+    let mut content: Vec<GoYamlNode<'_>> = Vec::new();
     let mut heads: Vec<&str> = Vec::new();
     let mut inlines: Vec<&str> = Vec::new();
     let mut beginning = true;
@@ -155,13 +155,13 @@ fn seq_node(seq: &Seq) -> YNode<'_> {
             add_after(&mut last.foot, &mut heads);
         }
     }
-    node.kind = YKind::Seq(content);
+    node.kind = GoYamlKind::Seq(content);
     node
 }
 
 /// sops `treeValueToNode`.
-fn value_node(node: &Node) -> YNode<'_> {
-    let scalar = |s: String| YNode::new(YKind::Scalar(Cow::Owned(s), Style::Plain));
+fn value_node(node: &Node) -> GoYamlNode<'_> {
+    let scalar = |s: String| GoYamlNode::new(GoYamlKind::Scalar(Cow::Owned(s), Style::Plain));
     match node {
         Node::Map(m) => map_node(m),
         Node::Seq(s) => seq_node(s),
@@ -174,8 +174,8 @@ fn value_node(node: &Node) -> YNode<'_> {
     }
 }
 
-fn string_node(s: &str) -> YNode<'_> {
-    YNode::new(YKind::Scalar(Cow::Borrowed(s), string_style(s)))
+fn string_node(s: &str) -> GoYamlNode<'_> {
+    GoYamlNode::new(GoYamlKind::Scalar(Cow::Borrowed(s), string_style(s)))
 }
 
 /// The style a string gets from `yaml.Node.Encode`: the encoder's choice (`stringv`) refined by
@@ -250,9 +250,9 @@ impl<'a> Event<'a> {
     }
 }
 
-fn node_events<'a>(node: YNode<'a>, tail: String, out: &mut Vec<Event<'a>>) {
+fn node_events<'a>(node: GoYamlNode<'a>, tail: String, out: &mut Vec<Event<'a>>) {
     match node.kind {
-        YKind::Seq(items) => {
+        GoYamlKind::Seq(items) => {
             let mut start = Event::new(EvKind::SeqStart);
             start.head = node.head;
             out.push(start);
@@ -264,7 +264,7 @@ fn node_events<'a>(node: YNode<'a>, tail: String, out: &mut Vec<Event<'a>>) {
             end.foot = node.foot;
             out.push(end);
         }
-        YKind::Map(content) => {
+        GoYamlKind::Map(content) => {
             let mut start = Event::new(EvKind::MapStart);
             start.tail = tail;
             start.head = node.head;
@@ -283,7 +283,7 @@ fn node_events<'a>(node: YNode<'a>, tail: String, out: &mut Vec<Event<'a>>) {
             end.foot = node.foot;
             out.push(end);
         }
-        YKind::Scalar(value, style) => {
+        GoYamlKind::Scalar(value, style) => {
             let mut ev = Event::new(EvKind::Scalar);
             ev.value = value;
             // encoder.node: a plain-styled node whose text contains a newline is written literal.
@@ -302,7 +302,7 @@ fn node_events<'a>(node: YNode<'a>, tail: String, out: &mut Vec<Event<'a>>) {
     }
 }
 
-fn document_events<'a>(root: YNode<'a>, out: &mut Vec<Event<'a>>) {
+fn document_events<'a>(root: GoYamlNode<'a>, out: &mut Vec<Event<'a>>) {
     out.push(Event::new(EvKind::DocStart));
     node_events(root, String::new(), out);
     out.push(Event::new(EvKind::DocEnd));

@@ -28,7 +28,7 @@ pub enum YamlError {
     /// The input is not UTF-8.
     #[error("invalid YAML at line {line}: the input is not UTF-8 text")]
     NotUtf8 { line: usize },
-    /// A document is a sequence or a scalar; sops only handles mappings (spec §10.2).
+    /// A document is a sequence or a scalar; sops only handles mappings (docs/sops-format.md §10.2).
     #[error(
         "YAML document {document} is not a mapping: the top level must be key: value pairs (lists and single values are not supported)"
     )]
@@ -38,7 +38,7 @@ pub enum YamlError {
         "YAML key at line {line}, column {column} is not a string; quote keys such as 1, true or dates"
     )]
     NonStringKey { line: usize, column: usize },
-    /// The same key appears twice in one mapping of the first document (spec §10.2).
+    /// The same key appears twice in one mapping of the first document (docs/sops-format.md §10.2).
     #[error("duplicate YAML key {key:?} at line {line}, column {column}")]
     DuplicateKey {
         key: String,

@@ -3,7 +3,7 @@
 //! saphyr-parser supplies the events and their spans; it skips comments, so they are recovered
 //! from the source text in the gaps between spans (a gap holds only whitespace, indicators,
 //! anchors/tags of block collections and comments) and placed where sops puts go-yaml's head,
-//! line and foot comments (spec §10.3):
+//! line and foot comments (docs/sops-format.md §10.3):
 //! * a comment after a scalar value (or alias) on its line is that entry's inline comment,
 //!   stored just before the entry and marked `inline`; so is one after a block scalar header;
 //! * a comment after `key:` whose value starts on a later line is the key's line comment: a

@@ -1,4 +1,4 @@
-//! Scalar resolution as go-yaml v3 does it (spec §10.1), and the helpers the emitter needs to
+//! Scalar resolution as go-yaml v3 does it (docs/sops-format.md §10.1), and the helpers the emitter needs to
 //! decide whether a string must be quoted (it would resolve to something else, or a YAML 1.1
 //! parser would read it as a bool or a base-60 number).
 
