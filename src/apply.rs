@@ -42,7 +42,7 @@ pub enum ApplyError {
         live: u64,
         file_generation: u64,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Kube(#[from] K8sError),
 }
 

@@ -23,7 +23,7 @@ const ATTEMPTS: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterKeyError {
-    #[error("{0}")]
+    #[error(transparent)]
     Kube(#[from] K8sError),
     #[error("secret {0}: no such cluster key; create it with `credseal cluster-key init`")]
     Missing(String),

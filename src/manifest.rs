@@ -150,9 +150,9 @@ pub fn secret_values(doc: &Map, index: usize) -> Result<SecretValues, ManifestEr
 /// Why an encrypted Secret file may not be used in a namespace.
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
-    #[error("{0}")]
+    #[error(transparent)]
     Decrypt(#[from] SopsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// Bound to another namespace: copying an encrypted Secret elsewhere does not make it
     /// decrypt there.

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
-use crate::cli::{keyring, sops_failure};
-use credseal::apply::{self, ApplyError, Item, Outcome};
+use crate::cli::keyring;
+use crate::cli::kube::{KubeArgs, connect, runtime};
+use credseal::apply::{self, Item, Outcome};
 use credseal::fsx;
-use credseal::manifest::ScopeError;
-use credseal::materialize::inputs::{InputError, load_keyring, visible_files};
+use credseal::materialize::inputs::{load_keyring, visible_files};
 use credseal::sops::file::EncryptedFile;
 use credseal::sops::store::Format;
 
@@ -44,18 +44,6 @@ pub struct Args {
     pub kube: KubeArgs,
 }
 
-fn failure(e: ApplyError) -> Failure {
-    match e {
-        ApplyError::Scope {
-            file,
-            source: ScopeError::Decrypt(source),
-        } => sops_failure(&file.display().to_string(), source),
-        ApplyError::Kube(k) => kube_failure(k),
-        ApplyError::Downgrade { .. } => Failure::new(Code::Downgrade, e),
-        other => Failure::new(Code::Generic, other),
-    }
-}
-
 fn expand(paths: &[PathBuf]) -> CliResult<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -85,13 +73,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         .as_deref()
         .map(load_keyring)
         .transpose()
-        .map_err(|e| {
-            let code = match e {
-                InputError::Fs(_) => Code::CouldNotReadInput,
-                _ => Code::CouldNotRetrieveKey,
-            };
-            Failure::new(code, e)
-        })?;
+        .map_err(Failure::from)?;
     runtime()?.block_on(async {
         let conn = connect(&args.kube, env).await?;
         let namespace = args
@@ -107,17 +89,17 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 None => {
                     // SOPS_AGE_KEY_CMD is told the file's recipients, as sops does.
                     let meta = EncryptedFile::parse(&bytes, Format::from_path(&file))
-                        .map_err(|e| sops_failure(&file.display().to_string(), e))?
+                        .map_err(|e| in_file(file.display(), e))?
                         .metadata;
                     found = keyring::load(env, Some(&meta))?;
                     &found
                 }
             };
-            items.extend(apply::decrypt_file(file, &bytes, ring, &namespace).map_err(failure)?);
+            items.extend(apply::decrypt_file(file, &bytes, ring, &namespace).map_err(Failure::from)?);
         }
         let outcomes = apply::apply_all(&conn.client, &items, args.dry_run, args.force)
             .await
-            .map_err(failure)?;
+            .map_err(Failure::from)?;
         for (item, outcome) in items.iter().zip(outcomes) {
             let dry = if args.dry_run {
                 " (server dry run)"

@@ -4,9 +4,9 @@ use clap::{Args as ClapArgs, Subcommand};
 
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
+use crate::cli::kube::{KubeArgs, connect, runtime};
 use crate::cli::now;
-use credseal::cluster_key::{ClusterKey, ClusterKeyError, DEFAULT_NAME, DEFAULT_NAMESPACE};
+use credseal::cluster_key::{ClusterKey, DEFAULT_NAME, DEFAULT_NAMESPACE};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -37,14 +37,6 @@ pub enum Action {
     },
 }
 
-fn failure(e: ClusterKeyError) -> Failure {
-    match e {
-        ClusterKeyError::Kube(k) => kube_failure(k),
-        ClusterKeyError::Missing(_) => Failure::new(Code::KubeError, e),
-        other => Failure::new(Code::Generic, other),
-    }
-}
-
 pub fn run(args: Args, env: &Env) -> CliResult {
     if let Action::Retire { recipient } = &args.action {
         // Checked before the cluster is asked anything; the error never shows the text (a
@@ -58,7 +50,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         let label = now().to_rfc3339();
         match args.action {
             Action::Init => {
-                let (created, entries) = key.init(&label).await.map_err(failure)?;
+                let (created, entries) = key.init(&label).await.map_err(Failure::from)?;
                 let verb = if created { "created" } else { "exists" };
                 eprintln!(
                     "secret {}/{} {verb}; it opens only what is encrypted to it: add this recipient to the .sops.yaml rule for the files of namespace {} (beside the admins' keys), and to no other rule:",
@@ -69,7 +61,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 }
             }
             Action::Show => {
-                for e in key.show().await.map_err(failure)? {
+                for e in key.show().await.map_err(Failure::from)? {
                     println!("{}\t{}", e.recipient, e.key);
                 }
             }
@@ -78,7 +70,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 let e = key
                     .add(&label, &format!("age-{stamp}.agekey"))
                     .await
-                    .map_err(failure)?;
+                    .map_err(Failure::from)?;
                 eprintln!(
                     "added {}; encrypt to it (credseal updatekeys), then retire the old one",
                     e.key
@@ -86,7 +78,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 println!("{}", e.recipient);
             }
             Action::Retire { recipient } => {
-                let e = key.retire(&recipient).await.map_err(failure)?;
+                let e = key.retire(&recipient).await.map_err(Failure::from)?;
                 eprintln!("retired {} ({})", e.recipient, e.key);
             }
         }

@@ -20,9 +20,8 @@ pub fn find(explicit: Option<&Path>, env_config: Option<&Path>) -> CliResult<Opt
     };
     let Some(path) = path else { return Ok(None) };
     let text = fsx::read(&path).map_err(|e| Failure::new(Code::ErrorReadingConfig, e))?;
-    let config = Config::parse(&text).map_err(|e| {
-        Failure::new(Code::ErrorReadingConfig, e).context(format!("{}", path.display()))
-    })?;
+    let config = Config::parse(&text)
+        .map_err(|e| Failure::from(e).context(format!("{}", path.display())))?;
     Ok(Some(Loaded { path, config }))
 }
 

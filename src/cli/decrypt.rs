@@ -3,9 +3,9 @@
 use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, Output};
-use crate::cli::sops_failure;
 use crate::cli::sopsfile::{emit_options, open};
 use credseal::sops::path;
 use credseal::sops::store;
@@ -27,12 +27,7 @@ pub struct Args {
 
 pub fn run(args: Args, env: &Env) -> CliResult {
     let name = args.input.display();
-    let steps = args
-        .extract
-        .as_deref()
-        .map(path::parse)
-        .transpose()
-        .map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
+    let steps = args.extract.as_deref().map(path::parse).transpose()?;
     let opened = open(&args.input, env, args.ignore_mac)?;
     let opts = emit_options(&args.input, env);
     let out_format = args.input.output_format_or(opened.format)?;
@@ -45,11 +40,11 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 .ok_or_else(|| Failure::msg(Code::Generic, "no document"))?;
             let node = path::get(doc, &steps)
                 .map_err(|e| Failure::new(Code::Generic, e).context(name.clone()))?;
-            store::emit_value(node, out_format, &opts).map_err(|e| sops_failure(&name, e.into()))?
+            store::emit_value(node, out_format, &opts).map_err(|e| in_file(&name, e))?
         }
         None => opened
             .emit_plain(out_format, &opts)
-            .map_err(|e| sops_failure(&name, e))?,
+            .map_err(|e| in_file(&name, e))?,
     };
     args.output.write(&args.input, &out, 0o600)
 }

@@ -8,13 +8,14 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args as ClapArgs;
 
+use crate::cli::config;
 use crate::cli::encrypt;
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType, Output};
 use crate::cli::keyring::split_command;
 use crate::cli::sopsfile::{emit_options, open, write_back};
-use crate::cli::{config, sops_failure};
 use credseal::fsx;
 use credseal::sops::store::{self, Format};
 use credseal::sops::tree::Tree;
@@ -47,7 +48,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     let format = opened.format;
     let plain = opened
         .emit_plain(format, &opts)
-        .map_err(|e| sops_failure(&name, e))?;
+        .map_err(|e| in_file(&name, e))?;
     let new_tree = edit_until_valid(&session, &input, env, &plain, format)?;
     if new_tree == opened.tree {
         return Err(unmodified(&name));
@@ -75,7 +76,7 @@ fn create(input: &Input, env: &Env, session: &Session) -> CliResult {
         loaded
             .config
             .rule_for(&loaded.rule_path(&input.file))
-            .map_err(|e| Failure::new(Code::ErrorReadingConfig, e).context(name.clone()))?;
+            .map_err(|e| Failure::from(e).context(name.clone()))?;
     }
     let format = input.input_format()?;
     let template = new_file_template(format);

@@ -3,10 +3,11 @@
 use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, Output};
 use crate::cli::key_plan::{self, PgpSources};
-use crate::cli::{config, now, sops_failure};
+use crate::cli::{config, now};
 use credseal::manifest;
 use credseal::sops::file::{self, Context, EncryptSettings};
 use credseal::sops::keys::Recipient;
@@ -83,7 +84,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     let data = args.input.read()?;
     let in_format = args.input.input_format()?;
     let out_format = args.input.output_format()?;
-    let tree = store::load_plain(&data, in_format).map_err(|e| sops_failure(&name, e.into()))?;
+    let tree = store::load_plain(&data, in_format).map_err(|e| in_file(&name, e))?;
 
     let loaded = config::find(args.config.as_deref(), env.config.as_deref())?;
     let flag_recipients = args.age.as_deref().or(env.age_recipients.as_deref());
@@ -99,7 +100,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             Ok(r) => Some(r),
             // Without key flags the rule is required; with them a missing rule is fine.
             Err(e) if !key_flags => {
-                return Err(Failure::new(Code::ErrorReadingConfig, e));
+                return Err(Failure::from(e));
             }
             Err(_) => None,
         },
@@ -121,9 +122,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         match (rule, &loaded) {
             (Some(r), Some(l)) => r
                 .keys()
-                .map_err(|e| {
-                    Failure::new(Code::ErrorReadingConfig, e).context(l.path.display().to_string())
-                })?
+                .map_err(|e| Failure::from(e).context(l.path.display().to_string()))?
                 .to_vec(),
             _ => Vec::new(),
         }
@@ -173,7 +172,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         now: now(),
     };
     let out = file::encrypt(tree, out_format, &settings, &mut ctx, &opts).map_err(|e| {
-        let f = sops_failure(&name, e);
+        let f = in_file(&name, e);
         if f.code == Code::ErrorDecryptingTree {
             Failure {
                 code: Code::ErrorEncryptingTree,

@@ -15,9 +15,9 @@ use clap::Args as ClapArgs;
 
 use crate::cli::edit::Session;
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{ChildExited, CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType};
-use crate::cli::sops_failure;
 use crate::cli::sopsfile::{emit_options, open};
 use credseal::secret::{SecretBytes, SecretString};
 use credseal::sops::dotenv;
@@ -130,7 +130,7 @@ pub fn run_file(args: FileArgs, env: &Env) -> CliResult {
     let plain = SecretBytes::new(
         opened
             .emit_plain(format, &emit_options(input, env))
-            .map_err(|e| sops_failure(&name, e))?,
+            .map_err(|e| in_file(&name, e))?,
     );
     drop(opened);
     let path = if args.no_fifo {

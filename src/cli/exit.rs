@@ -2,6 +2,17 @@
 
 use std::fmt;
 
+use credseal::check::IgnorePatternError;
+use credseal::manifest::ScopeError;
+use credseal::materialize::MaterializeError;
+use credseal::materialize::inputs::InputError;
+use credseal::sops::config::ConfigError;
+use credseal::sops::dotenv::DotenvError;
+use credseal::sops::file::SopsError;
+use credseal::sops::keys::KeyError;
+use credseal::sops::path::PathError;
+use credseal::sops::store::StoreError;
+
 /// Exit codes, documented in the README and in `--help`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -167,6 +178,237 @@ impl Code {
             s.push_str(&format!("  {:<4} {what}\n", code.as_u8()));
         }
         s
+    }
+}
+
+/// An error that stands for one code of the table, whichever command meets it. Every library
+/// error type that reaches the command line has its impl here, so the same failure (a 403, a
+/// MAC mismatch) exits the same way from `apply`, `rotate` or `status`. Failures whose code
+/// depends on what the command was doing (reading its input or writing its output) pick the
+/// code where they happen instead.
+pub trait Coded {
+    fn code(&self) -> Code;
+}
+
+impl<E> From<E> for Failure
+where
+    E: Coded + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Failure {
+        Failure::new(e.code(), e)
+    }
+}
+
+/// `e` as a failure that names the file it is about.
+pub fn in_file(file: impl fmt::Display, e: impl Into<Failure>) -> Failure {
+    e.into().context(file.to_string())
+}
+
+impl Coded for SopsError {
+    fn code(&self) -> Code {
+        match self {
+            SopsError::Store(s) => s.code(),
+            SopsError::Key(k) => k.code(),
+            SopsError::Walk(_) => Code::ErrorDecryptingTree,
+            SopsError::MacUndecryptable | SopsError::MacMismatch => Code::MacMismatch,
+            SopsError::Metadata(_) => Code::Generic,
+            SopsError::CannotWrap { .. } | SopsError::PgpKeyMissing { .. } | SopsError::Pgp(_) => {
+                Code::NoEncryptionKeyFound
+            }
+        }
+    }
+}
+
+impl Coded for StoreError {
+    fn code(&self) -> Code {
+        match self {
+            // A mapping or list has no dotenv form: the tree cannot be emitted (sops 4).
+            StoreError::Dotenv(DotenvError::ComplexValue(_)) => Code::ErrorDumpingTree,
+            StoreError::Yaml(_)
+            | StoreError::Json(_)
+            | StoreError::Dotenv(_)
+            | StoreError::BinaryNotUtf8 => Code::CouldNotReadInput,
+            StoreError::Ini(e) if e.is_write_error() => Code::ErrorDumpingTree,
+            StoreError::Ini(_) => Code::CouldNotReadInput,
+            StoreError::NoDocument => Code::NeedAtLeastOneDocument,
+            StoreError::AlreadyEncrypted => Code::FileAlreadyEncrypted,
+            StoreError::BinaryShape | StoreError::WouldNotReadBack(_) => Code::ErrorDumpingTree,
+            StoreError::Metadata(_) => Code::Generic,
+        }
+    }
+}
+
+impl Coded for KeyError {
+    fn code(&self) -> Code {
+        match self {
+            KeyError::NoMatchingIdentity { .. }
+            | KeyError::NotEnoughShares { .. }
+            | KeyError::BadDataKey(_) => Code::CouldNotRetrieveKey,
+            KeyError::NoRecipients => Code::NoEncryptionKeyFound,
+            _ => Code::Generic,
+        }
+    }
+}
+
+impl Coded for PathError {
+    fn code(&self) -> Code {
+        Code::InvalidTreePath
+    }
+}
+
+/// `.sops.yaml`.
+impl Coded for ConfigError {
+    fn code(&self) -> Code {
+        Code::ErrorReadingConfig
+    }
+}
+
+impl Coded for IgnorePatternError {
+    fn code(&self) -> Code {
+        Code::CouldNotReadInput
+    }
+}
+
+impl Coded for ScopeError {
+    fn code(&self) -> Code {
+        match self {
+            ScopeError::Decrypt(e) => e.code(),
+            _ => Code::Generic,
+        }
+    }
+}
+
+impl Coded for InputError {
+    fn code(&self) -> Code {
+        match self {
+            InputError::Fs(_) => Code::CouldNotReadInput,
+            InputError::Key(_) | InputError::NoIdentities(_) => Code::CouldNotRetrieveKey,
+        }
+    }
+}
+
+impl Coded for MaterializeError {
+    fn code(&self) -> Code {
+        match self {
+            MaterializeError::Scope { source, .. } => source.code(),
+            MaterializeError::Input(e) => e.code(),
+            MaterializeError::Fs(_) => Code::CouldNotReadInput,
+            MaterializeError::Projection(_) => Code::CouldNotWriteOutput,
+            _ => Code::Generic,
+        }
+    }
+}
+
+/// The commands that talk to the cluster and the databases (not in the sidecar build).
+#[cfg(feature = "cluster")]
+mod cluster {
+    use super::{Code, Coded};
+    use credseal::apply::ApplyError;
+    use credseal::cluster_key::ClusterKeyError;
+    use credseal::k8s::K8sError;
+    use credseal::k8s::lease::LeaseError;
+    use credseal::rotate::RotateError;
+    use credseal::rotate::lock::LockError;
+    use credseal::rotate::plan::PlanError;
+    use credseal::rotate::secret_target::SecretTargetError;
+    use credseal::rotate::status::StatusError;
+    use credseal::rotate::target::TargetError;
+
+    /// A rotation plan is configuration as `.sops.yaml` is.
+    impl Coded for PlanError {
+        fn code(&self) -> Code {
+            Code::ErrorReadingConfig
+        }
+    }
+
+    impl Coded for K8sError {
+        fn code(&self) -> Code {
+            match self {
+                K8sError::Forbidden { .. } => Code::KubeForbidden,
+                K8sError::Conflict { .. } => Code::KubeConflict,
+                _ => Code::KubeError,
+            }
+        }
+    }
+
+    impl Coded for ClusterKeyError {
+        fn code(&self) -> Code {
+            match self {
+                ClusterKeyError::Kube(k) => k.code(),
+                ClusterKeyError::Missing(_) => Code::KubeError,
+                _ => Code::Generic,
+            }
+        }
+    }
+
+    impl Coded for ApplyError {
+        fn code(&self) -> Code {
+            match self {
+                ApplyError::Scope { source, .. } => source.code(),
+                ApplyError::Kube(k) => k.code(),
+                ApplyError::Downgrade { .. } => Code::Downgrade,
+                _ => Code::Generic,
+            }
+        }
+    }
+
+    /// A rotation's own failures exit 220 (rerun to finish) or 221 (another run holds the lock);
+    /// what it shares with other commands (a 403, an unreadable target file) exits as it does there.
+    impl Coded for RotateError {
+        fn code(&self) -> Code {
+            match self {
+                RotateError::Target { source, .. } => source.code(),
+                RotateError::Forbidden { .. } => Code::KubeForbidden,
+                RotateError::Kube { source, .. } if source.is_forbidden() => Code::KubeForbidden,
+                RotateError::Secret { source, .. } if source.code() == Code::KubeForbidden => {
+                    Code::KubeForbidden
+                }
+                RotateError::Locked { source, .. } => source.code(),
+                _ => Code::RotationFailed,
+            }
+        }
+    }
+
+    impl Coded for SecretTargetError {
+        fn code(&self) -> Code {
+            match self {
+                SecretTargetError::Kube(k) => k.code(),
+                _ => Code::RotationFailed,
+            }
+        }
+    }
+
+    impl Coded for LockError {
+        fn code(&self) -> Code {
+            match self {
+                LockError::Lease(LeaseError::Held { .. }) | LockError::FileHeld { .. } => {
+                    Code::RotationLocked
+                }
+                LockError::Lease(LeaseError::Kube(k)) if k.is_forbidden() => Code::KubeForbidden,
+                _ => Code::RotationFailed,
+            }
+        }
+    }
+
+    impl Coded for TargetError {
+        fn code(&self) -> Code {
+            match self {
+                TargetError::Sops { source, .. } => source.code(),
+                _ => Code::CouldNotReadInput,
+            }
+        }
+    }
+
+    impl Coded for StatusError {
+        fn code(&self) -> Code {
+            match self {
+                StatusError::File(e) => e.code(),
+                StatusError::Lock { .. } => Code::CouldNotReadInput,
+                StatusError::Kube(e) => e.code(),
+                StatusError::Missing(_) | StatusError::NoCluster => Code::KubeError,
+                StatusError::NotOurs { .. } | StatusError::Shape { .. } => Code::Generic,
+            }
+        }
     }
 }
 

@@ -4,7 +4,6 @@ use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
 use crate::cli::exit::{Code, Failure};
-use credseal::k8s::K8sError;
 use credseal::k8s::client::{self, Connection, Source};
 
 #[derive(ClapArgs, Debug, Clone)]
@@ -12,16 +11,6 @@ pub struct KubeArgs {
     /// The kubeconfig context to use (default: the current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
-}
-
-/// Exit code for Kubernetes failures: distinct from the sops codes.
-pub fn kube_failure(e: K8sError) -> Failure {
-    let code = match &e {
-        K8sError::Forbidden { .. } => Code::KubeForbidden,
-        K8sError::Conflict { .. } => Code::KubeConflict,
-        _ => Code::KubeError,
-    };
-    Failure::new(code, e)
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -37,5 +26,5 @@ pub async fn connect(args: &KubeArgs, env: &Env) -> Result<Connection, Failure> 
         kubeconfig: env.kubeconfig.clone(),
         in_cluster: env.in_cluster,
     };
-    client::connect(&source).await.map_err(kube_failure)
+    client::connect(&source).await.map_err(Failure::from)
 }

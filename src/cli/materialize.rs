@@ -9,12 +9,9 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use crate::cli::sops_failure;
-use credseal::manifest::ScopeError;
-use credseal::materialize::inputs::InputError;
 use credseal::materialize::projection::FileMode;
 use credseal::materialize::template::Template;
-use credseal::materialize::{self, MaterializeError, Options, health};
+use credseal::materialize::{self, Options, health};
 
 /// Where Kubernetes mounts the service-account token and namespace.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -57,27 +54,6 @@ pub struct Args {
     /// Seconds between checks of --source and --keys for changes.
     #[arg(long, value_name = "SECONDS", default_value = "2")]
     pub interval: f64,
-}
-
-fn failure(e: MaterializeError) -> Failure {
-    if let MaterializeError::Scope {
-        file,
-        source: ScopeError::Decrypt(source),
-    } = e
-    {
-        return sops_failure(&file.display().to_string(), source);
-    }
-    let code = match &e {
-        MaterializeError::Input(InputError::Key(_) | InputError::NoIdentities(_)) => {
-            Code::CouldNotRetrieveKey
-        }
-        MaterializeError::Input(InputError::Fs(_)) | MaterializeError::Fs(_) => {
-            Code::CouldNotReadInput
-        }
-        MaterializeError::Projection(_) => Code::CouldNotWriteOutput,
-        _ => Code::Generic,
-    };
-    Failure::new(code, e)
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -145,7 +121,7 @@ pub fn run(args: Args) -> CliResult {
         interval: Duration::from_secs_f64(args.interval),
     };
     if args.once {
-        let n = materialize::once(&opts).map_err(failure)?.len();
+        let n = materialize::once(&opts).map_err(Failure::from)?.len();
         eprintln!("credseal: rendered {n} Secrets into {}", opts.out.display());
         return Ok(());
     }

@@ -38,11 +38,7 @@ pub mod updatekeys;
 use clap::{Parser, Subcommand};
 
 use crate::cli::env::Env;
-use crate::cli::exit::{CliResult, Code, Failure};
-use credseal::sops::dotenv::DotenvError;
-use credseal::sops::file::SopsError;
-use credseal::sops::keys::KeyError;
-use credseal::sops::store::StoreError;
+use crate::cli::exit::{CliResult, Code};
 use credseal::sops::tree::Timestamp;
 
 /// SOPS-compatible age encryption for Kubernetes database credentials.
@@ -167,40 +163,6 @@ pub fn now() -> Timestamp {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     Timestamp::from_unix(secs)
-}
-
-/// Maps a format-core error to its exit code, naming the file.
-pub fn sops_failure(file: &str, e: SopsError) -> Failure {
-    let code = match &e {
-        SopsError::Store(s) => match s {
-            // A mapping or list has no dotenv form: the tree cannot be emitted (sops 4).
-            StoreError::Dotenv(DotenvError::ComplexValue(_)) => Code::ErrorDumpingTree,
-            StoreError::Yaml(_)
-            | StoreError::Json(_)
-            | StoreError::Dotenv(_)
-            | StoreError::BinaryNotUtf8 => Code::CouldNotReadInput,
-            StoreError::Ini(e) if e.is_write_error() => Code::ErrorDumpingTree,
-            StoreError::Ini(_) => Code::CouldNotReadInput,
-            StoreError::NoDocument => Code::NeedAtLeastOneDocument,
-            StoreError::AlreadyEncrypted => Code::FileAlreadyEncrypted,
-            StoreError::BinaryShape | StoreError::WouldNotReadBack(_) => Code::ErrorDumpingTree,
-            StoreError::Metadata(_) => Code::Generic,
-        },
-        SopsError::Key(k) => match k {
-            KeyError::NoMatchingIdentity { .. }
-            | KeyError::NotEnoughShares { .. }
-            | KeyError::BadDataKey(_) => Code::CouldNotRetrieveKey,
-            KeyError::NoRecipients => Code::NoEncryptionKeyFound,
-            _ => Code::Generic,
-        },
-        SopsError::Walk(_) => Code::ErrorDecryptingTree,
-        SopsError::MacUndecryptable | SopsError::MacMismatch => Code::MacMismatch,
-        SopsError::Metadata(_) => Code::Generic,
-        SopsError::CannotWrap { .. } | SopsError::PgpKeyMissing { .. } | SopsError::Pgp(_) => {
-            Code::NoEncryptionKeyFound
-        }
-    };
-    Failure::new(code, e).context(file.to_owned())
 }
 
 #[cfg(test)]

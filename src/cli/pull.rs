@@ -8,7 +8,7 @@ use clap::Args as ClapArgs;
 use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
-use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
+use crate::cli::kube::{KubeArgs, connect, runtime};
 use crate::cli::sopsfile::{emit_options, open, write_back};
 use credseal::apply::{self, Pulled};
 use credseal::k8s::secrets::Secrets;
@@ -49,7 +49,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                 let live = Secrets::new(conn.client.clone(), &ns)
                     .get(&secret)
                     .await
-                    .map_err(kube_failure)?;
+                    .map_err(Failure::from)?;
                 let Some(live) = live else {
                     notes.push(format!("secret {ns}/{secret} is not in the cluster"));
                     continue;

@@ -6,10 +6,11 @@ use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
 use crate::cli::exit::CliResult;
+use crate::cli::exit::in_file;
 use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::sopsfile::{emit_options, open, write_back};
-use crate::cli::{config, now, sops_failure};
+use crate::cli::{config, now};
 use credseal::sops::file::Context;
 use credseal::sops::master_key::MasterKey;
 use credseal::sops::walk::OsEntropy;
@@ -61,7 +62,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         let plan = key_plan::plan(keys, |_| true, &args.pgp_sources, loaded.as_ref(), None)?;
         opened
             .rekey(&mut ctx, &plan)
-            .map_err(|e| sops_failure(&name, e))?;
+            .map_err(|e| in_file(&name, e))?;
         write_back(&mut opened, &input, &emit_options(&input, env))?;
     }
     Ok(())

@@ -9,10 +9,8 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
 use credseal::fsx;
-use credseal::k8s::lease::LeaseError;
-use credseal::rotate::lock::LockError;
 use credseal::rotate::plan::Plan;
-use credseal::rotate::{Outcome, RotateError, Runner};
+use credseal::rotate::{Outcome, Runner};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -38,30 +36,12 @@ pub struct Args {
     pub kube: KubeArgs,
 }
 
-fn code(e: &RotateError) -> Code {
-    match e {
-        RotateError::Target { .. } => Code::CouldNotReadInput,
-        RotateError::Verify { .. } => Code::RotationFailed,
-        RotateError::Forbidden { .. } => Code::KubeForbidden,
-        RotateError::Locked { source, .. }
-            if matches!(
-                **source,
-                LockError::Lease(LeaseError::Held { .. }) | LockError::FileHeld { .. }
-            ) =>
-        {
-            Code::RotationLocked
-        }
-        _ => Code::RotationFailed,
-    }
-}
-
 pub fn run(args: Args, env: &Env) -> CliResult {
     // FAILPOINTS=rotate::after-apply=panic … rehearses a crash after any step.
     let _failpoints = fail::FailScenario::setup();
     let text = fsx::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
-    let plan = Plan::parse(&text).map_err(|e| {
-        Failure::new(Code::ErrorReadingConfig, e).context(args.plan.display().to_string())
-    })?;
+    let plan = Plan::parse(&text)
+        .map_err(|e| Failure::from(e).context(args.plan.display().to_string()))?;
     if args.print_role {
         let calls: Vec<_> = plan
             .credentials
@@ -126,10 +106,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         };
         // A failure stops the line: later credentials are not touched.
         for cred in creds {
-            let outcome = runner
-                .rotate(cred)
-                .await
-                .map_err(|e| Failure::new(code(&e), e))?;
+            let outcome = runner.rotate(cred).await.map_err(Failure::from)?;
             let what = match outcome {
                 Outcome::NotDue => "not due".to_owned(),
                 Outcome::WouldRotate => "would rotate (dry run)".to_owned(),

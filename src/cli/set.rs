@@ -67,7 +67,7 @@ pub struct UnsetArgs {
 }
 
 pub fn run_set(args: SetArgs, env: &Env) -> CliResult {
-    let steps = path::parse(&args.path).map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
+    let steps = path::parse(&args.path)?;
     let value = match (&args.value, args.value_file) {
         (Some(file), true) => json_value(
             &read_value_file(Path::new(file.expose()))?,
@@ -102,7 +102,7 @@ pub fn run_set(args: SetArgs, env: &Env) -> CliResult {
 }
 
 pub fn run_unset(args: UnsetArgs, env: &Env) -> CliResult {
-    let steps = path::parse(&args.path).map_err(|e| Failure::new(Code::InvalidTreePath, e))?;
+    let steps = path::parse(&args.path)?;
     let input = args.input_type.input(args.file);
     let mut opened = open(&input, env, false)?;
     let name = input.display();

@@ -4,9 +4,10 @@
 //! `.sops.yaml` stores settings and report failures alike.
 
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
-use crate::cli::{config, keyring, now, sops_failure};
+use crate::cli::{config, keyring, now};
 use credseal::fsx;
 use credseal::sops::file::{Context, EncryptedFile, Opened};
 use credseal::sops::store::EmitOptions;
@@ -17,7 +18,7 @@ use credseal::sops::walk::OsEntropy;
 pub fn parse(input: &Input) -> CliResult<EncryptedFile> {
     let data = input.read()?;
     let format = input.encrypted_format(&data)?;
-    EncryptedFile::parse(&data, format).map_err(|e| sops_failure(&input.display(), e))
+    EncryptedFile::parse(&data, format).map_err(|e| in_file(input.display(), e))
 }
 
 /// Reads, decrypts and MAC-verifies an input: the shared first half of every command that
@@ -26,7 +27,7 @@ pub fn open(input: &Input, env: &Env, ignore_mac: bool) -> CliResult<Opened> {
     let file = parse(input)?;
     let ring = keyring::load(env, Some(&file.metadata))?;
     file.open(&ring, ignore_mac)
-        .map_err(|e| sops_failure(&input.display(), e))
+        .map_err(|e| in_file(input.display(), e))
 }
 
 /// Emit options for rewriting an existing file: `.sops.yaml` stores settings, else defaults.
@@ -45,7 +46,7 @@ pub fn write_back(opened: &mut Opened, input: &Input, opts: &EmitOptions) -> Cli
     };
     let out = opened
         .seal(&mut ctx, opts)
-        .map_err(|e| sops_failure(&input.display(), e))?;
+        .map_err(|e| in_file(input.display(), e))?;
     replace(input, &out)
 }
 

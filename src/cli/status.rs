@@ -7,14 +7,12 @@ use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::cli::env::Env;
-use crate::cli::exit::{CliResult, Code, Failure};
+use crate::cli::exit::{CliResult, Code, Coded, Failure};
 use crate::cli::keyring;
-use crate::cli::kube::{KubeArgs, connect, kube_failure, runtime};
-use crate::cli::sops_failure;
+use crate::cli::kube::{KubeArgs, connect, runtime};
 use credseal::fsx;
 use credseal::rotate::plan::Plan;
-use credseal::rotate::status::{self, CredentialStatus, LockState, StatusError, Target};
-use credseal::rotate::target::TargetError;
+use credseal::rotate::status::{self, CredentialStatus, LockState, Target};
 use credseal::sops::keys::Keyring;
 use credseal::sops::tree::Timestamp;
 
@@ -46,9 +44,8 @@ pub struct Args {
 
 pub fn run(args: Args, env: &Env) -> CliResult {
     let text = fsx::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
-    let plan = Plan::parse(&text).map_err(|e| {
-        Failure::new(Code::ErrorReadingConfig, e).context(args.plan.display().to_string())
-    })?;
+    let plan = Plan::parse(&text)
+        .map_err(|e| Failure::from(e).context(args.plan.display().to_string()))?;
     let creds: Vec<_> = plan
         .credentials
         .iter()
@@ -120,24 +117,11 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         return Ok(());
     };
     Err(Failure::msg(
-        code(first),
+        first.code(),
         format!(
             "{failed} of the plan's credentials could not be read in full (the first failure sets the exit code)"
         ),
     ))
-}
-
-/// The exit code of a failed read, from the one table.
-fn code(e: StatusError) -> Code {
-    match e {
-        StatusError::File(TargetError::Sops { file, source }) => {
-            sops_failure(&file.display().to_string(), source).code
-        }
-        StatusError::File(_) | StatusError::Lock { .. } => Code::CouldNotReadInput,
-        StatusError::Kube(e) => kube_failure(e).code,
-        StatusError::Missing(_) | StatusError::NoCluster => Code::KubeError,
-        StatusError::NotOurs { .. } | StatusError::Shape { .. } => Code::Generic,
-    }
 }
 
 fn time(t: &Timestamp) -> String {

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use clap::Args as ClapArgs;
 
 use crate::cli::env::Env;
+use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::InputType;
 use crate::cli::key_plan::{self, PgpSources};
 use crate::cli::sopsfile::{self, emit_options};
-use crate::cli::{config, keyring, now, sops_failure};
+use crate::cli::{config, keyring, now};
 use credseal::sops::master_key::{KeyKind, MasterKey};
 
 /// An age recipient as itself (as before other kinds were listed); other kinds with their type.
@@ -55,15 +56,10 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     for path in args.files {
         let input = args.input_type.input(path);
         let name = input.display();
-        let rule = loaded
-            .config
-            .rule_for(&loaded.rule_path(&input.file))
-            .map_err(|e| Failure::new(Code::ErrorReadingConfig, e))?;
+        let rule = loaded.config.rule_for(&loaded.rule_path(&input.file))?;
         let wanted = rule
             .keys()
-            .map_err(|e| {
-                Failure::new(Code::ErrorReadingConfig, e).context(loaded.path.display().to_string())
-            })?
+            .map_err(|e| Failure::from(e).context(loaded.path.display().to_string()))?
             .to_vec();
         let mut file = sopsfile::parse(&input)?;
         let current = file.metadata.keys();
@@ -104,10 +100,10 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             keyring::load(env, Some(&file.metadata))?
         };
         file.rewrap(&ring, &plan, &now())
-            .map_err(|e| sops_failure(&name, e))?;
+            .map_err(|e| in_file(&name, e))?;
         let out = file
             .emit(&emit_options(&input, env))
-            .map_err(|e| sops_failure(&name, e))?;
+            .map_err(|e| in_file(&name, e))?;
         sopsfile::replace(&input, &out)?;
         if !removed.is_empty() {
             eprintln!(

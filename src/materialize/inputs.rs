@@ -13,9 +13,9 @@ use crate::sops::keys::{KeyError, Keyring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] KeyError),
     #[error("{0}: no age identities (*.agekey, keys.txt, or age.agekey of a Flux sops-age Secret)")]
     NoIdentities(PathBuf),

@@ -22,7 +22,7 @@ use self::template::{Template, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
-    #[error("{0}")]
+    #[error(transparent)]
     Input(#[from] InputError),
     /// A file that does not decrypt, is not a Secret, or is bound to another namespace.
     #[error("{file}: {source}")]
@@ -31,7 +31,7 @@ pub enum MaterializeError {
     Duplicate(String),
     #[error("template {0:?} has the same name as a Secret")]
     TemplateClash(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Template(#[from] TemplateError),
     #[error("{0}: no SOPS files (*.yaml, *.yml, *.json) to render")]
     NoFiles(PathBuf),

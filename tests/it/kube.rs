@@ -893,3 +893,22 @@ fn pull_brings_rotated_values_back_into_git_churn_free() {
     assert!(!applied.stderr.contains("kept"), "{}", applied.stderr);
     assert_eq!(s.live_value("password").as_deref(), Some("rotated-pw"));
 }
+
+/// The same refusal exits the same way from every command: a 403 that meets `rotate` after its
+/// preflight passed (the Role was changed under it) exits 211, as `apply`'s does above, not the
+/// rotation's own 220; nothing was changed and the old password still logs in.
+#[test]
+fn a_403_mid_rotation_exits_211_as_from_apply() {
+    let s = crate::rotate_k8s::setup();
+    s.api.fail_next(
+        "get",
+        "secrets",
+        1,
+        crate::support::kube_api::Fault::Status(403),
+    );
+    let out = s.rotate(&[]).code(211);
+    assert!(out.stderr.contains("credential cache"), "{}", out.stderr);
+    assert!(out.stderr.contains("forbidden"), "{}", out.stderr);
+    assert_eq!(s.password(), "old-redis-password");
+    assert!(s.redis.can_login("app", "old-redis-password"));
+}

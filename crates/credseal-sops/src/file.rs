@@ -14,9 +14,9 @@ use crate::walk::{self, Entropy, IvStash, WalkError, WalkRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SopsError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] KeyError),
     /// A value failed to decrypt or parse (sops exit 25).
     #[error("could not decrypt value at {0}")]
@@ -29,7 +29,7 @@ pub enum SopsError {
     /// The recomputed MAC differs (sops exit 51).
     #[error("MAC mismatch: the file's values or their order were changed after it was encrypted")]
     MacMismatch,
-    #[error("{0}")]
+    #[error(transparent)]
     Metadata(#[from] MetadataError),
     /// A key the file or rule needs that credseal cannot wrap a data key for: nothing written.
     #[error(
@@ -44,7 +44,7 @@ pub enum SopsError {
         "no public key for PGP key {fingerprint}: give it with --pgp-public-keys FILE or `pgp_public_keys:` in .sops.yaml (a `gpg --export` file), or import it into gpg; nothing was changed"
     )]
     PgpKeyMissing { fingerprint: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Pgp(#[from] PgpError),
 }
 

@@ -118,7 +118,7 @@ pub enum StoreError {
     Dotenv(#[from] DotenvError),
     #[error("{}", ini_message(.0))]
     Ini(#[from] IniError),
-    #[error("{0}")]
+    #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error("binary input that is not UTF-8 text is not supported")]
     BinaryNotUtf8,

@@ -80,5 +80,5 @@ fn ignore_list() -> CliResult<IgnoreList> {
             );
         }
     };
-    IgnoreList::parse(&text, path).map_err(|e| Failure::new(Code::CouldNotReadInput, e))
+    IgnoreList::parse(&text, path).map_err(Failure::from)
 }

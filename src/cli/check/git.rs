@@ -59,10 +59,8 @@ pub fn use_staged_config(loaded: &mut config::Loaded) -> CliResult {
     let Ok(text) = git(&["show", &spec]) else {
         return Ok(()); // not in the index: the work tree's is what would be committed
     };
-    loaded.config = credseal::sops::config::Config::parse(&text).map_err(|e| {
-        Failure::new(Code::ErrorReadingConfig, e)
-            .context(format!("{} (staged)", loaded.path.display()))
-    })?;
+    loaded.config = credseal::sops::config::Config::parse(&text)
+        .map_err(|e| Failure::from(e).context(format!("{} (staged)", loaded.path.display())))?;
     Ok(())
 }
 

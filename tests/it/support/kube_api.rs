@@ -985,6 +985,7 @@ fn handle(state: &Arc<Mutex<State>>, req: &Request, body: &[u8]) -> (u16, Value)
         match st.faults[i].3 {
             Fault::Status(code) => {
                 let reason = match code {
+                    403 => "Forbidden",
                     503 => "ServiceUnavailable",
                     504 => "Timeout",
                     _ => "InternalError",
