@@ -24,7 +24,7 @@ pub const ROTATED_KEYS_ANNOTATION: &str = "credseal.dev/rotated-keys";
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// A file that does not decrypt, is not a Secret, or is bound to another namespace.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Scope { file: PathBuf, source: ScopeError },
     #[error("{file}: annotation {GENERATION_ANNOTATION} is not a number")]
     BadGeneration { file: PathBuf },
@@ -233,7 +233,7 @@ pub enum PullError {
         "secret {0}: rotated, but it does not name its rotated keys ({ROTATED_KEYS_ANNOTATION}); rotate it once more with this credseal, or set the values by hand"
     )]
     NoRotatedKeys(String),
-    #[error("secret {secret}: {source}")]
+    #[error("secret {secret}")]
     Path {
         secret: String,
         source: crate::sops::path::PathError,

@@ -15,6 +15,7 @@ use crate::manifest;
 pub use ignore_file::{IGNORE_FILE, IgnoreList, IgnorePatternError};
 
 use crate::sops::cipher::Encrypted;
+use crate::sops::error_text::with_causes;
 use crate::sops::file::{EncryptedFile, SopsError};
 use crate::sops::keys::Keyring;
 use crate::sops::master_key::{KeyKind, MasterKey};
@@ -131,7 +132,7 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &CheckAgainst<'_>) -> FileRe
         // Past a parser limit (nesting, aliases): never skipped like a template, since it may
         // hide a plaintext Secret, and not handed to the lenient reader either.
         Err(strict) if strict.exceeds_limit() => {
-            found.add(Check::Structure, String::new(), strict.to_string());
+            found.add(Check::Structure, String::new(), with_causes(&strict));
         }
         Err(strict) => {
             if !judge_leniently(bytes, &strict, &mut found) {
@@ -182,7 +183,7 @@ fn judge_leniently(bytes: &[u8], strict: &store::StoreError, found: &mut Finding
                     found.add(
                         Check::Structure,
                         String::new(),
-                        format!("a SOPS file that sops cannot read: {strict}"),
+                        format!("a SOPS file that sops cannot read: {}", with_causes(strict)),
                     );
                 }
             }
@@ -445,7 +446,7 @@ fn check_sops(
     let file = match EncryptedFile::parse(bytes, format) {
         Ok(f) => f,
         Err(e) => {
-            found.add(Check::Structure, String::new(), e.to_string());
+            found.add(Check::Structure, String::new(), with_causes(&e));
             return false;
         }
     };
@@ -524,11 +525,11 @@ fn check_sops(
     match file.open_with_key(key, false) {
         Ok(_) => true,
         Err(e @ (SopsError::MacMismatch | SopsError::MacUndecryptable | SopsError::Walk(_))) => {
-            found.add(Check::Mac, String::new(), e.to_string());
+            found.add(Check::Mac, String::new(), with_causes(&e));
             false
         }
         Err(e) => {
-            found.add(Check::Structure, String::new(), e.to_string());
+            found.add(Check::Structure, String::new(), with_causes(&e));
             false
         }
     }

@@ -27,7 +27,7 @@ pub enum ClusterKeyError {
     Kube(#[from] K8sError),
     #[error("secret {0}: no such cluster key; create it with `credseal cluster-key init`")]
     Missing(String),
-    #[error("secret {secret}, entry {entry}: {source}")]
+    #[error("secret {secret}, entry {entry}")]
     BadEntry {
         secret: String,
         entry: String,

@@ -88,8 +88,9 @@ fn textconv(input: Input, env: &Env) -> CliResult {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "credseal diff: {}: {e}; showing the file as it is",
-                input.display()
+                "credseal diff: {}: {}; showing the file as it is",
+                input.display(),
+                credseal::sops::error_text::with_causes(&e)
             );
             return write_stdout(&data);
         }

@@ -166,7 +166,10 @@ fn edit_until_valid(
         match store::load_plain(&edited, format) {
             Ok(tree) => return Ok(tree),
             Err(e) => {
-                eprintln!("credseal: the edited file is not valid: {e}");
+                eprintln!(
+                    "credseal: the edited file is not valid: {}",
+                    credseal::sops::error_text::with_causes(&e)
+                );
                 if !ask_reedit()? {
                     return Err(Failure::new(Code::CouldNotReadInput, e)
                         .context(format!("{name}: edit abandoned, file untouched")));

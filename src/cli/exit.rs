@@ -228,7 +228,7 @@ impl Coded for StoreError {
             | StoreError::Json(_)
             | StoreError::Dotenv(_)
             | StoreError::BinaryNotUtf8 => Code::CouldNotReadInput,
-            StoreError::Ini(e) if e.is_write_error() => Code::ErrorDumpingTree,
+            StoreError::IniWrite(_) => Code::ErrorDumpingTree,
             StoreError::Ini(_) => Code::CouldNotReadInput,
             StoreError::NoDocument => Code::NeedAtLeastOneDocument,
             StoreError::AlreadyEncrypted => Code::FileAlreadyEncrypted,
@@ -465,22 +465,17 @@ impl fmt::Debug for Failure {
     }
 }
 
-/// The error and its causes, `outer: inner`, leaving out a cause whose text the message
-/// already holds (library errors that wrap a `source` usually say it themselves).
+/// The error and its causes, `outer: inner` (each error's message leaves its source out, so
+/// each cause is said once).
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::new();
-        for cause in self.error.chain() {
-            let c = cause.to_string();
-            if text.contains(&c) {
-                continue;
+        for (i, cause) in self.error.chain().enumerate() {
+            if i > 0 {
+                f.write_str(": ")?;
             }
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&c);
+            write!(f, "{cause}")?;
         }
-        f.write_str(&text)
+        Ok(())
     }
 }
 
@@ -491,9 +486,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cause_the_message_already_states_is_not_repeated() {
+    fn every_cause_is_shown_once_outermost_first() {
         #[derive(Debug, thiserror::Error)]
-        #[error("credential x: {source}")]
+        #[error("credential x")]
         struct Wrapping {
             source: std::io::Error,
         }

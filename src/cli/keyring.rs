@@ -33,7 +33,7 @@ pub fn load(env: &Env, meta: Option<&Metadata>) -> CliResult<Keyring> {
     }
     if let Some(text) = &env.age_key {
         if let Err(e) = ring.add_identities(text.expose(), "SOPS_AGE_KEY") {
-            ring.add_broken_source(e.to_string());
+            ring.add_broken_source(credseal::sops::error_text::with_causes(&e));
         }
     }
     if let Some(path) = &env.age_key_file {
@@ -84,7 +84,10 @@ fn read_key_file(ring: &mut Keyring, path: &Path, what: &str) -> Option<SecretBy
                 action: "cannot read",
                 source,
             };
-            ring.add_broken_source(format!("{what} is not usable: {e}"));
+            ring.add_broken_source(format!(
+                "{what} is not usable: {}",
+                credseal::sops::error_text::with_causes(&e)
+            ));
             None
         }
     }
@@ -93,7 +96,10 @@ fn read_key_file(ring: &mut Keyring, path: &Path, what: &str) -> Option<SecretBy
 fn add_file(ring: &mut Keyring, path: &Path, what: &str) {
     if let Some(bytes) = read_key_file(ring, path, what) {
         if let Err(e) = ring.add_identities_bytes(bytes.expose(), &path.display().to_string()) {
-            ring.add_broken_source(format!("{what}: {e}"));
+            ring.add_broken_source(format!(
+                "{what}: {}",
+                credseal::sops::error_text::with_causes(&e)
+            ));
         }
     }
 }
@@ -101,7 +107,10 @@ fn add_file(ring: &mut Keyring, path: &Path, what: &str) {
 fn add_ssh_file(ring: &mut Keyring, path: &Path, what: &str) {
     if let Some(bytes) = read_key_file(ring, path, what) {
         if let Err(e) = ring.add_ssh_identity(bytes.expose(), &path.display().to_string()) {
-            ring.add_broken_source(format!("{what}: {e}"));
+            ring.add_broken_source(format!(
+                "{what}: {}",
+                credseal::sops::error_text::with_causes(&e)
+            ));
         }
     }
 }

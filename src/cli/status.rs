@@ -110,7 +110,11 @@ pub fn run(args: Args, env: &Env) -> CliResult {
     let failed = statuses.iter().filter(|s| !s.errors.is_empty()).count();
     for s in &statuses {
         for e in &s.errors {
-            eprintln!("credseal: credential {}: {e}", s.name);
+            eprintln!(
+                "credseal: credential {}: {}",
+                s.name,
+                credseal::sops::error_text::with_causes(e)
+            );
         }
     }
     let Some(first) = statuses.into_iter().flat_map(|s| s.errors).next() else {
@@ -303,7 +307,7 @@ fn to_json(statuses: &[CredentialStatus]) -> Value {
                 "due": s.due,
                 "pending": pending,
                 "lock": lock,
-                "errors": s.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "errors": s.errors.iter().map(|e| credseal::sops::error_text::with_causes(e)).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -25,7 +25,7 @@ pub enum MaterializeError {
     #[error(transparent)]
     Input(#[from] InputError),
     /// A file that does not decrypt, is not a Secret, or is bound to another namespace.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Scope { file: PathBuf, source: ScopeError },
     #[error("Secret {0:?} is defined twice in the source directory")]
     Duplicate(String),
@@ -225,7 +225,10 @@ pub fn watch(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .record_failure();
-                    log(format!("render failed, keeping the last good files: {e}"));
+                    log(format!(
+                        "render failed, keeping the last good files: {}",
+                        crate::sops::error_text::with_causes(&e)
+                    ));
                 }
             }
         }

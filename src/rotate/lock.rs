@@ -21,7 +21,7 @@ pub enum LockError {
         path.display()
     )]
     FileHeld { path: PathBuf, holder: String },
-    #[error("{}: cannot lock: {source}", path.display())]
+    #[error("{}: cannot lock", path.display())]
     File {
         path: PathBuf,
         source: std::io::Error,

@@ -41,14 +41,14 @@ use crate::k8s::workloads::{self, Kind, Workload, Workloads};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
-    #[error("credential {credential}: {source}")]
+    #[error("credential {credential}")]
     Target {
         credential: String,
         source: TargetError,
     },
-    #[error("credential {credential}: {source}")]
+    #[error("credential {credential}")]
     Postgres { credential: String, source: PgError },
-    #[error("credential {credential}: {source}")]
+    #[error("credential {credential}")]
     Redis {
         credential: String,
         source: RedisError,
@@ -62,7 +62,7 @@ pub enum RotateError {
     #[error("credential {credential}: admin TLS material: {reason}")]
     Pem { credential: String, reason: String },
     /// Another run rotates this credential now (or its lock was lost mid-run).
-    #[error("credential {credential}: {source}")]
+    #[error("credential {credential}")]
     Locked {
         credential: String,
         source: Box<LockError>,
@@ -74,12 +74,12 @@ pub enum RotateError {
     Forbidden { credential: String, rules: String },
     #[error("credential {credential}: the pending record belongs to credential {other}")]
     ForeignPending { credential: String, other: String },
-    #[error("credential {credential}: {source}")]
+    #[error("credential {credential}")]
     Secret {
         credential: String,
         source: SecretTargetError,
     },
-    #[error("credential {credential}: {source}")]
+    #[error("credential {credential}")]
     Kube {
         credential: String,
         source: K8sError,
@@ -299,7 +299,13 @@ impl<'a> Runner<'a> {
             let bytes = crate::fsx::read(&p).map_err(|e| err(e.to_string()))?;
             let opened = EncryptedFile::parse(&bytes, Format::from_path(&p))
                 .and_then(|e| e.open(self.keyring, false))
-                .map_err(|e| err(format!("{}: {e}", p.display())))?;
+                .map_err(|e| {
+                    err(format!(
+                        "{}: {}",
+                        p.display(),
+                        crate::sops::error_text::with_causes(&e)
+                    ))
+                })?;
             let steps = path::parse(&f.key).map_err(|e| err(e.to_string()))?;
             let doc = opened.tree.documents.first().cloned().unwrap_or_default();
             return match path::get(&doc, &steps) {
@@ -423,7 +429,7 @@ impl<'a> Runner<'a> {
             let released = lock.release().await.map_err(locked);
             if let (Ok(_), Err(e)) = (&result, released) {
                 // The rotation is done; an unreleased lock only expires later.
-                self.audit(cred, "unlock", &e.to_string());
+                self.audit(cred, "unlock", &crate::sops::error_text::with_causes(&e));
             }
         }
         result
@@ -625,8 +631,10 @@ impl<'a> Runner<'a> {
                     match self.redis_topology(cred, r, &candidates).await {
                         Ok(t) => t
                             .verify(&user, &p.password, &candidates, &mut self.connections)
-                            .map_err(|e| redis_error(&cred.name, e).to_string()),
-                        Err(e) => Err(e.to_string()),
+                            .map_err(|e| {
+                                crate::sops::error_text::with_causes(&redis_error(&cred.name, e))
+                            }),
+                        Err(e) => Err(crate::sops::error_text::with_causes(&e)),
                     }
                 }
             };

@@ -10,7 +10,7 @@ use crate::sops::yaml;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("invalid YAML: {0}")]
+    #[error("invalid YAML")]
     Yaml(#[from] yaml::YamlError),
     #[error("{0}")]
     Invalid(String),

@@ -11,7 +11,7 @@ use crate::secret::SecretString;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("admin URL: {0}")]
+    #[error("admin URL")]
     Url(String),
     #[error("admin URL: {0}")]
     Tls(#[from] TlsError),

@@ -29,7 +29,7 @@ const PENDING_MANAGER: &str = "credseal-rotate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretTargetError {
-    #[error("{0}")]
+    #[error(transparent)]
     Kube(#[from] K8sError),
     #[error("secret {0}: not found")]
     Missing(String),

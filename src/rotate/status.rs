@@ -27,10 +27,10 @@ use crate::sops::tree::Timestamp;
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// The target file or its pending record could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     File(#[from] TargetError),
     /// An API request failed (unreachable, forbidden, …).
-    #[error("{0}")]
+    #[error(transparent)]
     Kube(#[from] K8sError),
     #[error("secret {0}: not found")]
     Missing(String),

@@ -21,9 +21,9 @@ pub const ROTATED_AT_ANNOTATION: &str = "credseal.dev/rotated-at";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("{0}")]
+    #[error(transparent)]
     Fs(#[from] fsx::FsError),
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Sops { file: PathBuf, source: SopsError },
     #[error("{file}: {what}")]
     Shape { file: PathBuf, what: String },

@@ -11,13 +11,13 @@ use crate::yaml::{self, YamlError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid YAML: {0}")]
+    #[error("invalid YAML")]
     Yaml(#[from] YamlError),
     #[error("{0}")]
     Invalid(String),
-    #[error("creation rule {index}: {source}")]
+    #[error("creation rule {index}")]
     Rules { index: usize, source: RulesError },
-    #[error("creation rule {index}: {source}")]
+    #[error("creation rule {index}")]
     Keys { index: usize, source: KeyError },
     #[error("creation rule {index}: path_regex {pattern:?} does not compile: {reason}")]
     BadPathRegex {

@@ -19,7 +19,7 @@ pub enum SopsError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// A value failed to decrypt or parse (sops exit 25).
-    #[error("could not decrypt value at {0}")]
+    #[error(transparent)]
     Walk(#[from] WalkError),
     /// The MAC could not be decrypted (sops exit 51).
     #[error(

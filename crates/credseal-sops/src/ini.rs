@@ -47,7 +47,7 @@ pub enum IniError {
     )]
     NotUtf8 { line: usize, byte: usize },
     /// The `[sops]` section's flattened keys do not rebuild the metadata.
-    #[error("in the [sops] section: {0}")]
+    #[error("in the [sops] section")]
     Metadata(#[from] DotenvError),
     /// Writing: a top-level entry that is not a mapping (from a YAML or JSON input).
     #[error(

@@ -4,6 +4,7 @@
 pub mod cipher;
 pub mod config;
 pub mod dotenv;
+pub mod error_text;
 pub mod file;
 pub mod ini;
 pub mod json;

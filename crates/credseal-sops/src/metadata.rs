@@ -48,7 +48,7 @@ const ALWAYS_BEFORE_3_10: [&str; 6] = ["kms", "gcp_kms", "azure_kv", "hc_vault",
 pub enum MetadataError {
     #[error("no sops metadata: this is not a SOPS-encrypted file")]
     Missing,
-    #[error("sops metadata: {0}")]
+    #[error("sops metadata")]
     Malformed(String),
     #[error("sops metadata: version {0:?} is not a semantic version (MAJOR.MINOR.PATCH)")]
     BadVersion(String),

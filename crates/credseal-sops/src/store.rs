@@ -110,14 +110,17 @@ impl Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid YAML: {0}")]
+    #[error("invalid YAML")]
     Yaml(#[from] YamlError),
-    #[error("invalid JSON: {0}")]
+    #[error("invalid JSON")]
     Json(#[from] JsonError),
-    #[error("invalid dotenv: {0}")]
+    #[error("invalid dotenv")]
     Dotenv(#[from] DotenvError),
-    #[error("{}", ini_message(.0))]
-    Ini(#[from] IniError),
+    #[error("invalid INI")]
+    Ini(#[source] IniError),
+    /// What was written would not read back as INI: it stands on its own.
+    #[error(transparent)]
+    IniWrite(IniError),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error("binary input that is not UTF-8 text is not supported")]
@@ -155,11 +158,13 @@ impl StoreError {
 }
 
 /// Reading errors say the input is not valid INI; writing errors stand on their own.
-fn ini_message(e: &IniError) -> String {
-    if e.is_write_error() {
-        e.to_string()
-    } else {
-        format!("invalid INI: {e}")
+impl From<IniError> for StoreError {
+    fn from(e: IniError) -> StoreError {
+        if e.is_write_error() {
+            StoreError::IniWrite(e)
+        } else {
+            StoreError::Ini(e)
+        }
     }
 }
 

@@ -65,9 +65,9 @@ fn digest(plain: &[u8]) -> [u8; 32] {
 /// What went wrong at one leaf. `path` is in `--extract` syntax; no value is ever included.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
-    #[error("{path}: {source}")]
+    #[error("could not decrypt the value at {path}")]
     Cipher { path: String, source: CipherError },
-    #[error("{path}: {source}")]
+    #[error("the value at {path}")]
     Value { path: String, source: ValueError },
     /// A leaf that the selection rules say is encrypted is not a string (hand-edited file).
     #[error("{path}: expected an encrypted value (a string), found a {found} in clear")]

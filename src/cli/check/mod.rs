@@ -124,7 +124,11 @@ fn rule_of(
             file: name.to_owned(),
             check: check::Check::Recipients,
             location: String::new(),
-            message: format!("{}: {e}", loaded.path.display()),
+            message: format!(
+                "{}: {}",
+                loaded.path.display(),
+                credseal::sops::error_text::with_causes(&e)
+            ),
         });
     }
     (Some(index), Some(rule.all_keys().cloned().collect()))
