@@ -10,13 +10,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use crate::apply::ROTATED_KEYS_ANNOTATION;
 use crate::k8s::K8sError;
 use crate::k8s::secrets::Secrets;
+use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ROTATED_KEYS_ANNOTATION};
 use crate::rotate::plan::SecretRef;
-use crate::rotate::target::{
-    Current, GENERATION_ANNOTATION, Pending, Phase, ROTATED_AT_ANNOTATION,
-};
+use crate::rotate::target::{Current, Pending, Phase};
 use crate::secret::SecretString;
 use crate::sops::tree::Timestamp;
 

@@ -14,12 +14,11 @@ use kube::api::Api;
 use crate::fsx;
 use crate::k8s::K8sError;
 use crate::k8s::access::Access;
+use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION};
 use crate::rotate::lock;
 use crate::rotate::plan::{Credential, SecretRef};
 use crate::rotate::secret_target;
-use crate::rotate::target::{
-    FileTarget, GENERATION_ANNOTATION, Phase, ROTATED_AT_ANNOTATION, TargetError,
-};
+use crate::rotate::target::{FileTarget, Phase, TargetError};
 use crate::sops::keys::Keyring;
 use crate::sops::tree::Timestamp;
 

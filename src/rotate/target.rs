@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::fsx;
+use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION};
 use crate::secret::SecretString;
 use crate::sops::file::{
     self, Context, EncryptSettings, EncryptedFile, KeyPlan, Opened, SopsError,
@@ -14,10 +15,6 @@ use crate::sops::path::{self, Step};
 use crate::sops::rules::Selector;
 use crate::sops::store::{self, EmitOptions, Format};
 use crate::sops::tree::{Map, Node, Timestamp, Tree};
-
-/// Bumped on every committed rotation (the deploy hook's no-downgrade rule reads it).
-pub const GENERATION_ANNOTATION: &str = crate::apply::GENERATION_ANNOTATION;
-pub const ROTATED_AT_ANNOTATION: &str = "credseal.dev/rotated-at";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
