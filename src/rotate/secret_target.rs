@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
 use crate::k8s::K8sError;
+use crate::k8s::error::{CONFLICT_ATTEMPTS, Conflict, retry_on_conflict};
 use crate::k8s::secrets::Secrets;
 use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ROTATED_KEYS_ANNOTATION};
 use crate::rotate::plan::SecretRef;
@@ -21,7 +22,6 @@ use crate::sops::tree::Timestamp;
 pub const PHASE: &str = "credseal.dev/phase";
 pub const CREDENTIAL: &str = "credseal.dev/credential";
 pub const RETIRE_AFTER: &str = "credseal.dev/retire-after";
-const ATTEMPTS: usize = 5;
 /// The field manager of the pending record (server-side apply).
 const PENDING_MANAGER: &str = "credseal-rotate";
 
@@ -33,7 +33,7 @@ pub enum SecretTargetError {
     Missing(String),
     #[error("secret {what}: {problem}")]
     Shape { what: String, problem: String },
-    #[error("secret {0}: changed concurrently {ATTEMPTS} times in a row")]
+    #[error("secret {0}: changed concurrently {CONFLICT_ATTEMPTS} times in a row")]
     Contended(String),
     /// Something else holds the pending record's name.
     #[error(
@@ -45,6 +45,12 @@ pub enum SecretTargetError {
         "secret {0}: a pending record appeared that this run did not write (another writer outside the rotation lock?); refusing to overwrite it, nothing was changed"
     )]
     ForeignPending(String),
+}
+
+impl Conflict for SecretTargetError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, SecretTargetError::Kube(e) if e.is_conflict())
+    }
 }
 
 pub struct SecretTarget {
@@ -181,7 +187,7 @@ impl SecretTarget {
             annotations.insert(RETIRE_AFTER.to_owned(), t.to_rfc3339());
         }
         let pending_what = format!("{}/{}", self.spec.namespace, self.pending_name());
-        for _ in 0..ATTEMPTS {
+        let attempt = async || {
             let existing = self.secrets.get(&self.pending_name()).await?;
             if let Some(e) = &existing {
                 self.check_ours(e, &owner)?;
@@ -211,21 +217,22 @@ impl SecretTarget {
                 data: Some(data.clone()),
                 ..Secret::default()
             };
+            // Unforced, a record someone else created meanwhile conflicts: theirs, never
+            // retried over. Forced over our own record, a conflict is a concurrent update.
             let forced = existing.is_some();
             match self
                 .secrets
                 .apply_as(&secret, PENDING_MANAGER, forced, false)
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => Ok(()),
                 Err(e) if e.is_conflict() && !forced => {
-                    return Err(SecretTargetError::ForeignPending(pending_what));
+                    Err(SecretTargetError::ForeignPending(pending_what.clone()))
                 }
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => Err(e.into()),
             }
-        }
-        Err(SecretTargetError::Contended(self.what()))
+        };
+        retry_on_conflict(attempt, || SecretTargetError::Contended(self.what())).await
     }
 
     /// A pending record credseal wrote: `Opaque` and owned by the target Secret. Anything
@@ -259,7 +266,7 @@ impl SecretTarget {
     /// the resourceVersion read: a concurrent writer makes it retry on fresh data, never lose
     /// the other's change. A rerun finds the value set and changes nothing.
     pub async fn commit(&self, p: &Pending, now: &Timestamp) -> Result<(), SecretTargetError> {
-        for _ in 0..ATTEMPTS {
+        let attempt = async || {
             let mut s = self.get().await?;
             let data = s.data.get_or_insert_with(BTreeMap::new);
             let same = text(data, &self.spec.key).as_deref() == Some(p.password.expose())
@@ -286,13 +293,10 @@ impl SecretTarget {
                 .collect();
             annotations.insert(ROTATED_KEYS_ANNOTATION.to_owned(), rotated.join(","));
             s.metadata.managed_fields = None;
-            match self.secrets.replace(&s).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(SecretTargetError::Contended(self.what()))
+            self.secrets.replace(&s).await?;
+            Ok(())
+        };
+        retry_on_conflict(attempt, || SecretTargetError::Contended(self.what())).await
     }
 
     pub async fn clear_pending(&self) -> Result<(), SecretTargetError> {
