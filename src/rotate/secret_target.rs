@@ -15,7 +15,7 @@ use crate::k8s::error::{CONFLICT_ATTEMPTS, Conflict, retry_on_conflict};
 use crate::k8s::secrets::Secrets;
 use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ROTATED_KEYS_ANNOTATION};
 use crate::rotate::plan::SecretRef;
-use crate::rotate::target::{Current, Pending, Phase};
+use crate::rotate::store::{Current, Pending, Phase};
 use crate::secret::SecretString;
 use crate::sops::tree::Timestamp;
 
@@ -54,6 +54,7 @@ impl Conflict for SecretTargetError {
 }
 
 pub struct SecretTarget {
+    client: kube::Client,
     secrets: Secrets,
     spec: SecretRef,
 }
@@ -66,9 +67,19 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
 impl SecretTarget {
     pub fn new(client: kube::Client, spec: SecretRef) -> SecretTarget {
         SecretTarget {
-            secrets: Secrets::new(client, &spec.namespace),
+            secrets: Secrets::new(client.clone(), &spec.namespace),
+            client,
             spec,
         }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The target Secret's namespace and name.
+    pub fn id(&self) -> (&str, &str) {
+        (&self.spec.namespace, &self.spec.name)
     }
 
     fn what(&self) -> String {
