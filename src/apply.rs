@@ -10,16 +10,11 @@ use kube::api::ObjectMeta;
 
 use crate::k8s::K8sError;
 use crate::k8s::secrets::Secrets;
-use crate::manifest::{self, ScopeError, SecretValues};
+use crate::manifest::{
+    self, GENERATION_ANNOTATION, ROTATED_KEYS_ANNOTATION, ScopeError, SecretValues,
+};
 use crate::sops::keys::Keyring;
 use crate::sops::store::Format;
-
-/// Bumped by the rotator on every committed rotation; a file older than the live Secret must
-/// not overwrite it.
-pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
-/// The keys of a Secret the rotator sets (`password,username`): what `apply` keeps from the
-/// cluster while git is behind.
-pub const ROTATED_KEYS_ANNOTATION: &str = "credseal.dev/rotated-keys";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

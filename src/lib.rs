@@ -6,6 +6,7 @@
 #[cfg(feature = "cluster")]
 pub mod apply;
 pub mod check;
+pub mod clock;
 #[cfg(feature = "cluster")]
 pub mod cluster_key;
 pub mod diff;

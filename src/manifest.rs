@@ -14,6 +14,16 @@ use crate::sops::tree::{Map, Node, Tree};
 /// `metadata` stays readable in reviews and diffs (and is still covered by the MAC).
 pub const SECRET_ENCRYPTED_REGEX: &str = "^(data|stringData)$";
 
+/// Bumped by `rotate` on every committed rotation (no annotation: never rotated, generation 0).
+/// `apply` keeps what a newer generation in the cluster owns, `pull` brings a file up to it,
+/// and the sidecar's `/metrics` exports it.
+pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
+/// When the rotation of that generation was committed, RFC 3339.
+pub const ROTATED_AT_ANNOTATION: &str = "credseal.dev/rotated-at";
+/// The keys of a Secret the rotator sets (`password,username`): what `apply` keeps from the
+/// cluster while git is behind, and what `pull` copies back.
+pub const ROTATED_KEYS_ANNOTATION: &str = "credseal.dev/rotated-keys";
+
 /// Whether a document is a Kubernetes Secret (`kind: Secret`, any apiVersion).
 pub fn is_secret(doc: &Map) -> bool {
     matches!(doc.get("kind"), Some(Node::Str(k)) if k.expose() == "Secret")

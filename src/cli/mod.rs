@@ -158,11 +158,8 @@ pub fn run(cli: Cli) -> CliResult {
 
 /// The current UTC time, whole seconds (sops' `lastmodified`).
 pub fn now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    Timestamp::from_unix(secs)
+    use credseal::clock::{Clock, SystemClock};
+    SystemClock.now()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
+use credseal::clock::SystemClock;
 use credseal::fsx;
 use credseal::rotate::plan::Plan;
 use credseal::rotate::{Outcome, Runner};
@@ -103,6 +104,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             holder: holder_identity(),
             wait_for_lock: std::time::Duration::from_secs(args.wait_for_lock),
             connections: Default::default(),
+            clock: &SystemClock,
         };
         // A failure stops the line: later credentials are not touched.
         for cred in creds {

@@ -75,7 +75,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         return Ok(());
     }
     // An identity only where a file target must be opened; a plan of Secret targets needs none.
-    let ring = match creds.iter().any(|c| c.target.file.is_some()) {
+    let ring = match creds.iter().any(|c| c.target.file().is_some()) {
         true => keyring::load(env, None)?,
         false => Keyring::new(),
     };
@@ -84,7 +84,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         _ => PathBuf::from("."),
     };
     let statuses = runtime()?.block_on(async {
-        let kube = match creds.iter().any(|c| c.target.secret.is_some()) {
+        let kube = match creds.iter().any(|c| c.target.secret().is_some()) {
             true => Some(connect(&args.kube, env).await?.client),
             false => None,
         };

@@ -74,3 +74,34 @@ fn from_status(what: String, s: &Status) -> K8sError {
         },
     }
 }
+
+/// How many writes in a row, each guarded by what it read, may meet a concurrent change before
+/// a read-modify-write gives up.
+pub const CONFLICT_ATTEMPTS: usize = 5;
+
+/// An error that may be a 409 conflict: the one kind [`retry_on_conflict`] tries again.
+pub trait Conflict {
+    fn is_conflict(&self) -> bool;
+}
+
+impl Conflict for K8sError {
+    fn is_conflict(&self) -> bool {
+        K8sError::is_conflict(self)
+    }
+}
+
+/// Runs `attempt` (read, change, write guarded by the `resourceVersion` read) again on fresh
+/// data while it ends in a conflict, so a concurrent writer's change is never lost; after
+/// [`CONFLICT_ATTEMPTS`] conflicts in a row, the error `contended` makes.
+pub async fn retry_on_conflict<T, E: Conflict>(
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    contended: impl FnOnce() -> E,
+) -> Result<T, E> {
+    for _ in 0..CONFLICT_ATTEMPTS {
+        match attempt().await {
+            Err(e) if e.is_conflict() => continue,
+            done => return done,
+        }
+    }
+    Err(contended())
+}

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fsx::FsError;
-use crate::manifest::{self, ScopeError, SecretValues};
+use crate::manifest::{
+    self, GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ScopeError, SecretValues,
+};
 use crate::sops::store::Format;
 
 use self::health::{RenderedSecret, SecretSource};
@@ -60,12 +62,6 @@ pub struct Options {
     /// How often the inputs are checked for changes.
     pub interval: Duration,
 }
-
-/// The annotation `rotate` bumps on every committed rotation (`apply::GENERATION_ANNOTATION`;
-/// named again here because the sidecar build has no `apply` or `rotate`, a test keeps them equal).
-pub const GENERATION_ANNOTATION: &str = "credseal.dev/generation";
-/// When that rotation was committed (`rotate::target::ROTATED_AT_ANNOTATION`), RFC 3339.
-pub const ROTATED_AT_ANNOTATION: &str = "credseal.dev/rotated-at";
 
 /// What `/metrics` says of a rendered Secret: read from its manifest's annotations, as
 /// `rotate` reads them (no generation is 0); a Secret volume has none to read.
@@ -250,19 +246,4 @@ pub fn pod_namespace(sa_dir: &Path) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
-}
-
-#[cfg(all(test, feature = "cluster"))]
-mod tests {
-    #[test]
-    fn the_annotation_names_are_the_rotators() {
-        assert_eq!(
-            super::GENERATION_ANNOTATION,
-            crate::apply::GENERATION_ANNOTATION
-        );
-        assert_eq!(
-            super::ROTATED_AT_ANNOTATION,
-            crate::rotate::target::ROTATED_AT_ANNOTATION
-        );
-    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::k8s::workloads::{Kind, Workload};
 use crate::sops::tree::{Node, Timestamp};
 use crate::sops::yaml;
 
@@ -16,72 +17,164 @@ pub enum PlanError {
     Invalid(String),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A validated plan: every credential's engine, strategy and target are one of the valid
+/// combinations, so nothing downstream has to check them again.
+#[derive(Debug)]
 pub struct Plan {
     pub api_version: String,
     pub kind: String,
     pub credentials: Vec<Credential>,
 }
 
+/// One credential to rotate.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub name: String,
+    /// PostgreSQL role or Redis ACL user (`default` is the requirepass user).
+    pub role: String,
+    /// The engine and how its password changes.
+    pub method: Method,
+    /// Where the current password lives.
+    pub target: TargetSpec,
+    pub admin: Admin,
+    pub password: PasswordPolicy,
+    /// Skip a credential rotated less than this long ago (e.g. `20h`); default: every run.
+    pub rotate_after: Option<Duration>,
+    /// How long to wait for the databases: `{connect: 10s, request: 30s}` by default. A server
+    /// that accepts a connection and never answers fails the run after these, changing nothing
+    /// it had not already.
+    pub timeouts: Timeouts,
+    /// How long the rotation lock (a Lease) outlives a run that died holding it, before
+    /// another run may take it over (default `60s`; renewed every third of it while held).
+    pub lock_duration: Option<Duration>,
+    pub rollout: Rollout,
+}
+
+/// An engine with one of the strategies it supports: the plan's `engine` and `strategy`, with
+/// the settings only that pair reads.
+#[derive(Clone, Debug)]
+pub enum Method {
+    Postgres(PgStrategy),
+    Redis {
+        strategy: RedisStrategy,
+        /// Which nodes hold the user (ACL changes are not replicated).
+        topology: Topology,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgStrategy {
+    /// One password: new connections with the old one fail between apply and roll.
+    InPlace,
+    /// Two roles `<role>_a`/`<role>_b`; the inactive one gets the new password, and the retired
+    /// one keeps logging in for `grace` (the plan's `grace`, default `1h`).
+    Alternating { grace: Duration },
+    /// Run by an operator (CloudNativePG): credseal writes the new password to the Secret the
+    /// operator watches and waits up to `timeout` (`operatorTimeout`, default `5m`) until the
+    /// operator has applied it.
+    Operator { timeout: Duration },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisStrategy {
+    /// One password: new connections with the old one fail between apply and roll.
+    InPlace,
+    /// The ACL user holds both passwords until the roll is done, and the old one for `grace`
+    /// after it (none: retired at once); the first run after that retires it, for consumers
+    /// that read a file target only when they start.
+    Dual { grace: Option<Duration> },
+}
+
+impl Method {
+    /// As the plan and the audit lines name the engine.
+    pub fn engine_name(&self) -> &'static str {
+        match self {
+            Method::Postgres(_) => "postgres",
+            Method::Redis { .. } => "redis",
+        }
+    }
+}
+
+/// Where the password lives: a value in a SOPS file, or in a Kubernetes Secret.
+#[derive(Clone, Debug)]
+pub enum TargetSpec {
+    File(FileRef),
+    Secret(SecretRef),
+}
+
+impl TargetSpec {
+    pub fn file(&self) -> Option<&FileRef> {
+        match self {
+            TargetSpec::File(f) => Some(f),
+            TargetSpec::Secret(_) => None,
+        }
+    }
+
+    pub fn secret(&self) -> Option<&SecretRef> {
+        match self {
+            TargetSpec::Secret(s) => Some(s),
+            TargetSpec::File(_) => None,
+        }
+    }
+}
+
+/// The plan as written, before its combinations are checked.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPlan {
+    api_version: String,
+    kind: String,
+    credentials: Vec<RawCredential>,
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Engine {
+enum Engine {
     Postgres,
     Redis,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// One password: new connections with the old one fail between apply and roll.
+enum Strategy {
     InPlace,
-    /// PostgreSQL: two roles `<role>_a`/`<role>_b`; the inactive one gets the new password.
     Alternating,
-    /// Redis: the ACL user holds both passwords until the roll is done.
     Dual,
-    /// PostgreSQL run by an operator (CloudNativePG): credseal writes the new password to the
-    /// Secret the operator watches and waits until the operator has applied it.
     Operator,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Credential {
-    pub name: String,
-    pub engine: Engine,
-    pub strategy: Strategy,
-    /// PostgreSQL role or Redis ACL user (`default` is the requirepass user).
-    pub role: String,
-    pub target: TargetSpec,
-    pub admin: Admin,
+struct RawCredential {
+    name: String,
+    engine: Engine,
+    strategy: Strategy,
+    role: String,
+    target: RawTarget,
+    admin: Admin,
     #[serde(default)]
-    pub password: PasswordPolicy,
-    /// Skip a credential rotated less than this long ago (e.g. `20h`); default: every run.
+    password: PasswordPolicy,
     #[serde(default, deserialize_with = "duration_opt")]
-    pub rotate_after: Option<Duration>,
-    /// Operator: how long to wait for the operator to apply the password (default `5m`).
+    rotate_after: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
-    pub operator_timeout: Option<Duration>,
-    /// Alternating: how long the retired role keeps logging in (default `1h`). Dual: how long
-    /// the old password stays valid after the roll (default: retired at once); the first run
-    /// after that retires it, for consumers that read a file target only when they start.
+    operator_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt")]
-    pub grace: Option<Duration>,
-    /// How long to wait for the databases: `{connect: 10s, request: 30s}` by default. A server
-    /// that accepts a connection and never answers fails the run after these, changing nothing
-    /// it had not already.
+    grace: Option<Duration>,
     #[serde(default)]
-    pub timeouts: Timeouts,
-    /// How long the rotation lock (a Lease) outlives a run that died holding it, before
-    /// another run may take it over (default `60s`; renewed every third of it while held).
+    timeouts: Timeouts,
     #[serde(default, deserialize_with = "duration_opt")]
-    pub lock_duration: Option<Duration>,
+    lock_duration: Option<Duration>,
     #[serde(default)]
-    pub rollout: Rollout,
-    /// Redis: which nodes hold the user (ACL changes are not replicated).
+    rollout: RawRollout,
     #[serde(default)]
-    pub topology: Topology,
+    topology: Topology,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawTarget {
+    file: Option<FileRef>,
+    secret: Option<SecretRef>,
 }
 
 /// Connect and request timeouts for one credential's database connections.
@@ -134,17 +227,31 @@ impl Credential {
             .password
             .as_ref()
             .is_some_and(|p| p.secret.is_some());
-        self.target.secret.is_some()
+        matches!(self.target, TargetSpec::Secret(_))
             || !self.rollout.also.is_empty()
             || pem_in_secret
             || password_in_secret
             || matches!(
-                self.topology,
-                Topology::Replication {
-                    stateful_set: Some(_),
+                self.method,
+                Method::Redis {
+                    topology: Topology::Replication {
+                        stateful_set: Some(_),
+                        ..
+                    },
                     ..
                 }
             )
+    }
+
+    /// Dual with a grace: how long the old password stays valid after the roll.
+    pub fn retire_grace(&self) -> Option<Duration> {
+        match self.method {
+            Method::Redis {
+                strategy: RedisStrategy::Dual { grace },
+                ..
+            } => grace.filter(|g| !g.is_zero()),
+            _ => None,
+        }
     }
 }
 
@@ -199,23 +306,29 @@ pub enum PodAddress {
 }
 
 /// How consumers are restarted after a commit.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, Default)]
 pub struct Rollout {
     /// How long each workload may take to become healthy (default `10m`).
-    #[serde(default, deserialize_with = "duration_opt")]
     pub timeout: Option<Duration>,
     /// Workloads rolled first (the database tier), in order, beside the discovered consumers.
-    #[serde(default)]
-    pub also: Vec<WorkloadRef>,
+    pub also: Vec<Workload>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadRef {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+struct RawRollout {
+    #[serde(default, deserialize_with = "duration_opt")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    also: Vec<WorkloadRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WorkloadRef {
+    kind: String,
+    namespace: String,
+    name: String,
 }
 
 /// A value in a Kubernetes Secret.
@@ -227,13 +340,6 @@ pub struct SecretRef {
     pub key: String,
     #[serde(default)]
     pub username_key: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetSpec {
-    pub file: Option<FileRef>,
-    pub secret: Option<SecretRef>,
 }
 
 /// A value inside a SOPS file: `key` is a tree path like `["stringData"]["password"]`.
@@ -379,98 +485,144 @@ impl Plan {
             .documents
             .first()
             .ok_or_else(|| PlanError::Invalid("the plan is empty".into()))?;
-        let plan: Plan = serde_json::from_value(Node::Map(doc.clone()).to_json())
+        let raw: RawPlan = serde_json::from_value(Node::Map(doc.clone()).to_json())
             .map_err(|e| PlanError::Invalid(e.to_string()))?;
-        plan.validate()?;
-        Ok(plan)
+        raw.typed()
     }
+}
 
-    fn validate(&self) -> Result<(), PlanError> {
-        let bad = |m: String| Err(PlanError::Invalid(m));
+impl RawPlan {
+    /// The plan with every credential checked and typed; the first problem found is the error.
+    fn typed(self) -> Result<Plan, PlanError> {
         if self.kind != "RotationPlan" || !self.api_version.starts_with("credseal.dev/") {
-            return bad(format!(
+            return Err(PlanError::Invalid(format!(
                 "expected apiVersion credseal.dev/v1alpha1, kind RotationPlan; found {} {}",
                 self.api_version, self.kind
-            ));
+            )));
         }
-        for (i, c) in self.credentials.iter().enumerate() {
+        let mut credentials: Vec<Credential> = Vec::with_capacity(self.credentials.len());
+        for (i, c) in self.credentials.into_iter().enumerate() {
             let at = format!("credentials[{i}] ({})", c.name);
-            if self.credentials[..i].iter().any(|o| o.name == c.name) {
-                return bad(format!("{at}: duplicate name"));
+            if credentials.iter().any(|o| o.name == c.name) {
+                return Err(PlanError::Invalid(format!("{at}: duplicate name")));
             }
-            match (c.engine, c.strategy) {
-                (Engine::Postgres, Strategy::Dual) => {
-                    return bad(format!(
-                        "{at}: strategy dual is for redis; use alternating for postgres"
-                    ));
-                }
-                (Engine::Redis, Strategy::Alternating) => {
-                    return bad(format!(
-                        "{at}: strategy alternating is for postgres; use dual for redis"
-                    ));
-                }
-                _ => {}
+            credentials.push(
+                c.typed()
+                    .map_err(|m| PlanError::Invalid(format!("{at}: {m}")))?,
+            );
+        }
+        Ok(Plan {
+            api_version: self.api_version,
+            kind: self.kind,
+            credentials,
+        })
+    }
+}
+
+impl RawCredential {
+    fn typed(self) -> Result<Credential, String> {
+        let method = match (self.engine, self.strategy) {
+            (Engine::Postgres, Strategy::Dual) => {
+                return Err("strategy dual is for redis; use alternating for postgres".into());
             }
-            if c.strategy == Strategy::Operator
-                && (c.engine != Engine::Postgres || c.target.secret.is_none())
+            (Engine::Redis, Strategy::Alternating) => {
+                return Err("strategy alternating is for postgres; use dual for redis".into());
+            }
+            (Engine::Postgres, Strategy::Operator) if self.target.secret.is_some() => {
+                Method::Postgres(PgStrategy::Operator {
+                    timeout: self.operator_timeout.unwrap_or(Duration::from_secs(300)),
+                })
+            }
+            (_, Strategy::Operator) => {
+                return Err("strategy operator is for PostgreSQL run by an operator, with the operator's Secret as target.secret".into());
+            }
+            (Engine::Postgres, Strategy::InPlace) => Method::Postgres(PgStrategy::InPlace),
+            (Engine::Postgres, Strategy::Alternating) => {
+                Method::Postgres(PgStrategy::Alternating {
+                    grace: self.grace.unwrap_or(Duration::from_secs(3600)),
+                })
+            }
+            (Engine::Redis, Strategy::InPlace) => Method::Redis {
+                strategy: RedisStrategy::InPlace,
+                topology: self.topology.clone(),
+            },
+            (Engine::Redis, Strategy::Dual) => Method::Redis {
+                strategy: RedisStrategy::Dual { grace: self.grace },
+                topology: self.topology.clone(),
+            },
+        };
+        let target = match (self.target.file, self.target.secret) {
+            (Some(f), None) => TargetSpec::File(f),
+            (None, Some(s)) => TargetSpec::Secret(s),
+            _ => return Err("target needs exactly one of file or secret".into()),
+        };
+        for (what, pem) in [
+            ("admin.ca", &self.admin.ca),
+            ("admin.clientCert", &self.admin.client_cert),
+            ("admin.clientKey", &self.admin.client_key),
+        ] {
+            if pem
+                .as_ref()
+                .is_some_and(|p| p.file.is_some() == p.secret.is_some())
             {
-                return bad(format!(
-                    "{at}: strategy operator is for PostgreSQL run by an operator, with the operator's Secret as target.secret"
-                ));
-            }
-            let username_key = match (&c.target.file, &c.target.secret) {
-                (Some(f), None) => f.username_key.is_some(),
-                (None, Some(s)) => s.username_key.is_some(),
-                _ => return bad(format!("{at}: target needs exactly one of file or secret")),
-            };
-            for (what, pem) in [
-                ("admin.ca", &c.admin.ca),
-                ("admin.clientCert", &c.admin.client_cert),
-                ("admin.clientKey", &c.admin.client_key),
-            ] {
-                if pem
-                    .as_ref()
-                    .is_some_and(|p| p.file.is_some() == p.secret.is_some())
-                {
-                    return bad(format!("{at}: {what} needs exactly one of file or secret"));
-                }
-            }
-            if let Some(pw) = &c.admin.password {
-                let sources = usize::from(pw.target)
-                    + usize::from(pw.env.is_some())
-                    + usize::from(pw.file.is_some())
-                    + usize::from(pw.secret.is_some());
-                if sources != 1 {
-                    return bad(format!(
-                        "{at}: admin.password needs exactly one of target, env, file or secret"
-                    ));
-                }
-            }
-            if c.strategy == Strategy::Alternating && !username_key {
-                return bad(format!(
-                    "{at}: alternating needs the target's usernameKey (the username switches with the password)"
-                ));
-            }
-            for w in &c.rollout.also {
-                if crate::k8s::workloads::Kind::parse(&w.kind).is_none() {
-                    return bad(format!(
-                        "{at}: rollout.also kind {:?} is not StatefulSet, Deployment, DaemonSet or CronJob",
-                        w.kind
-                    ));
-                }
-            }
-            if matches!(&c.topology, Topology::Replication { replicas, stateful_set }
-                if replicas.is_empty() == stateful_set.is_none())
-            {
-                return bad(format!(
-                    "{at}: topology replication needs exactly one of replicas or statefulSet"
-                ));
-            }
-            if !(16..=128).contains(&c.password.length) {
-                return bad(format!("{at}: password.length must be between 16 and 128"));
+                return Err(format!("{what} needs exactly one of file or secret"));
             }
         }
-        Ok(())
+        if let Some(pw) = &self.admin.password {
+            let sources = usize::from(pw.target)
+                + usize::from(pw.env.is_some())
+                + usize::from(pw.file.is_some())
+                + usize::from(pw.secret.is_some());
+            if sources != 1 {
+                return Err(
+                    "admin.password needs exactly one of target, env, file or secret".into(),
+                );
+            }
+        }
+        let username_key = match &target {
+            TargetSpec::File(f) => f.username_key.is_some(),
+            TargetSpec::Secret(s) => s.username_key.is_some(),
+        };
+        if self.strategy == Strategy::Alternating && !username_key {
+            return Err("alternating needs the target's usernameKey (the username switches with the password)".into());
+        }
+        let mut also = Vec::with_capacity(self.rollout.also.len());
+        for w in self.rollout.also {
+            let Some(kind) = Kind::parse(&w.kind) else {
+                return Err(format!(
+                    "rollout.also kind {:?} is not StatefulSet, Deployment, DaemonSet or CronJob",
+                    w.kind
+                ));
+            };
+            also.push(Workload {
+                kind,
+                namespace: w.namespace,
+                name: w.name,
+            });
+        }
+        if matches!(&self.topology, Topology::Replication { replicas, stateful_set }
+            if replicas.is_empty() == stateful_set.is_none())
+        {
+            return Err("topology replication needs exactly one of replicas or statefulSet".into());
+        }
+        if !(16..=128).contains(&self.password.length) {
+            return Err("password.length must be between 16 and 128".into());
+        }
+        Ok(Credential {
+            name: self.name,
+            role: self.role,
+            method,
+            target,
+            admin: self.admin,
+            password: self.password,
+            rotate_after: self.rotate_after,
+            timeouts: self.timeouts,
+            lock_duration: self.lock_duration,
+            rollout: Rollout {
+                timeout: self.rollout.timeout,
+                also,
+            },
+        })
     }
 }
 
@@ -573,5 +725,64 @@ mod tests {
             "{e}"
         );
         assert!(Plan::parse(plan("{}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn each_engine_and_strategy_reads_as_its_own_variant() {
+        let plan = |engine: &str, strategy: &str, target: &str, extra: &str| {
+            let text = format!(
+                "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: x\n    engine: {engine}\n    strategy: {strategy}\n    role: app\n{extra}    target:\n      {target}\n    admin:\n      url: postgresql://admin@db/app\n"
+            );
+            Plan::parse(text.as_bytes()).unwrap().credentials.remove(0)
+        };
+        let file = "file: {path: s.enc.yaml, key: '[\"p\"]', usernameKey: '[\"u\"]'}";
+        let secret = "secret: {namespace: n, name: s, key: password}";
+        let c = plan("postgres", "alternating", file, "");
+        assert!(matches!(
+            c.method,
+            Method::Postgres(PgStrategy::Alternating { grace }) if grace == Duration::from_secs(3600)
+        ));
+        assert!(c.target.file().is_some() && c.target.secret().is_none());
+        let c = plan("postgres", "operator", secret, "    operatorTimeout: 2m\n");
+        assert!(matches!(
+            c.method,
+            Method::Postgres(PgStrategy::Operator { timeout }) if timeout == Duration::from_secs(120)
+        ));
+        assert!(c.target.secret().is_some());
+        let c = plan("redis", "dual", file, "    grace: 10m\n");
+        assert!(matches!(
+            c.method,
+            Method::Redis {
+                strategy: RedisStrategy::Dual { grace: Some(g) },
+                topology: Topology::Standalone,
+            } if g == Duration::from_secs(600)
+        ));
+        assert_eq!(c.retire_grace(), Some(Duration::from_secs(600)));
+        let c = plan(
+            "redis",
+            "in-place",
+            file,
+            "    rollout:\n      also: [{kind: StatefulSet, namespace: db, name: redis}]\n",
+        );
+        assert!(matches!(
+            c.method,
+            Method::Redis {
+                strategy: RedisStrategy::InPlace,
+                ..
+            }
+        ));
+        assert_eq!(c.rollout.also[0].to_string(), "StatefulSet/db/redis");
+        let e = Plan::parse(
+            format!(
+                "apiVersion: credseal.dev/v1alpha1\nkind: RotationPlan\ncredentials:\n  - name: x\n    engine: redis\n    strategy: operator\n    role: app\n    target:\n      {secret}\n    admin:\n      url: redis://db/\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "credentials[0] (x): strategy operator is for PostgreSQL run by an operator, with the operator's Secret as target.secret"
+        );
     }
 }

@@ -11,9 +11,9 @@ use crate::secret::SecretString;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("admin URL")]
-    Url(String),
     #[error("admin URL: {0}")]
+    Url(String),
+    #[error("admin URL")]
     Tls(#[from] TlsError),
     #[error("cannot log in to {host} as {user}: {reason}")]
     Login {

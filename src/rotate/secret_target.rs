@@ -10,20 +10,18 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use crate::apply::ROTATED_KEYS_ANNOTATION;
 use crate::k8s::K8sError;
+use crate::k8s::error::{CONFLICT_ATTEMPTS, Conflict, retry_on_conflict};
 use crate::k8s::secrets::Secrets;
+use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ROTATED_KEYS_ANNOTATION};
 use crate::rotate::plan::SecretRef;
-use crate::rotate::target::{
-    Current, GENERATION_ANNOTATION, Pending, Phase, ROTATED_AT_ANNOTATION,
-};
+use crate::rotate::store::{Current, Pending, Phase};
 use crate::secret::SecretString;
 use crate::sops::tree::Timestamp;
 
 pub const PHASE: &str = "credseal.dev/phase";
 pub const CREDENTIAL: &str = "credseal.dev/credential";
 pub const RETIRE_AFTER: &str = "credseal.dev/retire-after";
-const ATTEMPTS: usize = 5;
 /// The field manager of the pending record (server-side apply).
 const PENDING_MANAGER: &str = "credseal-rotate";
 
@@ -35,7 +33,7 @@ pub enum SecretTargetError {
     Missing(String),
     #[error("secret {what}: {problem}")]
     Shape { what: String, problem: String },
-    #[error("secret {0}: changed concurrently {ATTEMPTS} times in a row")]
+    #[error("secret {0}: changed concurrently {CONFLICT_ATTEMPTS} times in a row")]
     Contended(String),
     /// Something else holds the pending record's name.
     #[error(
@@ -49,7 +47,14 @@ pub enum SecretTargetError {
     ForeignPending(String),
 }
 
+impl Conflict for SecretTargetError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, SecretTargetError::Kube(e) if e.is_conflict())
+    }
+}
+
 pub struct SecretTarget {
+    client: kube::Client,
     secrets: Secrets,
     spec: SecretRef,
 }
@@ -62,9 +67,19 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<String> {
 impl SecretTarget {
     pub fn new(client: kube::Client, spec: SecretRef) -> SecretTarget {
         SecretTarget {
-            secrets: Secrets::new(client, &spec.namespace),
+            secrets: Secrets::new(client.clone(), &spec.namespace),
+            client,
             spec,
         }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The target Secret's namespace and name.
+    pub fn id(&self) -> (&str, &str) {
+        (&self.spec.namespace, &self.spec.name)
     }
 
     fn what(&self) -> String {
@@ -183,7 +198,7 @@ impl SecretTarget {
             annotations.insert(RETIRE_AFTER.to_owned(), t.to_rfc3339());
         }
         let pending_what = format!("{}/{}", self.spec.namespace, self.pending_name());
-        for _ in 0..ATTEMPTS {
+        let attempt = async || {
             let existing = self.secrets.get(&self.pending_name()).await?;
             if let Some(e) = &existing {
                 self.check_ours(e, &owner)?;
@@ -213,21 +228,22 @@ impl SecretTarget {
                 data: Some(data.clone()),
                 ..Secret::default()
             };
+            // Unforced, a record someone else created meanwhile conflicts: theirs, never
+            // retried over. Forced over our own record, a conflict is a concurrent update.
             let forced = existing.is_some();
             match self
                 .secrets
                 .apply_as(&secret, PENDING_MANAGER, forced, false)
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => Ok(()),
                 Err(e) if e.is_conflict() && !forced => {
-                    return Err(SecretTargetError::ForeignPending(pending_what));
+                    Err(SecretTargetError::ForeignPending(pending_what.clone()))
                 }
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => Err(e.into()),
             }
-        }
-        Err(SecretTargetError::Contended(self.what()))
+        };
+        retry_on_conflict(attempt, || SecretTargetError::Contended(self.what())).await
     }
 
     /// A pending record credseal wrote: `Opaque` and owned by the target Secret. Anything
@@ -261,7 +277,7 @@ impl SecretTarget {
     /// the resourceVersion read: a concurrent writer makes it retry on fresh data, never lose
     /// the other's change. A rerun finds the value set and changes nothing.
     pub async fn commit(&self, p: &Pending, now: &Timestamp) -> Result<(), SecretTargetError> {
-        for _ in 0..ATTEMPTS {
+        let attempt = async || {
             let mut s = self.get().await?;
             let data = s.data.get_or_insert_with(BTreeMap::new);
             let same = text(data, &self.spec.key).as_deref() == Some(p.password.expose())
@@ -288,13 +304,10 @@ impl SecretTarget {
                 .collect();
             annotations.insert(ROTATED_KEYS_ANNOTATION.to_owned(), rotated.join(","));
             s.metadata.managed_fields = None;
-            match self.secrets.replace(&s).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(SecretTargetError::Contended(self.what()))
+            self.secrets.replace(&s).await?;
+            Ok(())
+        };
+        retry_on_conflict(attempt, || SecretTargetError::Contended(self.what())).await
     }
 
     pub async fn clear_pending(&self) -> Result<(), SecretTargetError> {

@@ -14,12 +14,12 @@ use kube::api::Api;
 use crate::fsx;
 use crate::k8s::K8sError;
 use crate::k8s::access::Access;
+use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION};
 use crate::rotate::lock;
-use crate::rotate::plan::{Credential, SecretRef};
+use crate::rotate::plan::{Credential, FileRef, SecretRef, TargetSpec};
 use crate::rotate::secret_target;
-use crate::rotate::target::{
-    FileTarget, GENERATION_ANNOTATION, Phase, ROTATED_AT_ANNOTATION, TargetError,
-};
+use crate::rotate::store::Phase;
+use crate::rotate::target::{FileTarget, TargetError};
 use crate::sops::keys::Keyring;
 use crate::sops::tree::Timestamp;
 
@@ -37,7 +37,7 @@ pub enum StatusError {
     #[error("a Secret target needs a cluster connection")]
     NoCluster,
     /// The lock file exists but cannot be examined.
-    #[error("{}: cannot tell whether it is locked: {source}", path.display())]
+    #[error("{}: cannot tell whether it is locked", path.display())]
     Lock {
         path: PathBuf,
         source: std::io::Error,
@@ -123,7 +123,7 @@ pub struct CredentialStatus {
 
 /// The calls `status` makes for `cred`, all reads: the Role rules it needs.
 pub fn cluster_calls(cred: &Credential) -> Vec<Access> {
-    let Some(s) = &cred.target.secret else {
+    let Some(s) = cred.target.secret() else {
         return Vec::new();
     };
     let pending = pending_name(s);
@@ -148,15 +148,14 @@ fn pending_name(s: &SecretRef) -> String {
 pub async fn read(cred: &Credential, ctx: &Context<'_>) -> CredentialStatus {
     let mut st = CredentialStatus {
         name: cred.name.clone(),
-        target: match (&cred.target.file, &cred.target.secret) {
-            (Some(f), _) => Target::File {
+        target: match &cred.target {
+            TargetSpec::File(f) => Target::File {
                 path: f.path.clone(),
             },
-            (None, Some(s)) => Target::Secret {
+            TargetSpec::Secret(s) => Target::Secret {
                 namespace: s.namespace.clone(),
                 name: s.name.clone(),
             },
-            (None, None) => unreachable!("validated: one target"),
         },
         generation: None,
         last_rotation: None,
@@ -167,16 +166,15 @@ pub async fn read(cred: &Credential, ctx: &Context<'_>) -> CredentialStatus {
         lock: None,
         errors: Vec::new(),
     };
-    let current = match (&cred.target.file, &cred.target.secret) {
-        (Some(f), _) => read_file(cred, f, ctx, &mut st),
-        (None, Some(s)) => match &ctx.kube {
+    let current = match &cred.target {
+        TargetSpec::File(f) => read_file(cred, f, ctx, &mut st),
+        TargetSpec::Secret(s) => match &ctx.kube {
             Some(client) => read_secret(cred, s, client, ctx, &mut st).await,
             None => {
                 st.errors.push(StatusError::NoCluster);
                 None
             }
         },
-        (None, None) => None,
     };
     if let Some((generation, rotated_at)) = current {
         st.generation = Some(generation);
@@ -191,7 +189,7 @@ type Current = (u64, Option<Timestamp>);
 
 fn read_file(
     cred: &Credential,
-    f: &crate::rotate::plan::FileRef,
+    f: &FileRef,
     ctx: &Context<'_>,
     st: &mut CredentialStatus,
 ) -> Option<Current> {

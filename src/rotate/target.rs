@@ -1,10 +1,12 @@
-//! Where the current password lives, and the durable pending record that is written before
-//! anything else changes (DESIGN §4). This is the file target: a SOPS file, rewritten
-//! churn-free, with the pending record encrypted beside it.
+//! The file target: the password is a value in a SOPS file, rewritten churn-free, and the
+//! pending record is a SOPS file beside it, encrypted to the same recipients, so whoever can
+//! read the target can finish a rotation a crashed run left.
 
 use std::path::{Path, PathBuf};
 
 use crate::fsx;
+use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION};
+use crate::rotate::store::{Current, Pending, Phase};
 use crate::secret::SecretString;
 use crate::sops::file::{
     self, Context, EncryptSettings, EncryptedFile, KeyPlan, Opened, SopsError,
@@ -15,10 +17,6 @@ use crate::sops::rules::Selector;
 use crate::sops::store::{self, EmitOptions, Format};
 use crate::sops::tree::{Map, Node, Timestamp, Tree};
 
-/// Bumped on every committed rotation (the deploy hook's no-downgrade rule reads it).
-pub const GENERATION_ANNOTATION: &str = crate::apply::GENERATION_ANNOTATION;
-pub const ROTATED_AT_ANNOTATION: &str = "credseal.dev/rotated-at";
-
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error(transparent)]
@@ -27,60 +25,6 @@ pub enum TargetError {
     Sops { file: PathBuf, source: SopsError },
     #[error("{file}: {what}")]
     Shape { file: PathBuf, what: String },
-}
-
-/// The credential as the target holds it now.
-pub struct Current {
-    pub password: SecretString,
-    pub username: Option<String>,
-    pub generation: u64,
-    pub rotated_at: Option<Timestamp>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// The new password is generated and saved; the engine may or may not have it yet.
-    Staged,
-    /// The target holds the new password; consumers may still use the old one.
-    Committed,
-    /// Consumers use the new password; the old one can go.
-    Rolled,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Staged => "staged",
-            Phase::Committed => "committed",
-            Phase::Rolled => "rolled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Phase> {
-        Some(match s {
-            "staged" => Phase::Staged,
-            "committed" => Phase::Committed,
-            "rolled" => Phase::Rolled,
-            _ => return None,
-        })
-    }
-}
-
-/// The durable record of a rotation in progress.
-pub struct Pending {
-    pub credential: String,
-    pub phase: Phase,
-    pub password: SecretString,
-    /// The username that goes with it (alternating: the role being activated).
-    pub username: Option<String>,
-    /// The username being replaced (alternating: the role to retire).
-    pub previous_username: Option<String>,
-    /// Operator strategy: the password to restore if the operator never applies the new one.
-    pub previous_password: Option<SecretString>,
-    pub generation: u64,
-    /// Dual with a grace: the old password stays valid until then; the first run after it
-    /// retires the old password.
-    pub retire_after: Option<Timestamp>,
 }
 
 pub struct FileTarget<'a> {

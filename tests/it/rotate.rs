@@ -1104,3 +1104,60 @@ fn a_failed_role_lookup_is_an_error_not_absent() {
             .exists()
     );
 }
+
+/// Retiring the old role of an alternating pair looks it up first; a lookup the admin may not
+/// make stops the run with the server's refusal and keeps the pending record, and the audit
+/// never claims an expiry that did not happen. The next run, once the lookup works, retires it.
+#[test]
+fn a_failed_role_lookup_at_retire_stops_the_run_and_claims_nothing() {
+    let pg = Postgres::start();
+    pg.psql("CREATE ROLE app_user NOLOGIN").unwrap();
+    pg.create_role("app_user_a", "old-alt-password");
+    pg.psql("GRANT app_user TO app_user_a").unwrap();
+    pg.psql("CREATE ROLE rotator LOGIN CREATEROLE PASSWORD 'rotator-pw'")
+        .unwrap();
+    let s = setup();
+    let target = s.target("app_user_a", "old-alt-password");
+    let plan = s.plan(
+        &pg_plan(&pg, "alternating", "").replace("postgresql://postgres@", "postgresql://rotator@"),
+    );
+    let pending = s.dir.path().join(".db.enc.yaml.credseal-pending.yaml");
+    let run = |failpoint: Option<&str>| {
+        let mut cmd = s.rotate_cmd(&plan).env("PG_ADMIN_PASSWORD", "rotator-pw");
+        if let Some(fp) = failpoint {
+            cmd = cmd.env("FAILPOINTS", format!("{fp}=panic"));
+        }
+        cmd.run()
+    };
+    let out = run(Some("rotate::after-roll"));
+    assert_ne!(out.code, 0, "stopped after the roll: {}", out.stderr);
+    assert!(pending.exists());
+    assert_eq!(current(&target, &keyring(&s.key)).0, "app_user_b");
+
+    pg.psql("REVOKE SELECT ON pg_catalog.pg_roles FROM PUBLIC")
+        .unwrap();
+    let out = run(None).code(220);
+    assert!(
+        out.stderr.contains("look up role \"app_user_a\"")
+            && out.stderr.contains("permission denied"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("valid until"), "{}", out.stderr);
+    assert!(!out.stderr.contains("no longer exists"), "{}", out.stderr);
+    assert!(pending.exists(), "the rotation is not over");
+    let expiry = "SELECT rolvaliduntil IS NULL FROM pg_authid WHERE rolname = 'app_user_a'";
+    assert_eq!(pg.psql(expiry).unwrap().trim(), "t", "nothing expired");
+
+    pg.psql("GRANT SELECT ON pg_catalog.pg_roles TO PUBLIC")
+        .unwrap();
+    let out = run(None).ok();
+    assert!(
+        out.stderr
+            .contains("step=retire outcome=ok role app_user_a valid until"),
+        "{}",
+        out.stderr
+    );
+    assert!(!pending.exists());
+    assert_eq!(pg.psql(expiry).unwrap().trim(), "f", "expired now");
+}
