@@ -440,30 +440,12 @@ impl Default for PasswordPolicy {
 /// (`Instant::now() + timeout`, `now + grace`), which overflow and panic far beyond it.
 pub const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
 
-/// `90s`, `10m`, `24h`, `7d`, or a sum like `1h30m`; at most [`MAX_DURATION_SECS`].
+/// `90s`, `10m`, `24h`, `7d`, `2w`, or a sum like `1h30m` (humantime's syntax); at most
+/// [`MAX_DURATION_SECS`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-        } else {
-            let n: u64 = num.parse().ok()?;
-            num.clear();
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                _ => return None,
-            };
-            total = total.checked_add(n.checked_mul(unit)?)?;
-        }
-    }
-    if !num.is_empty() || total > MAX_DURATION_SECS {
-        return None;
-    }
-    Some(Duration::from_secs(total))
+    humantime::parse_duration(s.trim())
+        .ok()
+        .filter(|d| d.as_secs() <= MAX_DURATION_SECS)
 }
 
 fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -635,7 +617,9 @@ mod tests {
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("3w"), None);
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("3x"), None);
     }
 
     #[test]
