@@ -8,6 +8,7 @@
 
 use crate::manifest::SecretValues;
 use crate::secret::SecretBytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
@@ -149,16 +150,18 @@ impl Template {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (safe in any URL component),
-/// byte by byte into `out` (no temporary strings holding parts of the value).
+/// Everything but RFC 3986 unreserved characters: safe in any URL component.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes `value` into `out`. The encoder yields slices of the value and static `%XX`
+/// triples, so no temporary string ever holds part of the value.
 fn percent_encode(value: &[u8], out: &mut SecretBytes) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
+    for chunk in percent_encoding::percent_encode(value, NOT_UNRESERVED) {
+        out.extend_from_slice(chunk.as_bytes());
     }
 }
 

@@ -56,7 +56,9 @@ pub struct Postgres {
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a URL's query (tokio-postgres knows only some
-/// modes); the rest of the URL is left as it was.
+/// modes), percent-decoded as libpq decodes them; the rest of the URL is left as it was, byte
+/// for byte. Not the `url` crate: a libpq URL may list several hosts (`h1:5432,h2:5432`),
+/// which is not a URL it accepts.
 fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
     let Some((base, query)) = url.split_once('?') else {
         return (url.to_owned(), None, None);
@@ -66,11 +68,11 @@ fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
         .split('&')
         .filter(|p| match p.split_once('=') {
             Some(("sslmode", v)) => {
-                mode = Some(v.to_owned());
+                mode = Some(decode(v));
                 false
             }
             Some(("sslrootcert", v)) => {
-                root = Some(v.to_owned());
+                root = Some(decode(v));
                 false
             }
             _ => true,
@@ -82,6 +84,12 @@ fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
         format!("{base}?{}", rest.join("&"))
     };
     (url, mode, root)
+}
+
+fn decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl Postgres {
@@ -369,6 +377,11 @@ mod tests {
                 Some("verify-full".to_owned()),
                 Some("/ca.pem".to_owned())
             )
+        );
+        // A path with a space or a comma is percent-encoded in the URL, as libpq reads it.
+        assert_eq!(
+            split_tls_params("postgresql://h1:5432,h2:5432/db?sslrootcert=%2Fetc%2Fmy%20ca.pem").2,
+            Some("/etc/my ca.pem".to_owned())
         );
     }
 }
