@@ -29,8 +29,9 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value = "0")]
     pub wait_for_lock: u64,
     /// Print the Role rules this plan needs (per namespace) and exit: every call a run makes,
-    /// except `get` and `patch` on the workloads that read a rotated Secret, which are found
-    /// when it runs (the preflight names any that are missing).
+    /// except those on the workloads that read a rotated Secret (`get`, `patch`, `watch`; `list`
+    /// and `delete` on pods for an OnDelete set), which are found when it runs (the preflight
+    /// names any that are missing).
     #[arg(long)]
     pub print_role: bool,
     #[command(flatten)]

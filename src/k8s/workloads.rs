@@ -272,6 +272,31 @@ impl Workloads {
         Ok(out)
     }
 
+    /// Whether rolling `w` means deleting its pods: a StatefulSet or DaemonSet with the
+    /// `OnDelete` update strategy, whose controller replaces a pod only once it is deleted.
+    /// Answers from the object as it is now (a Role may need `list` and `delete` on pods for it).
+    pub async fn rolls_by_deleting_pods(&self, w: &Workload) -> Result<bool, K8sError> {
+        let what = || format!("{}", w);
+        let strategy = match w.kind {
+            Kind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
+                .get(&w.name)
+                .await
+                .map_err(|e| K8sError::from_kube(what(), e))?
+                .spec
+                .and_then(|s| s.update_strategy)
+                .and_then(|u| u.type_),
+            Kind::DaemonSet => Api::<DaemonSet>::namespaced(self.client.clone(), &w.namespace)
+                .get(&w.name)
+                .await
+                .map_err(|e| K8sError::from_kube(what(), e))?
+                .spec
+                .and_then(|s| s.update_strategy)
+                .and_then(|u| u.type_),
+            Kind::Deployment | Kind::CronJob => None,
+        };
+        Ok(strategy.as_deref() == Some("OnDelete"))
+    }
+
     /// Stamps the pod template (a merge patch of one annotation). Returns the object's uid, for
     /// the Events recorded on it.
     pub async fn stamp(

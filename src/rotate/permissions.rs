@@ -20,19 +20,37 @@ impl Runner<'_> {
             credential: cred.name.clone(),
             source,
         };
-        let mut wanted = cluster_calls(cred);
-        let first = access::denied(&client, &wanted).await.map_err(kube_err)?;
-        // The consumers can only be listed once listing is allowed.
-        wanted.clear();
-        if let (true, Some(s)) = (first.is_empty(), cred.target.secret()) {
-            let consumers = Workloads::new(client.clone())
-                .discover(&s.namespace, &s.name)
-                .await
-                .map_err(kube_err)?;
-            wanted = consumers.iter().flat_map(workload_calls).collect();
+        let mut missing = access::denied(&client, &cluster_calls(cred))
+            .await
+            .map_err(kube_err)?;
+        // Each round needs what the one before allowed: listing finds the consumers, reading
+        // a set tells whether rolling it deletes its pods.
+        if missing.is_empty() {
+            let workloads = Workloads::new(client.clone());
+            let mut rolled = cred.rollout.also.clone();
+            if let Some(s) = cred.target.secret() {
+                let consumers = workloads
+                    .discover(&s.namespace, &s.name)
+                    .await
+                    .map_err(kube_err)?;
+                let wanted: Vec<Access> = consumers.iter().flat_map(workload_calls).collect();
+                missing = access::denied(&client, &wanted).await.map_err(kube_err)?;
+                rolled.extend(consumers);
+            }
+            if missing.is_empty() {
+                let mut wanted = Vec::new();
+                for w in &rolled {
+                    if workloads
+                        .rolls_by_deleting_pods(w)
+                        .await
+                        .map_err(kube_err)?
+                    {
+                        wanted.extend(pod_calls(&w.namespace));
+                    }
+                }
+                missing = access::denied(&client, &wanted).await.map_err(kube_err)?;
+            }
         }
-        let mut missing = first;
-        missing.extend(access::denied(&client, &wanted).await.map_err(kube_err)?);
         missing.sort();
         missing.dedup();
         if missing.is_empty() {
@@ -110,6 +128,14 @@ pub fn cluster_calls(cred: &Credential) -> Vec<Access> {
         ));
     }
     calls
+}
+
+/// Rolling an `OnDelete` StatefulSet or DaemonSet: list its pods, delete the outdated ones.
+fn pod_calls(namespace: &str) -> Vec<Access> {
+    ["list", "delete"]
+        .into_iter()
+        .map(|verb| Access::new(verb, "", "pods", namespace, None))
+        .collect()
 }
 
 /// Rolling a workload: stamp its pod template, read its rollout status and watch it change

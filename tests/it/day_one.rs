@@ -326,3 +326,69 @@ fn a_consumer_the_role_does_not_cover_stops_the_rotation_before_it_starts() {
             .is_none()
     );
 }
+
+/// An `OnDelete` StatefulSet that reads the Secret is rolled by deleting its pods, which needs
+/// `list` and `delete` on pods: a Role that covers the set but not its pods is found before
+/// anything changes (it used to fail with a 403 after the password had changed).
+#[test]
+fn an_on_delete_consumer_needs_its_pods_in_the_role_before_anything_changes() {
+    let mut objects = render("manifests/base");
+    let role = objects
+        .iter_mut()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "credseal-rotator")
+        .expect("the rotator's Role");
+    role["rules"].as_array_mut().unwrap().push(json!({
+        "apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["reporting"],
+        "verbs": ["get", "patch", "watch"]}));
+    let api = KubeApi::start();
+    api.load(&objects);
+    for name in ["postgres-credentials", "redis-credentials"] {
+        api.put(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+                   "data": {"password": b64("unchanged-password"), "username": b64("app_user")}}),
+        );
+    }
+    api.put(
+        "statefulsets",
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": "reporting", "namespace": NS},
+               "spec": {"replicas": 1, "serviceName": "reporting",
+                        "updateStrategy": {"type": "OnDelete"},
+                        "selector": {"matchLabels": {"app": "reporting"}},
+                        "template": {"metadata": {"labels": {"app": "reporting"}},
+                                     "spec": {"containers": [{"name": "r", "image": "r:1",
+                                              "envFrom": [{"secretRef": {"name": "postgres-credentials"}}]}]}}}}),
+    );
+    let spec = crate::manifests::pod_spec(&objects, "credseal-rotate");
+    let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
+    let plan = volume(&api, &objects, &spec, "plan");
+    let out = Pod::credseal_under_test()
+        .in_cluster(&api, sa.path())
+        .container(&spec.containers[0], &[("plan", plan.path())], &|_, _| None)
+        .run();
+    assert_eq!(out.code, 211, "{}", out.stderr);
+    for verb in ["list", "delete"] {
+        let rule = format!(r#"resources: ["pods"], verbs: ["{verb}"]"#);
+        assert!(
+            out.stderr.contains(&rule),
+            "names the rule to add ({rule}): {}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        secret_value(&api, "postgres-credentials", "password"),
+        "unchanged-password"
+    );
+    assert!(
+        api.get("secrets", NS, "postgres-credentials-credseal-pending")
+            .is_none()
+    );
+    let patched: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && !r.path.contains("selfsubjectaccessreviews"))
+        .filter(|r| !r.path.contains("/events") && !r.path.contains("/leases"))
+        .collect();
+    assert!(patched.is_empty(), "nothing changed: {patched:?}");
+}
