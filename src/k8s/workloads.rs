@@ -56,6 +56,33 @@ impl std::fmt::Display for Workload {
     }
 }
 
+/// A workload found reading a Secret, and whether rolling it means deleting its pods (a
+/// StatefulSet or DaemonSet with the `OnDelete` update strategy, whose controller replaces a
+/// pod only once it is deleted).
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    pub workload: Workload,
+    pub deletes_pods: bool,
+}
+
+/// The names among `items` whose update strategy is `OnDelete`.
+fn on_delete<'a>(items: impl Iterator<Item = (&'a ObjectMeta, Option<&'a str>)>) -> Vec<String> {
+    items
+        .filter(|(_, strategy)| *strategy == Some("OnDelete"))
+        .filter_map(|(meta, _)| meta.name.clone())
+        .collect()
+}
+
+fn with_strategy(found: Vec<Workload>, deleting: &[String]) -> Vec<Consumer> {
+    found
+        .into_iter()
+        .map(|workload| Consumer {
+            deletes_pods: deleting.contains(&workload.name),
+            workload,
+        })
+        .collect()
+}
+
 /// Whether a pod spec reads the Secret: env `secretKeyRef`, `envFrom`, volumes, projected
 /// volumes, in containers and init containers.
 pub fn references_secret(spec: &PodSpec, secret: &str) -> bool {
@@ -231,14 +258,21 @@ impl Workloads {
 
     /// Every workload in `namespace` whose pods read `secret`. Lists page by page and keeps
     /// only the consumers of each page, so memory does not grow with the namespace.
-    pub async fn discover(&self, namespace: &str, secret: &str) -> Result<Vec<Workload>, K8sError> {
+    pub async fn discover(&self, namespace: &str, secret: &str) -> Result<Vec<Consumer>, K8sError> {
         let lp = ListParams::default();
         let what = |k: &str| format!("list {k} in {namespace}");
         let c = &self.client;
+        let plain = |found: Vec<Workload>| with_strategy(found, &[]);
         let mut out = list_filtered(
             &Api::<StatefulSet>::namespaced(c.clone(), namespace),
             &lp,
-            |p| consumers(namespace, secret, &p, &[], &[], &[]),
+            |p| {
+                let deleting = on_delete(p.iter().map(|s| {
+                    let strategy = s.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+                    (&s.metadata, strategy.and_then(|u| u.type_.as_deref()))
+                }));
+                with_strategy(consumers(namespace, secret, &p, &[], &[], &[]), &deleting)
+            },
         )
         .await
         .map_err(|e| K8sError::from_kube(what("statefulsets"), e))?;
@@ -246,7 +280,7 @@ impl Workloads {
             list_filtered(
                 &Api::<Deployment>::namespaced(c.clone(), namespace),
                 &lp,
-                |p| consumers(namespace, secret, &[], &p, &[], &[]),
+                |p| plain(consumers(namespace, secret, &[], &p, &[], &[])),
             )
             .await
             .map_err(|e| K8sError::from_kube(what("deployments"), e))?,
@@ -255,7 +289,13 @@ impl Workloads {
             list_filtered(
                 &Api::<DaemonSet>::namespaced(c.clone(), namespace),
                 &lp,
-                |p| consumers(namespace, secret, &[], &[], &p, &[]),
+                |p| {
+                    let deleting = on_delete(p.iter().map(|d| {
+                        let strategy = d.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+                        (&d.metadata, strategy.and_then(|u| u.type_.as_deref()))
+                    }));
+                    with_strategy(consumers(namespace, secret, &[], &[], &p, &[]), &deleting)
+                },
             )
             .await
             .map_err(|e| K8sError::from_kube(what("daemonsets"), e))?,
@@ -264,7 +304,7 @@ impl Workloads {
             list_filtered(
                 &Api::<CronJob>::namespaced(c.clone(), namespace),
                 &lp,
-                |p| consumers(namespace, secret, &[], &[], &[], &p),
+                |p| plain(consumers(namespace, secret, &[], &[], &[], &p)),
             )
             .await
             .map_err(|e| K8sError::from_kube(what("cronjobs"), e))?,
@@ -272,9 +312,8 @@ impl Workloads {
         Ok(out)
     }
 
-    /// Whether rolling `w` means deleting its pods: a StatefulSet or DaemonSet with the
-    /// `OnDelete` update strategy, whose controller replaces a pod only once it is deleted.
-    /// Answers from the object as it is now (a Role may need `list` and `delete` on pods for it).
+    /// Whether rolling `w` means deleting its pods (see [`Consumer`]), read from the object as
+    /// it is now: for a workload a plan names, which discovery may not have listed.
     pub async fn rolls_by_deleting_pods(&self, w: &Workload) -> Result<bool, K8sError> {
         let what = || format!("{}", w);
         let strategy = match w.kind {

@@ -23,31 +23,43 @@ impl Runner<'_> {
         let mut missing = access::denied(&client, &cluster_calls(cred))
             .await
             .map_err(kube_err)?;
-        // Each round needs what the one before allowed: listing finds the consumers, reading
-        // a set tells whether rolling it deletes its pods.
+        // Each round needs what the one before allowed: listing finds the consumers (and
+        // which of them roll by deleting their pods), which the next round asks about.
         if missing.is_empty() {
             let workloads = Workloads::new(client.clone());
-            let mut rolled = cred.rollout.also.clone();
-            if let Some(s) = cred.target.secret() {
-                let consumers = workloads
+            let consumers = match cred.target.secret() {
+                Some(s) => workloads
                     .discover(&s.namespace, &s.name)
                     .await
-                    .map_err(kube_err)?;
-                let wanted: Vec<Access> = consumers.iter().flat_map(workload_calls).collect();
-                missing = access::denied(&client, &wanted).await.map_err(kube_err)?;
-                rolled.extend(consumers);
-            }
+                    .map_err(kube_err)?,
+                None => Vec::new(),
+            };
+            let wanted: Vec<Access> = consumers
+                .iter()
+                .flat_map(|c| workload_calls(&c.workload))
+                .collect();
+            missing = access::denied(&client, &wanted).await.map_err(kube_err)?;
             if missing.is_empty() {
-                let mut wanted = Vec::new();
-                for w in &rolled {
-                    if workloads
-                        .rolls_by_deleting_pods(w)
-                        .await
-                        .map_err(kube_err)?
+                let mut deleting: Vec<&Workload> = consumers
+                    .iter()
+                    .filter(|c| c.deletes_pods)
+                    .map(|c| &c.workload)
+                    .collect();
+                for w in &cred.rollout.also {
+                    let listed = consumers.iter().any(|c| &c.workload == w);
+                    if !listed
+                        && workloads
+                            .rolls_by_deleting_pods(w)
+                            .await
+                            .map_err(kube_err)?
                     {
-                        wanted.extend(pod_calls(&w.namespace));
+                        deleting.push(w);
                     }
                 }
+                let wanted: Vec<Access> = deleting
+                    .iter()
+                    .flat_map(|w| pod_calls(&w.namespace))
+                    .collect();
                 missing = access::denied(&client, &wanted).await.map_err(kube_err)?;
             }
         }

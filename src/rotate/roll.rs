@@ -30,8 +30,8 @@ impl Runner<'_> {
         let stamp_name = match secret {
             Some(s) => {
                 for found in w.discover(&s.namespace, &s.name).await.map_err(kube_err)? {
-                    if !order.contains(&found) {
-                        order.push(found);
+                    if !order.contains(&found.workload) {
+                        order.push(found.workload);
                     }
                 }
                 s.name.clone()
