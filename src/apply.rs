@@ -11,7 +11,8 @@ use kube::api::ObjectMeta;
 use crate::k8s::K8sError;
 use crate::k8s::secrets::Secrets;
 use crate::manifest::{
-    self, GENERATION_ANNOTATION, ROTATED_KEYS_ANNOTATION, ScopeError, SecretValues,
+    self, GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ROTATED_KEYS_ANNOTATION, ScopeError,
+    SecretValues,
 };
 use crate::sops::keys::Keyring;
 use crate::sops::store::Format;
@@ -236,8 +237,8 @@ pub enum PullError {
 }
 
 /// Brings the values a rotation set on `live` into the Secret document `doc` (decrypted), so
-/// git catches up with the cluster: only the rotated keys and the generation annotation
-/// change, so every other value keeps its ciphertext when the file is written back. A value
+/// git catches up with the cluster: only the rotated keys and the generation and rotated-at
+/// annotations change, so every other value keeps its ciphertext when the file is written back. A value
 /// lands where the file keeps it: `stringData` as text, `data` as base64.
 pub fn pull_values(doc: &mut crate::sops::tree::Map, live: &Secret) -> Result<Pulled, PullError> {
     use crate::sops::path::{self, Step};
@@ -309,6 +310,22 @@ pub fn pull_values(doc: &mut crate::sops::tree::Map, live: &Secret) -> Result<Pu
     ];
     let value = Node::Str(crate::secret::SecretString::new(generation.to_string()));
     path::set(doc, &steps, value).map_err(path_err)?;
+    // When it was rotated follows too: the sidecar exports it as the rotation time an alert on
+    // the credential's age reads.
+    if let Some(at) = live
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATED_AT_ANNOTATION))
+    {
+        let steps = [
+            Step::Key("metadata".into()),
+            Step::Key("annotations".into()),
+            Step::Key(ROTATED_AT_ANNOTATION.into()),
+        ];
+        let value = Node::Str(crate::secret::SecretString::new(at.clone()));
+        path::set(doc, &steps, value).map_err(path_err)?;
+    }
     Ok(Pulled::Updated {
         keys: pulled,
         generation,

@@ -835,21 +835,23 @@ fn an_api_server_that_never_answers_fails_the_command() {
 }
 
 /// `pull` brings the rotated values back into the git file, churn-free: only the rotated
-/// value, the generation annotation, lastmodified and the MAC change; sops reads the result;
+/// value, the generation and rotated-at annotations, lastmodified and the MAC change; sops reads the result;
 /// the next apply has nothing to keep.
 #[test]
 fn pull_brings_rotated_values_back_into_git_churn_free() {
     let s = setup();
-    let file = s.encrypt(
-        "db.enc.yaml",
-        &secret_yaml(NS, "stale-pw", "    port: '5432'\n", Some(1)),
+    let yaml = secret_yaml(NS, "stale-pw", "    port: '5432'\n", Some(1)).replace(
+        "credseal.dev/generation: \"1\"\n",
+        "credseal.dev/generation: \"1\"\n        credseal.dev/rotated-at: \"1700000000\"\n",
     );
+    let file = s.encrypt("db.enc.yaml", &yaml);
     let before = std::fs::read_to_string(&file).unwrap();
     s.api.put(
         "secrets",
         json!({"apiVersion": "v1", "kind": "Secret",
                "metadata": {"name": "postgres-credentials", "namespace": NS,
                             "annotations": {"credseal.dev/generation": "3",
+                                            "credseal.dev/rotated-at": "1767225600",
                                             "credseal.dev/rotated-keys": "password,username"}},
                "data": {"password": crate::support::b64("rotated-pw"), "username": crate::support::b64("app_user"),
                         "port": crate::support::b64("5432")}}),
@@ -876,7 +878,12 @@ fn pull_brings_rotated_values_back_into_git_churn_free() {
         .collect();
     assert_eq!(
         kinds,
-        ["credseal.dev/generation", "password", "mac"],
+        [
+            "credseal.dev/generation",
+            "credseal.dev/rotated-at",
+            "password",
+            "mac"
+        ],
         "only the rotated value and what must follow it changed: {changed:?}"
     );
     let decrypted = Cmd::sops()
@@ -886,6 +893,10 @@ fn pull_brings_rotated_values_back_into_git_churn_free() {
         .run()
         .ok();
     assert_eq!(decrypted.text(), "rotated-pw");
+    assert!(
+        after.contains("credseal.dev/rotated-at: \"1767225600\""),
+        "the rotation time follows the cluster: {after}"
+    );
     // git has caught up: a second pull changes nothing, and apply keeps nothing.
     let again = s.credseal().arg("pull").arg(&file).run().ok();
     assert!(again.text().contains("up to date"), "{}", again.text());
