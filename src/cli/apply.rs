@@ -144,7 +144,10 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                     )
                     .await
                     {
-                        eprintln!("credseal: event on secret {ns}/{name} not recorded: {e}");
+                        eprintln!(
+                            "credseal: event on secret {ns}/{name} not recorded: {}",
+                            credseal::sops::error_text::with_causes(&e)
+                        );
                     }
                 }
             }

@@ -465,17 +465,12 @@ impl fmt::Debug for Failure {
     }
 }
 
-/// The error and its causes, `outer: inner` (each error's message leaves its source out, so
-/// each cause is said once).
+/// The error and its causes, `outer: inner`, as every error is written on one line.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, cause) in self.error.chain().enumerate() {
-            if i > 0 {
-                f.write_str(": ")?;
-            }
-            write!(f, "{cause}")?;
-        }
-        Ok(())
+        f.write_str(&credseal::sops::error_text::with_causes(
+            self.error.as_ref(),
+        ))
     }
 }
 

@@ -25,8 +25,11 @@ pub enum K8sError {
     /// An object the API returned that credseal cannot act on safely.
     #[error("{what}: {problem}")]
     Unusable { what: String, problem: String },
-    #[error("{what}: cannot reach the API server: {message}")]
-    Transport { what: String, message: String },
+    #[error("{what}: cannot reach the API server")]
+    Transport { what: String, source: kube::Error },
+    /// A watch the server ended at once, again and again (a proxy cutting long requests).
+    #[error("{what}: the watch ended as soon as it started")]
+    WatchEnded { what: String },
 }
 
 impl K8sError {
@@ -35,10 +38,7 @@ impl K8sError {
         let what = what.into();
         match e {
             kube::Error::Api(status) => from_status(what, &status),
-            other => K8sError::Transport {
-                what,
-                message: other.to_string(),
-            },
+            source => K8sError::Transport { what, source },
         }
     }
 

@@ -88,7 +88,7 @@ pub fn classify(what: &str, e: kube::Error) -> Failure {
 /// another try: the same rule as [`classify`], after the fact.
 pub fn is_transient(e: &K8sError) -> bool {
     match e {
-        K8sError::Transport { .. } => true,
+        K8sError::Transport { .. } | K8sError::WatchEnded { .. } => true,
         K8sError::Api { code, .. } => *code == 429 || *code >= 500,
         _ => false,
     }
@@ -189,9 +189,8 @@ where
                     // in case what the caller judges by is not in it (a pod's readiness).
                     self.events = None;
                     if started.elapsed() < SHORT_WATCH {
-                        let error = K8sError::Transport {
+                        let error = K8sError::WatchEnded {
                             what: self.what.clone(),
-                            message: "the watch ended as soon as it started".into(),
                         };
                         self.failed(Failure::Transient {
                             error,

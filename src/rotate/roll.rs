@@ -99,7 +99,8 @@ impl Runner<'_> {
                 .await
         {
             (self.audit)(format!(
-                "credseal audit: event {reason} on Secret/{ns}/{name} not recorded: {e}"
+                "credseal audit: event {reason} on Secret/{ns}/{name} not recorded: {}",
+                crate::sops::error_text::with_causes(&e)
             ));
         }
     }
@@ -130,7 +131,8 @@ impl Runner<'_> {
         .await
         {
             (self.audit)(format!(
-                "credseal audit: event {reason} on {w} not recorded: {e}"
+                "credseal audit: event {reason} on {w} not recorded: {}",
+                crate::sops::error_text::with_causes(&e)
             ));
         }
     }

@@ -4,13 +4,17 @@
 
 use std::error::Error;
 
-/// `outer: inner: …`, the error and every cause below it.
+/// `outer: inner: …`, the error and every cause below it. A cause the text already ends with
+/// is left out: some libraries' errors (hyper's) print their source and return it too.
 pub fn with_causes(e: &(dyn Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let c_text = c.to_string();
+        if !text.ends_with(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
         cause = c.source();
     }
     text
@@ -32,5 +36,24 @@ mod tests {
             source: std::io::Error::other("permission denied"),
         };
         assert_eq!(with_causes(&e), "reading db.enc.yaml: permission denied");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect): {source}")]
+    struct SaysItsSource {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_printed_by_the_error_above_it_is_not_repeated() {
+        let e = Outer {
+            source: std::io::Error::other(SaysItsSource {
+                source: std::io::Error::other("connection refused"),
+            }),
+        };
+        assert_eq!(
+            with_causes(&e),
+            "reading db.enc.yaml: client error (Connect): connection refused"
+        );
     }
 }
