@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 
 use crate::k8s::K8sError;
+use crate::k8s::error::{CONFLICT_ATTEMPTS, Conflict, retry_on_conflict};
 use crate::k8s::secrets::Secrets;
 use crate::secret::SecretString;
 use crate::sops::keys::{KeyError, Keyring, generate_identity};
@@ -19,7 +20,6 @@ pub const DEFAULT_NAMESPACE: &str = "credseal";
 /// Flux's conventional name, so `decryption.secretRef.name: sops-age` works unchanged.
 pub const DEFAULT_NAME: &str = "sops-age";
 const FIRST_KEY: &str = "age.agekey";
-const ATTEMPTS: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterKeyError {
@@ -39,7 +39,7 @@ pub enum ClusterKeyError {
         "secret {0}: refusing to retire the last identity (files encrypted to it could no longer be decrypted)"
     )]
     LastIdentity(String),
-    #[error("secret {0}: changed concurrently {ATTEMPTS} times in a row; try again")]
+    #[error("secret {0}: changed concurrently {CONFLICT_ATTEMPTS} times in a row; try again")]
     Contended(String),
 }
 
@@ -182,24 +182,30 @@ impl ClusterKey {
         &self,
         mut change: impl FnMut(&mut BTreeMap<String, ByteString>) -> Result<T, ClusterKeyError>,
     ) -> Result<T, ClusterKeyError> {
-        for _ in 0..ATTEMPTS {
-            let mut s = self
-                .secrets
-                .get(&self.name)
-                .await?
-                .ok_or_else(|| ClusterKeyError::Missing(self.what()))?;
-            let result = change(s.data.get_or_insert_with(BTreeMap::new))?;
-            match self.secrets.replace(&s).await {
-                Ok(_) => return Ok(result),
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ClusterKeyError::Contended(self.what()))
+        retry_on_conflict(
+            async || {
+                let mut s = self
+                    .secrets
+                    .get(&self.name)
+                    .await?
+                    .ok_or_else(|| ClusterKeyError::Missing(self.what()))?;
+                let result = change(s.data.get_or_insert_with(BTreeMap::new))?;
+                self.secrets.replace(&s).await?;
+                Ok(result)
+            },
+            || ClusterKeyError::Contended(self.what()),
+        )
+        .await
     }
 
     fn entries(&self, s: &Secret) -> Result<Vec<Entry>, ClusterKeyError> {
         entries_from(&self.what(), s.data.as_ref().unwrap_or(&BTreeMap::new()))
+    }
+}
+
+impl Conflict for ClusterKeyError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, ClusterKeyError::Kube(k) if k.is_conflict())
     }
 }
 
