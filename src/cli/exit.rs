@@ -336,6 +336,7 @@ mod cluster {
             match self {
                 ClusterKeyError::Kube(k) => k.code(),
                 ClusterKeyError::Missing(_) => Code::KubeError,
+                ClusterKeyError::Contended(_) => Code::KubeConflict,
                 _ => Code::Generic,
             }
         }

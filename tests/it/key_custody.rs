@@ -259,3 +259,36 @@ fn cluster_key_init_gives_each_namespace_its_own_key() {
     assert!(api.get("secrets", "a", "sops-age").is_some());
     assert!(api.get("secrets", "b", "sops-age").is_some());
 }
+
+/// `cluster-key add` is a read-modify-write of the key Secret guarded by its resourceVersion: a
+/// concurrent change (409) is read again and retried, so no identity is lost; one that keeps
+/// changing under it gives up with the conflict code and leaves the Secret as it was.
+#[test]
+fn cluster_key_add_retries_a_concurrent_change_and_gives_up_with_212() {
+    use crate::support::kube_api::Fault;
+    let api = crate::support::kube_api::KubeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "a");
+    let key = |action: &str| {
+        Cmd::credseal()
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["cluster-key", action, "--namespace", "a"])
+            .run()
+    };
+    let first = key("init").ok().text();
+    api.fail_next("update", "secrets", 2, Fault::Status(409));
+    let second = key("add").ok().text();
+    let shown = key("show").ok().text();
+    assert!(
+        shown.contains(first.trim()) && shown.contains(second.trim()),
+        "both identities kept: {shown}"
+    );
+    api.fail_next("update", "secrets", 5, Fault::Status(409));
+    let out = key("add").code(212);
+    assert!(
+        out.stderr.contains("changed concurrently 5 times in a row"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(key("show").ok().text(), shown, "nothing changed");
+}
