@@ -146,8 +146,7 @@ pub fn check_file(name: &str, bytes: &[u8], expect: &CheckAgainst<'_>) -> FileRe
 
 /// What makes a file read by content worth counting: something `check` judges.
 fn worth_judging(doc: &Map) -> bool {
-    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
-    kind == "Secret" || kind.ends_with("List") || doc.get(METADATA_KEY).is_some()
+    manifest::is_secret(doc) || manifest::is_list(doc) || doc.get(METADATA_KEY).is_some()
 }
 
 /// A file the SOPS store cannot read (a list or scalar document beside the mappings, a
@@ -236,8 +235,7 @@ impl Findings<'_> {
 /// A `kind: Secret` document, or one inside a `kind: List`: any value under `data` or
 /// `stringData` that is not an `ENC[...]` string, and names the API server refuses.
 fn judge_secrets(doc: &Map, location: &str, found: &mut Findings<'_>) {
-    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
-    if kind.ends_with("List") {
+    if manifest::is_list(doc) {
         if let Some(Node::Seq(items)) = doc.get("items") {
             for (j, item) in items.nodes().enumerate() {
                 if let Some(m) = item.as_map() {
@@ -247,7 +245,7 @@ fn judge_secrets(doc: &Map, location: &str, found: &mut Findings<'_>) {
         }
         return;
     }
-    if kind != "Secret" {
+    if !manifest::is_secret(doc) {
         return;
     }
     let meta = doc.get("metadata").and_then(Node::as_map);
@@ -327,8 +325,7 @@ fn judge_names(doc: &Map, location: &str, found: &mut Findings<'_>) {
 
 /// The namespaces named in clear by the Secrets of a document (also inside a `kind: List`).
 fn secret_namespaces(doc: &Map, out: &mut BTreeSet<String>) {
-    let kind = doc.get("kind").and_then(Node::as_str).unwrap_or("");
-    if kind.ends_with("List") {
+    if manifest::is_list(doc) {
         if let Some(Node::Seq(items)) = doc.get("items") {
             for item in items.nodes().filter_map(Node::as_map) {
                 secret_namespaces(item, out);
@@ -342,7 +339,7 @@ fn secret_namespaces(doc: &Map, out: &mut BTreeSet<String>) {
         .and_then(|m| m.get("namespace"))
         .and_then(Node::as_str)
         .filter(|n| !n.starts_with("ENC["));
-    if let (true, Some(ns)) = (kind == "Secret", namespace) {
+    if let (true, Some(ns)) = (manifest::is_secret(doc), namespace) {
         out.insert(ns.to_owned());
     }
 }

@@ -29,6 +29,12 @@ pub fn is_secret(doc: &Map) -> bool {
     matches!(doc.get("kind"), Some(Node::Str(k)) if k.expose() == "Secret")
 }
 
+/// Whether a document is a list of objects under `items` (`kind: List`, `SecretList`, …), as
+/// `kubectl get -o yaml` writes them: Secrets inside one are Secrets all the same.
+pub fn is_list(doc: &Map) -> bool {
+    matches!(doc.get("kind"), Some(Node::Str(k)) if k.expose().ends_with("List"))
+}
+
 /// Whether every document of a file is a Secret (then the Secret default applies).
 pub fn all_secrets(tree: &Tree) -> bool {
     !tree.documents.is_empty() && tree.documents.iter().all(is_secret)
