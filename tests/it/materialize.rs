@@ -328,6 +328,20 @@ fn sidecar_follows_updates_keeps_last_good_and_stops_on_sigterm() {
     for secret in ["first-password", "second-password", "third-password"] {
         assert!(!stderr.contains(secret), "log leaks a value: {stderr}");
     }
+    let lines: Vec<&str> = stderr.lines().collect();
+    let rendered = format!(
+        "credseal: rendered 1 Secrets into {} in ",
+        env.path("out").display()
+    );
+    let failed = "credseal: render failed, keeping the last good files: ";
+    assert_eq!(lines.len(), 5, "{stderr}");
+    for (line, prefix) in lines.iter().zip([&rendered, &rendered, failed, &rendered]) {
+        assert!(
+            line.starts_with(prefix),
+            "{line:?} does not start with {prefix:?}"
+        );
+    }
+    assert_eq!(lines[4], "credseal: stopping");
 }
 
 /// A reader that resolves `..data` once and reads every file never sees two versions mixed,
