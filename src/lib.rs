@@ -13,6 +13,7 @@ pub mod diff;
 pub mod fsx;
 #[cfg(feature = "cluster")]
 pub mod k8s;
+pub mod log;
 pub mod manifest;
 pub mod materialize;
 pub mod merge;

@@ -8,10 +8,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    cli::log::init(cli.log_format);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("credseal: {failure}");
+            cli::log::failure(&failure);
             ExitCode::from(failure.exit_code())
         }
     }

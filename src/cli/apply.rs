@@ -124,7 +124,11 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                     item.generation,
                     item.file.display()
                 );
-                eprintln!("credseal: secret {ns}/{name}: {message}");
+                tracing::warn!(
+                    target: crate::cli::log::CLI,
+                    secret = %format_args!("{ns}/{name}"),
+                    "secret {ns}/{name}: {message}"
+                );
                 if !args.dry_run {
                     let uid = credseal::k8s::secrets::Secrets::new(conn.client.clone(), ns)
                         .get(name)
@@ -144,9 +148,13 @@ pub fn run(args: Args, env: &Env) -> CliResult {
                     )
                     .await
                     {
-                        eprintln!(
-                            "credseal: event on secret {ns}/{name} not recorded: {}",
-                            credseal::sops::error_text::with_causes(&e)
+                        let error = credseal::sops::error_text::with_causes(&e);
+                        tracing::warn!(
+                            target: crate::cli::log::CLI,
+                            reason = "KeptRotatedValues",
+                            object = %format_args!("Secret/{ns}/{name}"),
+                            error,
+                            "event on secret {ns}/{name} not recorded: {error}"
                         );
                     }
                 }

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use credseal::secret::SecretString;
 
+/// `CREDSEAL_LOG_FORMAT`: `text` or `json`, like `--log-format` (read by clap, which names
+/// it in `--help` and refuses a value it does not know).
+pub const LOG_FORMAT: &str = "CREDSEAL_LOG_FORMAT";
+
 #[derive(Clone, Default)]
 pub struct Env {
     /// `SOPS_AGE_KEY`: identities inline, held zeroizing from the moment it is read.

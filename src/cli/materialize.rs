@@ -122,7 +122,14 @@ pub fn run(args: Args) -> CliResult {
     };
     if args.once {
         let n = materialize::once(&opts).map_err(Failure::from)?.len();
-        eprintln!("credseal: rendered {n} Secrets into {}", opts.out.display());
+        tracing::info!(
+            target: credseal::log::MATERIALIZE,
+            outcome = "rendered",
+            secrets = n,
+            out = %opts.out.display(),
+            "rendered {n} Secrets into {}",
+            opts.out.display()
+        );
         return Ok(());
     }
 
@@ -138,9 +145,7 @@ pub fn run(args: Args) -> CliResult {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Failure::new(Code::Generic, e))?;
     }
-    materialize::watch(&opts, &state, &stop, &mut |line| {
-        eprintln!("credseal: {line}")
-    });
-    eprintln!("credseal: stopping");
+    materialize::watch(&opts, &state, &stop);
+    tracing::info!(target: credseal::log::MATERIALIZE, outcome = "stopped", "stopping");
     Ok(())
 }

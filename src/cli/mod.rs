@@ -22,6 +22,7 @@ pub mod keygen;
 pub mod keyring;
 #[cfg(feature = "cluster")]
 pub mod kube;
+pub mod log;
 pub mod materialize;
 pub mod merge_driver;
 #[cfg(feature = "cluster")]
@@ -53,6 +54,18 @@ use credseal::sops::tree::Timestamp;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr (rotate's audit, the sidecar's renders, warnings, the final
+    /// error) as text or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = env::LOG_FORMAT,
+        hide_env_values = true,
+        default_value_t = log::LogFormat::Text
+    )]
+    pub log_format: log::LogFormat,
 }
 
 fn exit_help() -> String {

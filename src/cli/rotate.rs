@@ -88,7 +88,6 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         .unwrap_or(std::path::Path::new("."))
         .to_owned();
     let lookup = |name: &str| std::env::var(name).ok();
-    let mut audit = |line: String| eprintln!("{line}");
     let needs_cluster = creds.iter().any(|c| c.needs_cluster());
     runtime()?.block_on(async {
         let kube = match needs_cluster {
@@ -99,7 +98,6 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             keyring: &ring,
             env: &lookup,
             dry_run: args.dry_run,
-            audit: &mut audit,
             base_dir: &base_dir,
             kube,
             holder: holder_identity(),

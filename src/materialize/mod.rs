@@ -182,14 +182,9 @@ pub fn once(opts: &Options) -> Result<Vec<RenderedSecret>, MaterializeError> {
 }
 
 /// Renders, then re-renders whenever `--source` or `--keys` change, until `stop` is set. A bad
-/// update keeps the last good files and marks the state not ready; `log` gets one line per
-/// event (never a value).
-pub fn watch(
-    opts: &Options,
-    state: &health::Shared,
-    stop: &AtomicBool,
-    log: &mut dyn FnMut(String),
-) {
+/// update keeps the last good files and marks the state not ready. Each render is an event
+/// (never a value).
+pub fn watch(opts: &Options, state: &health::Shared, stop: &AtomicBool) {
     let dirs: Vec<&Path> = opts
         .source
         .iter()
@@ -210,21 +205,29 @@ pub fn watch(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .record_success(rendered);
-                    log(format!(
-                        "rendered {n} Secrets into {} in {:?}",
+                    let elapsed = started.elapsed();
+                    tracing::info!(
+                        target: crate::log::MATERIALIZE,
+                        outcome = "rendered",
+                        secrets = n,
+                        out = %opts.out.display(),
+                        elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                        "rendered {n} Secrets into {} in {elapsed:?}",
                         opts.out.display(),
-                        started.elapsed()
-                    ));
+                    );
                 }
                 Err(e) => {
                     state
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .record_failure();
-                    log(format!(
-                        "render failed, keeping the last good files: {}",
-                        crate::sops::error_text::with_causes(&e)
-                    ));
+                    let error = crate::sops::error_text::with_causes(&e);
+                    tracing::warn!(
+                        target: crate::log::MATERIALIZE,
+                        outcome = "failed",
+                        error,
+                        "render failed, keeping the last good files: {error}"
+                    );
                 }
             }
         }

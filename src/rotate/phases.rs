@@ -186,7 +186,8 @@ impl<S: Store, E: Engine> Rotation<'_, '_, S, E> {
         }
         p.phase = Phase::Committed;
         self.save(p).await?;
-        self.audit("commit", &format!("ok generation={}", p.generation));
+        self.runner
+            .audit(self.cred, "commit", "ok", Some(p.generation));
         if !operator {
             let message = format!("credseal committed generation {}", p.generation);
             (self.runner)
@@ -255,8 +256,8 @@ impl<S: Store, E: Engine> Rotation<'_, '_, S, E> {
         })
     }
 
-    fn audit(&mut self, step: &str, outcome: &str) {
-        self.runner.audit(self.cred, step, outcome);
+    fn audit(&self, step: &str, outcome: &str) {
+        self.runner.audit(self.cred, step, outcome, None);
     }
 
     fn failed(&self) -> impl Fn(StoreError) -> RotateError + '_ {

@@ -18,7 +18,7 @@ impl Runner<'_> {
     ) -> Result<(), RotateError> {
         let secret = cred.target.secret();
         if secret.is_none() && cred.rollout.also.is_empty() {
-            self.audit(cred, "roll", "ok (file target: nothing to roll)");
+            self.audit(cred, "roll", "ok (file target: nothing to roll)", None);
             return Ok(());
         }
         let kube_err = |source| RotateError::Kube {
@@ -46,9 +46,9 @@ impl Runner<'_> {
                 .stamp(workload, &key, &generation.to_string())
                 .await
                 .map_err(kube_err)?;
-            self.audit(cred, "roll", &format!("restarting {workload}"));
+            self.audit(cred, "roll", &format!("restarting {workload}"), None);
             if !w.wait(workload, timeout).await.map_err(kube_err)? {
-                self.audit(cred, "roll", &format!("failed {workload}"));
+                self.audit(cred, "roll", &format!("failed {workload}"), None);
                 let message = "credseal: rollout did not become healthy in time";
                 self.event(workload, uid, "RolloutFailed", message, "Warning")
                     .await;
@@ -68,13 +68,13 @@ impl Runner<'_> {
                 .await;
             done.push(workload.to_string());
         }
-        self.audit(cred, "roll", &format!("ok {} workloads", done.len()));
+        self.audit(cred, "roll", &format!("ok {} workloads", done.len()), None);
         Ok(())
     }
 
     /// Records an Event on the target Secret, if the credential has one.
     pub(crate) async fn event_on_secret(
-        &mut self,
+        &self,
         cred: &Credential,
         reason: &str,
         message: &str,
@@ -98,17 +98,14 @@ impl Runner<'_> {
             crate::k8s::events::record(client, &ns, "Secret", &name, uid, reason, message, type_)
                 .await
         {
-            (self.audit)(format!(
-                "credseal audit: event {reason} on Secret/{ns}/{name} not recorded: {}",
-                crate::sops::error_text::with_causes(&e)
-            ));
+            not_recorded(reason, &format!("Secret/{ns}/{name}"), &e);
         }
     }
 
     /// Records an Event on a workload (best effort: a missing permission is an audit line,
     /// not a failed rotation). Messages never carry a value.
     async fn event(
-        &mut self,
+        &self,
         w: &Workload,
         uid: Option<String>,
         reason: &str,
@@ -130,10 +127,19 @@ impl Runner<'_> {
         )
         .await
         {
-            (self.audit)(format!(
-                "credseal audit: event {reason} on {w} not recorded: {}",
-                crate::sops::error_text::with_causes(&e)
-            ));
+            not_recorded(reason, &w.to_string(), &e);
         }
     }
+}
+
+/// An Event that could not be recorded: worth a warning, not a failed rotation.
+fn not_recorded(reason: &str, object: &str, e: &crate::k8s::K8sError) {
+    let error = crate::sops::error_text::with_causes(e);
+    tracing::warn!(
+        target: crate::log::AUDIT,
+        reason,
+        object,
+        error,
+        "event {reason} on {object} not recorded: {error}"
+    );
 }

@@ -21,8 +21,6 @@ pub struct Runner<'a> {
     /// Looks up an environment variable (admin passwords given as `{env: NAME}`).
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub dry_run: bool,
-    /// One audit line per step; never a value.
-    pub audit: &'a mut dyn FnMut(String),
     pub base_dir: &'a Path,
     /// The cluster, for Secret targets and rollouts.
     pub kube: Option<kube::Client>,
@@ -85,7 +83,8 @@ impl<'a> Runner<'a> {
             let released = lock.release().await.map_err(locked);
             if let (Ok(_), Err(e)) = (&result, released) {
                 // The rotation is done; an unreleased lock only expires later.
-                self.audit(cred, "unlock", &crate::sops::error_text::with_causes(&e));
+                let outcome = crate::sops::error_text::with_causes(&e);
+                self.audit(cred, "unlock", &outcome, None);
             }
         }
         result
@@ -159,13 +158,23 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// One audit line: which credential, which step, how it went; never a value.
-    pub(crate) fn audit(&mut self, cred: &Credential, step: &str, outcome: &str) {
-        (self.audit)(format!(
-            "credseal audit: credential={} engine={} role={} step={step} outcome={outcome}",
-            cred.name,
-            cred.method.engine_name(),
-            cred.role
-        ));
+    /// One audit event: which credential, which step, how it went (and the generation a
+    /// commit recorded); never a value.
+    pub(crate) fn audit(
+        &self,
+        cred: &Credential,
+        step: &str,
+        outcome: &str,
+        generation: Option<u64>,
+    ) {
+        tracing::info!(
+            target: crate::log::AUDIT,
+            credential = %cred.name,
+            engine = cred.method.engine_name(),
+            role = %cred.role,
+            step,
+            outcome,
+            generation,
+        );
     }
 }

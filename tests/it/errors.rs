@@ -51,6 +51,28 @@ fn not_yaml() {
     assert!(out.stdout.is_empty());
 }
 
+/// With `--log-format json` the final error is a JSON line too (a log pipeline reads every
+/// line of stderr), its exit code a field.
+#[test]
+fn the_error_as_a_json_line() {
+    let s = setup();
+    let bad = write(s.dir.path(), "bad.yaml", "a: [unclosed\n  b: {\n");
+    let out = Cmd::credseal()
+        .key(&s.key)
+        .args(["decrypt", "--log-format", "json"])
+        .arg(&bad)
+        .run()
+        .code(2);
+    let event: serde_json::Value = serde_json::from_str(out.stderr.trim_end()).unwrap();
+    assert_eq!(event["level"], "ERROR", "{event}");
+    assert_eq!(event["target"], "credseal", "{event}");
+    assert_eq!(event["code"], 2, "{event}");
+    assert!(
+        event["message"].as_str().unwrap().contains("bad.yaml"),
+        "{event}"
+    );
+}
+
 #[test]
 fn not_a_sops_file() {
     let s = setup();

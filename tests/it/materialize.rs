@@ -328,6 +328,102 @@ fn sidecar_follows_updates_keeps_last_good_and_stops_on_sigterm() {
     for secret in ["first-password", "second-password", "third-password"] {
         assert!(!stderr.contains(secret), "log leaks a value: {stderr}");
     }
+    let lines: Vec<&str> = stderr.lines().collect();
+    let rendered = format!(
+        "credseal: rendered 1 Secrets into {} in ",
+        env.path("out").display()
+    );
+    let failed = "credseal: render failed, keeping the last good files: ";
+    assert_eq!(lines.len(), 5, "{stderr}");
+    for (line, prefix) in lines.iter().zip([&rendered, &rendered, failed, &rendered]) {
+        assert!(
+            line.starts_with(prefix),
+            "{line:?} does not start with {prefix:?}"
+        );
+    }
+    assert_eq!(lines[4], "credseal: stopping");
+}
+
+/// The sidecar with `--log-format json`: a render, a failed update and the stop are one JSON
+/// object each on stderr, with the outcome and counts as fields and no value anywhere.
+#[test]
+fn sidecar_logs_json_lines() {
+    let env = Env::new();
+    env.publish(env.encrypt(&secret_yaml("platform-services", "first-password")));
+    let port = free_port();
+    let mut cmd = Command::new(credseal_bin());
+    cmd.args([
+        "--log-format",
+        "json",
+        "materialize",
+        "--namespace",
+        "platform-services",
+    ])
+    .args([
+        "--interval",
+        "0.1",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .arg("--source")
+    .arg(env.path("source"))
+    .arg("--keys")
+    .arg(env.path("keys"))
+    .arg("--out")
+    .arg(env.path("out"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut sidecar = Sidecar(cmd.spawn().unwrap());
+    eventually("ready", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)
+    });
+    env.publish(b"sops: {}\nthis is not: [valid\n".to_vec());
+    eventually("not ready", || {
+        http_get(port, "/readyz").is_some_and(|(c, _)| c == 503)
+    });
+    Command::new("kill")
+        .args(["-TERM", &sidecar.0.id().to_string()])
+        .status()
+        .unwrap();
+    let mut stderr = String::new();
+    sidecar
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(sidecar.0.wait().unwrap().code(), Some(0));
+    assert!(
+        !stderr.contains("first-password"),
+        "log leaks a value: {stderr}"
+    );
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let outcomes: Vec<_> = events
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["rendered", "failed", "stopped"], "{stderr}");
+    for e in &events {
+        assert_eq!(e["target"], "credseal::materialize");
+        assert!(e["timestamp"].is_string(), "{e}");
+    }
+    assert_eq!(events[0]["level"], "INFO");
+    assert_eq!(events[0]["secrets"], 1);
+    assert_eq!(events[0]["out"], env.path("out").to_str().unwrap());
+    assert!(events[0]["elapsed_ms"].is_number(), "{}", events[0]);
+    assert_eq!(events[1]["level"], "WARN");
+    assert!(
+        events[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("postgres.enc.yaml"),
+        "the failure names the file: {}",
+        events[1]
+    );
 }
 
 /// A reader that resolves `..data` once and reads every file never sees two versions mixed,

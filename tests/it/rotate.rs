@@ -1161,3 +1161,81 @@ fn a_failed_role_lookup_at_retire_stops_the_run_and_claims_nothing() {
     assert!(!pending.exists());
     assert_eq!(pg.psql(expiry).unwrap().trim(), "f", "expired now");
 }
+
+/// `--log-format json`: every stderr line is one JSON object (RFC 3339 timestamp, level,
+/// target), the audit steps carry their fields as JSON values (the commit's generation a
+/// number), and no value is in any of them.
+#[test]
+fn audit_lines_as_json_for_a_log_pipeline() {
+    let r = Redis::start(&[("app", "old-redis-password")]);
+    let s = setup();
+    let target = s.target("app", "old-redis-password");
+    let plan = s.plan(&redis_plan(&r, "dual", "    rotateAfter: 1h\n"));
+    let out = s
+        .rotate_cmd(&plan)
+        .args(["--log-format", "json"])
+        .run()
+        .ok();
+    assert_eq!(
+        out.text(),
+        "app-cache: rotated (generation 1)\n",
+        "stdout stays text"
+    );
+    let (_, new) = current(&target, &keyring(&s.key));
+    out.never_shows(&new);
+    out.never_shows("old-redis-password");
+    let rfc3339 =
+        regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$").unwrap();
+    let mut steps = Vec::new();
+    for line in out.stderr.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{}", out.stderr));
+        let timestamp = event["timestamp"].as_str().unwrap();
+        assert!(rfc3339.is_match(timestamp), "{line}");
+        assert_eq!(event["target"], "credseal::audit", "{line}");
+        assert_eq!(event["level"], "INFO", "{line}");
+        assert_eq!(event["credential"], "app-cache", "{line}");
+        assert_eq!(event["engine"], "redis", "{line}");
+        assert_eq!(event["role"], "app", "{line}");
+        let step = event["step"].as_str().unwrap().to_owned();
+        let outcome = event["outcome"].as_str().unwrap().to_owned();
+        match step.as_str() {
+            "commit" => {
+                assert_eq!(event["generation"], 1, "{line}");
+                assert_eq!(outcome, "ok");
+            }
+            _ => assert!(event.get("generation").is_none(), "{line}"),
+        }
+        steps.push((step, outcome));
+    }
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "stage", "persist", "apply", "verify", "commit", "roll", "retire"
+        ],
+        "{}",
+        out.stderr
+    );
+    assert!(
+        steps[6].1.starts_with("ok old password removed;"),
+        "{steps:?}"
+    );
+
+    // The same through the environment; a value clap does not know is a usage error.
+    let out = s
+        .rotate_cmd(&plan)
+        .env("CREDSEAL_LOG_FORMAT", "json")
+        .run()
+        .ok();
+    assert_eq!(out.text(), "app-cache: not due\n");
+    let event: serde_json::Value = serde_json::from_str(out.stderr.trim()).unwrap();
+    assert_eq!(
+        (&event["step"], &event["outcome"]),
+        (&"check".into(), &"not-due".into())
+    );
+    s.rotate_cmd(&plan)
+        .env("CREDSEAL_LOG_FORMAT", "yaml")
+        .run()
+        .code(2);
+}
