@@ -10,7 +10,7 @@ pub mod clock;
 #[cfg(feature = "cluster")]
 pub mod cluster_key;
 pub mod diff;
-pub mod fsx;
+pub mod file_io;
 #[cfg(feature = "cluster")]
 pub mod k8s;
 pub mod log;

@@ -10,7 +10,7 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
 use credseal::apply::{self, Item, Outcome};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::materialize::inputs::{load_keyring, visible_files};
 use credseal::sops::file::EncryptedFile;
 use credseal::sops::store::Format;
@@ -82,7 +82,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
             .unwrap_or(conn.default_namespace.clone());
         let mut items: Vec<Item> = Vec::new();
         for file in files {
-            let bytes = fsx::read(&file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+            let bytes = file_io::read(&file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
             let found;
             let ring = match &mounted {
                 Some(ring) => ring,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::config::Config;
 
 /// A loaded config and the directory rule paths are relative to.
@@ -19,7 +19,7 @@ pub fn find(explicit: Option<&Path>, env_config: Option<&Path>) -> CliResult<Opt
         None => lookup(&std::env::current_dir().map_err(|e| Failure::new(Code::Generic, e))?),
     };
     let Some(path) = path else { return Ok(None) };
-    let text = fsx::read(&path).map_err(|e| Failure::new(Code::ErrorReadingConfig, e))?;
+    let text = file_io::read(&path).map_err(|e| Failure::new(Code::ErrorReadingConfig, e))?;
     let config = Config::parse(&text)
         .map_err(|e| Failure::from(e).context(format!("{}", path.display())))?;
     Ok(Some(Loaded { path, config }))

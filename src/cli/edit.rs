@@ -16,7 +16,7 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::{Input, InputType, Output};
 use crate::cli::keyring::split_command;
 use crate::cli::sopsfile::{emit_options, open, write_back};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::store::{self, Format};
 use credseal::sops::tree::Tree;
 
@@ -159,7 +159,7 @@ fn edit_until_valid(
                 format!("editor {} exited with {status}; file untouched", editor[0]),
             ));
         }
-        let edited = fsx::read(&tmp).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+        let edited = file_io::read(&tmp).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
         if edited == plain {
             return Err(unmodified(&name));
         }

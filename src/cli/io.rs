@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::store::{EmitOptions, Format};
 
 /// The input file and how to read it.
@@ -104,7 +104,7 @@ impl Input {
                 format!("{}: no such file", self.file.display()),
             ));
         }
-        fsx::read(&self.file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))
+        file_io::read(&self.file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))
     }
 
     pub fn input_format(&self) -> CliResult<Format> {
@@ -181,11 +181,11 @@ impl Output {
                     "--in-place cannot be used with standard input",
                 ));
             }
-            return fsx::write_atomic(&input.file, data, new_mode)
+            return file_io::write_atomic(&input.file, data, new_mode)
                 .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e));
         }
         if let Some(path) = &self.output {
-            return fsx::write_atomic(path, data, new_mode)
+            return file_io::write_atomic(path, data, new_mode)
                 .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e));
         }
         write_stdout(data)

@@ -10,7 +10,7 @@ use clap::Args as ClapArgs;
 
 use crate::cli::config::Loaded;
 use crate::cli::exit::{CliResult, Code, Failure};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::config::CreationRule;
 use credseal::sops::file::KeyPlan;
 use credseal::sops::master_key::{KeyKind, MasterKey};
@@ -50,7 +50,8 @@ pub fn plan(
             .chain(rule.map(|r| r.pgp_public_keys.iter()).into_iter().flatten())
             .map(|f| config_dir.join(f));
         for file in sources.pgp_public_keys.iter().cloned().chain(from_config) {
-            let bytes = fsx::read(&file).map_err(|e| Failure::new(Code::CouldNotRetrieveKey, e))?;
+            let bytes =
+                file_io::read(&file).map_err(|e| Failure::new(Code::CouldNotRetrieveKey, e))?;
             certs.extend(
                 PgpCert::parse_all(&bytes, &file.display().to_string())
                     .map_err(|e| Failure::new(Code::CouldNotRetrieveKey, e))?,

@@ -7,7 +7,7 @@ use clap::Args as ClapArgs;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::write_stdout;
 use crate::cli::now;
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::keys::generate_identity;
 
 #[derive(ClapArgs, Debug)]
@@ -21,7 +21,7 @@ pub fn run(args: Args) -> CliResult {
     let (identity, recipient) = generate_identity(&now().to_rfc3339());
     match args.output {
         Some(path) => {
-            fsx::create_new(&path, identity.expose().as_bytes(), 0o600)
+            file_io::create_new(&path, identity.expose().as_bytes(), 0o600)
                 .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))?;
             write_stdout(format!("{recipient}\n").as_bytes())
         }

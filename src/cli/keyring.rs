@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::cli::env::Env;
 use crate::cli::exit::CliResult;
-use credseal::fsx::FsError;
+use credseal::file_io::FsError;
 use credseal::secret::SecretBytes;
 use credseal::sops::keys::Keyring;
 use credseal::sops::metadata::Metadata;

@@ -9,7 +9,7 @@ use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
 use credseal::clock::SystemClock;
-use credseal::fsx;
+use credseal::file_io;
 use credseal::rotate::plan::Plan;
 use credseal::rotate::{Outcome, Runner};
 
@@ -41,7 +41,7 @@ pub struct Args {
 pub fn run(args: Args, env: &Env) -> CliResult {
     // FAILPOINTS=rotate::after-apply=panic … rehearses a crash after any step.
     let _failpoints = fail::FailScenario::setup();
-    let text = fsx::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+    let text = file_io::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
     let plan = Plan::parse(&text)
         .map_err(|e| Failure::from(e).context(args.plan.display().to_string()))?;
     if args.print_role {

@@ -8,7 +8,7 @@ use crate::cli::exit::in_file;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::io::Input;
 use crate::cli::{config, keyring, now};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::file::{Context, EncryptedFile, Opened};
 use credseal::sops::store::EmitOptions;
 use credseal::sops::walk::OsEntropy;
@@ -52,6 +52,6 @@ pub fn write_back(opened: &mut Opened, input: &Input, opts: &EmitOptions) -> Cli
 
 /// Replaces the input file with re-encrypted bytes, atomically (mode 0644 if it were new).
 pub fn replace(input: &Input, encrypted: &[u8]) -> CliResult {
-    fsx::write_atomic(&input.file, encrypted, 0o644)
+    file_io::write_atomic(&input.file, encrypted, 0o644)
         .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))
 }

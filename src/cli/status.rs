@@ -10,7 +10,7 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Coded, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::rotate::plan::Plan;
 use credseal::rotate::status::{self, CredentialStatus, LockState, Target};
 use credseal::sops::keys::Keyring;
@@ -43,7 +43,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
-    let text = fsx::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+    let text = file_io::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
     let plan = Plan::parse(&text)
         .map_err(|e| Failure::from(e).context(args.plan.display().to_string()))?;
     let creds: Vec<_> = plan

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::fsx::FsError;
+use crate::file_io::FsError;
 use crate::secret::SecretBytes;
 use crate::sops::keys::{KeyError, Keyring};
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::fsx::FsError;
+use crate::file_io::FsError;
 use crate::manifest::{
     self, GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION, ScopeError, SecretValues,
 };
@@ -107,7 +107,7 @@ pub fn render(opts: &Options) -> Result<(Payload, Vec<RenderedSecret>), Material
         }
         found_any = true;
         for path in &files {
-            let bytes = crate::fsx::read(path)?;
+            let bytes = crate::file_io::read(path)?;
             let found =
                 manifest::open_scoped(&bytes, Format::from_path(path), &ring, &opts.namespace)
                     .map_err(|source| MaterializeError::Scope {
@@ -137,7 +137,7 @@ pub fn render(opts: &Options) -> Result<(Payload, Vec<RenderedSecret>), Material
             if manifest::valid_key(&key) {
                 values.push((
                     key,
-                    crate::secret::SecretBytes::new(crate::fsx::read(&file)?),
+                    crate::secret::SecretBytes::new(crate::file_io::read(&file)?),
                 ));
             }
         }

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::fsx::FsError;
+use crate::file_io::FsError;
 use crate::manifest::valid_key;
 use crate::secret::SecretBytes;
 use crate::sops::tree::Timestamp;

@@ -70,7 +70,7 @@ impl Runner<'_> {
             }
             AdminPassword { file: Some(f), .. } => {
                 let p = self.base_dir.join(&f.path);
-                let bytes = crate::fsx::read(&p).map_err(|e| err(e.to_string()))?;
+                let bytes = crate::file_io::read(&p).map_err(|e| err(e.to_string()))?;
                 let opened = EncryptedFile::parse(&bytes, Format::from_path(&p))
                     .and_then(|e| e.open(self.keyring, false))
                     .map_err(|e| {

@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease as LeaseObject;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
-use crate::fsx;
+use crate::file_io;
 use crate::k8s::K8sError;
 use crate::k8s::access::Access;
 use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION};
@@ -387,7 +387,7 @@ pub fn file_lock(target: &Path) -> Result<LockState, StatusError> {
         return Ok(LockState::Free);
     };
     // The holder writes its name into the file once it has the lock.
-    let holder = fsx::read_to_string(&path)
+    let holder = file_io::read_to_string(&path)
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty());

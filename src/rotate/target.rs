@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::fsx;
+use crate::file_io;
 use crate::manifest::{GENERATION_ANNOTATION, ROTATED_AT_ANNOTATION};
 use crate::rotate::store::{Current, Pending, Phase};
 use crate::secret::SecretString;
@@ -20,7 +20,7 @@ use crate::sops::tree::{Map, Node, Timestamp, Tree};
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error(transparent)]
-    Fs(#[from] fsx::FsError),
+    Fs(#[from] file_io::FsError),
     #[error("{file}")]
     Sops { file: PathBuf, source: SopsError },
     #[error("{file}: {what}")]
@@ -83,7 +83,7 @@ impl<'a> FileTarget<'a> {
     }
 
     fn open(&self) -> Result<Opened, TargetError> {
-        let bytes = fsx::read(&self.path)?;
+        let bytes = file_io::read(&self.path)?;
         EncryptedFile::parse(&bytes, self.format())
             .and_then(|f| f.open(self.keyring, false))
             .map_err(sops_err(&self.path))
@@ -185,7 +185,7 @@ impl<'a> FileTarget<'a> {
             .map_err(shape)?;
         }
         let bytes = opened.seal(ctx, &self.opts).map_err(sops_err(&self.path))?;
-        fsx::write_atomic(&self.path, &bytes, 0o644)?;
+        file_io::write_atomic(&self.path, &bytes, 0o644)?;
         Ok(())
     }
 
@@ -194,7 +194,7 @@ impl<'a> FileTarget<'a> {
         if !path.exists() {
             return Ok(None);
         }
-        let bytes = fsx::read(&path)?;
+        let bytes = file_io::read(&path)?;
         let opened = EncryptedFile::parse(&bytes, Format::Yaml)
             .and_then(|f| f.open(self.keyring, false))
             .map_err(sops_err(&path))?;
@@ -224,7 +224,7 @@ impl<'a> FileTarget<'a> {
 
     /// Saves the pending record atomically, encrypted to the target file's recipients.
     pub fn save_pending(&self, p: &Pending, ctx: &mut Context<'_>) -> Result<(), TargetError> {
-        let bytes = fsx::read(&self.path)?;
+        let bytes = file_io::read(&self.path)?;
         let meta = store::load_encrypted(&bytes, self.format())
             .map_err(|e| sops_err(&self.path)(e.into()))?
             .1;
@@ -267,7 +267,7 @@ impl<'a> FileTarget<'a> {
             &self.opts,
         )
         .map_err(sops_err(&self.path))?;
-        fsx::write_atomic(&self.pending_path(), &out, 0o600)?;
+        file_io::write_atomic(&self.pending_path(), &out, 0o600)?;
         Ok(())
     }
 
@@ -276,7 +276,7 @@ impl<'a> FileTarget<'a> {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(fsx::FsError {
+            Err(source) => Err(file_io::FsError {
                 path,
                 action: "cannot remove",
                 source,

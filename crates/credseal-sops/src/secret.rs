@@ -104,7 +104,7 @@ impl SecretBytes {
 
 impl SecretBytes {
     /// Reads a whole file (an identities file) into a zeroizing buffer sized from the file's
-    /// length. The caller names the path in its error (see `fsx`).
+    /// length. The caller names the path in its error (see `file_io`).
     pub fn read_file(path: &Path) -> io::Result<SecretBytes> {
         let file = std::fs::File::open(path)?;
         let hint = file.metadata().map(|m| m.len() as usize).unwrap_or(0);

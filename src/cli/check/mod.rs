@@ -13,7 +13,7 @@ use crate::cli::env::Env;
 use crate::cli::exit::{CliResult, Code, Failure};
 use crate::cli::keyring;
 use credseal::check::{self, CheckAgainst, FileReport, Finding};
-use credseal::fsx;
+use credseal::file_io;
 use credseal::sops::keys::Keyring;
 use credseal::sops::master_key::{KeyKind, MasterKey};
 use report::Outcome;
@@ -77,7 +77,7 @@ fn judge(
         let bytes = if staged {
             git::staged_content(file)?
         } else {
-            fsx::read(file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?
+            file_io::read(file).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?
         };
         let (rule, keys) = match loaded {
             Some(l) => rule_of(l, file, &name, &mut outcome.findings),

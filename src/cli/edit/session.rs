@@ -21,7 +21,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::cli::exit::{CliResult, Code, Failure};
-use credseal::fsx;
+use credseal::file_io;
 
 const SIGNALS: [(i32, Signal, &str); 4] = [
     (SIGTERM, Signal::TERM, "SIGTERM"),
@@ -114,7 +114,7 @@ impl Session {
     /// Writes the plaintext, mode 0600, into the private directory.
     pub fn create_plaintext(&self, name: &str, data: &[u8]) -> CliResult<PathBuf> {
         let path = self.private_dir()?.join(name);
-        fsx::create_new(&path, data, 0o600)
+        file_io::create_new(&path, data, 0o600)
             .map_err(|e| Failure::new(Code::CouldNotWriteOutput, e))?;
         Ok(path)
     }
