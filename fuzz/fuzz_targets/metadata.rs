@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use credseal::sops::dotenv;
 use credseal::sops::json;
 use credseal::sops::keys::{Keyring, Recipient, generate_identity};
-use credseal::sops::metadata::Metadata;
+use credseal::sops::metadata::{Metadata, MetadataStore};
 use credseal::sops::tree::{Map, MapItem, Node};
 use libfuzzer_sys::fuzz_target;
 
@@ -112,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = ring().data_key(&meta);
 
-    let written = meta.to_node();
+    let written = meta.to_node(MetadataStore::Yaml);
     let read = Metadata::from_node(&written).expect("written metadata reads back");
     assert_eq!(meta.key_groups.len(), read.key_groups.len());
     for (a, b) in meta.key_groups.iter().zip(&read.key_groups) {
@@ -136,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(meta.selector, read.selector);
     assert_eq!(meta.mac_only_encrypted, read.mac_only_encrypted);
     assert!(
-        read.to_node() == written,
+        read.to_node(MetadataStore::Yaml) == written,
         "writing metadata is not a fixed point"
     );
 

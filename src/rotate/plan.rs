@@ -440,12 +440,12 @@ impl Default for PasswordPolicy {
 /// (`Instant::now() + timeout`, `now + grace`), which overflow and panic far beyond it.
 pub const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
 
-/// `90s`, `10m`, `24h`, `7d`, `2w`, or a sum like `1h30m` (humantime's syntax); at most
-/// [`MAX_DURATION_SECS`].
+/// `90s`, `10m`, `24h`, `7d`, `2w`, or a sum like `1h30m` (humantime's syntax); whole seconds
+/// (lastmodified and Lease times are), at most [`MAX_DURATION_SECS`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     humantime::parse_duration(s.trim())
         .ok()
-        .filter(|d| d.as_secs() <= MAX_DURATION_SECS)
+        .filter(|d| d.subsec_nanos() == 0 && d.as_secs() <= MAX_DURATION_SECS)
 }
 
 fn duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -620,6 +620,7 @@ mod tests {
         assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
         assert_eq!(parse_duration("3x"), None);
+        assert_eq!(parse_duration("1500ms"), None, "whole seconds only");
     }
 
     #[test]
