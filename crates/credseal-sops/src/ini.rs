@@ -68,6 +68,12 @@ pub enum IniError {
         "section [{section}]: the INI text written for it would not read back the same ({what}), so the file could not be opened again; nothing was written"
     )]
     WouldNotReadBack { section: String, what: String },
+    /// Writing: the data has a `[sops]` section of its own, which a reader would take for the
+    /// metadata (the first one wins), so the file could not be opened again.
+    #[error(
+        "the data has a [sops] section of its own, which would be read as the file's metadata; rename the section"
+    )]
+    MetadataSectionInData,
 }
 
 impl IniError {
@@ -80,6 +86,7 @@ impl IniError {
                 | IniError::ComplexValue { .. }
                 | IniError::EmptyName(_)
                 | IniError::WouldNotReadBack { .. }
+                | IniError::MetadataSectionInData
         )
     }
 }
@@ -543,6 +550,9 @@ pub fn emit(doc: &Map) -> Result<Vec<u8>, IniError> {
 /// sops 3.11 writes that section's keys in Go map order (a different order each run); credseal
 /// writes them sorted, as sops 3.13 does. Readers take any order.
 pub fn emit_encrypted(doc: &Map, meta: &Map) -> Result<Vec<u8>, IniError> {
+    if doc.get(METADATA_SECTION).is_some() {
+        return Err(IniError::MetadataSectionInData);
+    }
     let mut sections = Vec::new();
     from_map(doc, &mut sections)?;
     let mut flat = Map::new();
@@ -795,6 +805,16 @@ mod tests {
         let m = take_metadata(&mut back).unwrap().unwrap();
         assert_eq!(m, meta);
         assert_eq!(back, doc);
+    }
+
+    /// Found by the ini_store fuzz target: data with a `[sops]` section of its own was written
+    /// beside the metadata's, and the file then read the data's as its metadata.
+    #[test]
+    fn data_with_a_sops_section_is_refused_not_written() {
+        let doc = parse(b"[sops]\nage__list_0_DPY = x\n[app]\nk = v\n").unwrap();
+        let e = emit_encrypted(&doc, &Map::new()).unwrap_err();
+        assert!(matches!(e, IniError::MetadataSectionInData), "{e}");
+        assert!(e.is_write_error());
     }
 
     #[test]
