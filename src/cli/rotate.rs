@@ -1,6 +1,6 @@
 //! `credseal rotate --plan FILE [--only NAME] [--dry-run]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
 
@@ -10,7 +10,7 @@ use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
 use credseal::clock::SystemClock;
 use credseal::file_io;
-use credseal::rotate::plan::Plan;
+use credseal::rotate::plan::{Credential, Plan};
 use credseal::rotate::{Outcome, Runner};
 
 #[derive(ClapArgs, Debug)]
@@ -38,12 +38,40 @@ pub struct Args {
     pub kube: KubeArgs,
 }
 
+/// The rotation plan at `path`, for rotate and status.
+pub fn read_plan(path: &Path) -> CliResult<Plan> {
+    let text = file_io::read(path).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
+    Plan::parse(&text).map_err(|e| Failure::from(e).context(path.display().to_string()))
+}
+
+/// The plan's credentials, or only the one named by `--only` (which must exist).
+pub fn chosen<'p>(
+    plan: &'p Plan,
+    only: Option<&str>,
+    path: &Path,
+) -> CliResult<Vec<&'p Credential>> {
+    let creds: Vec<_> = plan
+        .credentials
+        .iter()
+        .filter(|c| only.is_none_or(|o| o == c.name))
+        .collect();
+    if creds.is_empty() {
+        return Err(Failure::msg(
+            Code::Generic,
+            format!(
+                "{}: no credential named {:?}",
+                path.display(),
+                only.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(creds)
+}
+
 pub fn run(args: Args, env: &Env) -> CliResult {
     // FAILPOINTS=rotate::after-apply=panic … rehearses a crash after any step.
     let _failpoints = fail::FailScenario::setup();
-    let text = file_io::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
-    let plan = Plan::parse(&text)
-        .map_err(|e| Failure::from(e).context(args.plan.display().to_string()))?;
+    let plan = read_plan(&args.plan)?;
     if args.print_role {
         let calls: Vec<_> = plan
             .credentials
@@ -59,21 +87,7 @@ pub fn run(args: Args, env: &Env) -> CliResult {
         }
         return Ok(());
     }
-    let creds: Vec<_> = plan
-        .credentials
-        .iter()
-        .filter(|c| args.only.as_deref().is_none_or(|o| o == c.name))
-        .collect();
-    if creds.is_empty() {
-        return Err(Failure::msg(
-            Code::Generic,
-            format!(
-                "{}: no credential named {:?}",
-                args.plan.display(),
-                args.only.unwrap_or_default()
-            ),
-        ));
-    }
+    let creds = chosen(&plan, args.only.as_deref(), &args.plan)?;
     let ring = keyring::load(env, None)?;
     let base_dir = args
         .plan

@@ -7,11 +7,10 @@ use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::cli::env::Env;
-use crate::cli::exit::{CliResult, Code, Coded, Failure};
+use crate::cli::exit::{CliResult, Coded, Failure};
 use crate::cli::keyring;
 use crate::cli::kube::{KubeArgs, connect, runtime};
-use credseal::file_io;
-use credseal::rotate::plan::Plan;
+use crate::cli::rotate::{chosen, read_plan};
 use credseal::rotate::status::{self, CredentialStatus, LockState, Target};
 use credseal::sops::keys::Keyring;
 use credseal::sops::tree::Timestamp;
@@ -43,24 +42,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args, env: &Env) -> CliResult {
-    let text = file_io::read(&args.plan).map_err(|e| Failure::new(Code::CouldNotReadInput, e))?;
-    let plan = Plan::parse(&text)
-        .map_err(|e| Failure::from(e).context(args.plan.display().to_string()))?;
-    let creds: Vec<_> = plan
-        .credentials
-        .iter()
-        .filter(|c| args.only.as_deref().is_none_or(|o| o == c.name))
-        .collect();
-    if creds.is_empty() {
-        return Err(Failure::msg(
-            Code::Generic,
-            format!(
-                "{}: no credential named {:?}",
-                args.plan.display(),
-                args.only.unwrap_or_default()
-            ),
-        ));
-    }
+    let plan = read_plan(&args.plan)?;
+    let creds = chosen(&plan, args.only.as_deref(), &args.plan)?;
     if args.print_role {
         let calls: Vec<_> = creds
             .iter()

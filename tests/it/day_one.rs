@@ -274,14 +274,30 @@ fn the_platform_deploys_and_rotates_with_its_own_rbac_in_empty_roots() {
     );
 }
 
-/// A consumer the rotator's Role does not cover (a Deployment added after the Role was
-/// written) is found before anything changes: the run exits 211 with the Role rule to add,
-/// and the Secret, the databases and the lock are as they were.
-#[test]
-fn a_consumer_the_role_does_not_cover_stops_the_rotation_before_it_starts() {
-    let objects = render("manifests/base");
+/// `reporting`, a workload of `kind` that reads postgres-credentials, with `spec` merged into
+/// its spec.
+fn reporting(kind: &str, spec: Value) -> Value {
+    let mut w = json!({"apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": "reporting", "namespace": NS},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reporting"}},
+                 "template": {"metadata": {"labels": {"app": "reporting"}},
+                              "spec": {"containers": [{"name": "r", "image": "r:1",
+                                       "envFrom": [{"secretRef": {"name": "postgres-credentials"}}]}]}}}});
+    for (k, v) in spec.as_object().unwrap() {
+        w["spec"][k] = v.clone();
+    }
+    w
+}
+
+/// The rendered `objects` in an API server with the two credential Secrets and `consumer` (a
+/// `resource`), and the rotator CronJob's container run once in it as the kubelet would.
+fn rotate_beside(
+    objects: &[Value],
+    resource: &str,
+    consumer: Value,
+) -> (KubeApi, crate::support::Out) {
     let api = KubeApi::start();
-    api.load(&objects);
+    api.load(objects);
     for name in ["postgres-credentials", "redis-credentials"] {
         api.put(
             "secrets",
@@ -289,22 +305,24 @@ fn a_consumer_the_role_does_not_cover_stops_the_rotation_before_it_starts() {
                    "data": {"password": b64("unchanged-password"), "username": b64("app_user")}}),
         );
     }
-    api.put(
-        "deployments",
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "reporting", "namespace": NS},
-               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "reporting"}},
-                        "template": {"metadata": {"labels": {"app": "reporting"}},
-                                     "spec": {"containers": [{"name": "r", "image": "r:1",
-                                              "envFrom": [{"secretRef": {"name": "postgres-credentials"}}]}]}}}}),
-    );
-    let spec = crate::manifests::pod_spec(&objects, "credseal-rotate");
+    api.put(resource, consumer);
+    let spec = crate::manifests::pod_spec(objects, "credseal-rotate");
     let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
-    let plan = volume(&api, &objects, &spec, "plan");
+    let plan = volume(&api, objects, &spec, "plan");
     let out = Pod::credseal_under_test()
         .in_cluster(&api, sa.path())
         .container(&spec.containers[0], &[("plan", plan.path())], &|_, _| None)
         .run();
+    (api, out)
+}
+
+/// A consumer the rotator's Role does not cover (a Deployment added after the Role was
+/// written) is found before anything changes: the run exits 211 with the Role rule to add,
+/// and the Secret, the databases and the lock are as they were.
+#[test]
+fn a_consumer_the_role_does_not_cover_stops_the_rotation_before_it_starts() {
+    let objects = render("manifests/base");
+    let (api, out) = rotate_beside(&objects, "deployments", reporting("Deployment", json!({})));
     assert_eq!(out.code, 211, "{}", out.stderr);
     assert!(
         out.stderr.contains(
@@ -340,33 +358,12 @@ fn an_on_delete_consumer_needs_its_pods_in_the_role_before_anything_changes() {
     role["rules"].as_array_mut().unwrap().push(json!({
         "apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": ["reporting"],
         "verbs": ["get", "patch", "watch"]}));
-    let api = KubeApi::start();
-    api.load(&objects);
-    for name in ["postgres-credentials", "redis-credentials"] {
-        api.put(
-            "secrets",
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
-                   "data": {"password": b64("unchanged-password"), "username": b64("app_user")}}),
-        );
-    }
-    api.put(
+    let on_delete = json!({"serviceName": "reporting", "updateStrategy": {"type": "OnDelete"}});
+    let (api, out) = rotate_beside(
+        &objects,
         "statefulsets",
-        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-               "metadata": {"name": "reporting", "namespace": NS},
-               "spec": {"replicas": 1, "serviceName": "reporting",
-                        "updateStrategy": {"type": "OnDelete"},
-                        "selector": {"matchLabels": {"app": "reporting"}},
-                        "template": {"metadata": {"labels": {"app": "reporting"}},
-                                     "spec": {"containers": [{"name": "r", "image": "r:1",
-                                              "envFrom": [{"secretRef": {"name": "postgres-credentials"}}]}]}}}}),
+        reporting("StatefulSet", on_delete),
     );
-    let spec = crate::manifests::pod_spec(&objects, "credseal-rotate");
-    let sa = api.service_account(NS, spec.service_account_name.as_deref().unwrap());
-    let plan = volume(&api, &objects, &spec, "plan");
-    let out = Pod::credseal_under_test()
-        .in_cluster(&api, sa.path())
-        .container(&spec.containers[0], &[("plan", plan.path())], &|_, _| None)
-        .run();
     assert_eq!(out.code, 211, "{}", out.stderr);
     for verb in ["list", "delete"] {
         let rule = format!(r#"resources: ["pods"], verbs: ["{verb}"]"#);
